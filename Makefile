@@ -1,0 +1,45 @@
+# Suite Subscriptions — the two commands a newcomer needs: `make run`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: help venv run test lint types pytest bench bench-quick clean
+
+help:
+	@echo "make run    - set up .venv, install, start the API on SQLite under ./var/"
+	@echo "make test   - set up .venv, install, then ruff, mypy --strict, pytest"
+	@echo "make bench  - full benchmarks; make bench-quick - the same at small sizes"
+
+# Re-install whenever the package metadata changes; a fresh clone gets everything.
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy --strict domain application
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+test: lint types pytest
+
+run: $(STAMP)
+	$(BIN)/suitesub serve
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

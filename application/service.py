@@ -1,0 +1,360 @@
+"""The Suite Subscriptions application: one method per command, plain-data queries.
+
+Commands load the Organization, let it decide (domain errors are raised
+before any event exists), and save. A save that loses an optimistic version
+race is retried on the fresh state, so the loser gets the answer the rules
+give *now* (``trial_already_used``, ``checkout_in_progress``…) instead of a
+storage error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import JSONTranscoder, RecordConflictError, Transcoding
+
+from application.catalog_loader import load_catalog
+from application.errors import ConcurrentModification, OrganizationNotFound
+from application.event_stream import select_organization_notifications
+from application.settings import database_settings
+from domain.access_view import access_view
+from domain.bundle_state import effective_state, start_trial_refusal, upgrade_refusal
+from domain.carry_over import who_may_start_trial
+from domain.catalog import Catalog
+from domain.clock import Clock
+from domain.errors import StateConflict
+from domain.events import OrganizationEvent
+from domain.facts import OrganizationFacts, facts_from_dict, facts_to_dict
+from domain.organization import Organization
+from domain.quote import Quote, UpgradeRequest
+from domain.tamper_evidence import event_data
+
+T = TypeVar("T")
+MAX_COMMAND_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What every command answers: the organization's new version and log position."""
+
+    organization_id: str
+    version: int
+    position: int | None
+    changed: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "organization_id": self.organization_id,
+            "version": self.version,
+            "position": self.position,
+        }
+
+
+class OrganizationFactsAsDict(Transcoding):
+    """Snapshots hold the aggregate's facts; store them in their JSON form."""
+
+    type = OrganizationFacts
+    name = "organization_facts"
+
+    def encode(self, obj: OrganizationFacts) -> dict[str, Any]:
+        return facts_to_dict(obj)
+
+    def decode(self, data: dict[str, Any]) -> OrganizationFacts:
+        return facts_from_dict(data)
+
+
+class SuiteSubscriptions(Application[UUID]):
+    name = "SuiteSubscriptions"
+    # Loading stays flat as a stream grows: read the latest snapshot, then at
+    # most this many events.
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Organization: 25}
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        clock: Clock,
+        catalog: Catalog | None = None,
+    ) -> None:
+        super().__init__(env)
+        self.clock = clock
+        self.catalog = catalog or load_catalog()
+
+    @classmethod
+    def from_database_url(
+        cls, url: str | None = None, *, clock: Clock, catalog: Catalog | None = None
+    ) -> SuiteSubscriptions:
+        """Construct on the store that ``url`` (default ``SUITE_DATABASE_URL``) names."""
+        settings = database_settings(url)
+        return cls(dict(settings.persistence_env), clock=clock, catalog=catalog)
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(OrganizationFactsAsDict())
+
+    # -- commands -------------------------------------------------------------
+
+    def register_organization(
+        self,
+        *,
+        name: str,
+        country: str,
+        owner_user_id: str,
+        organization_id: UUID | None = None,
+    ) -> CommandResult:
+        organization = Organization.register(
+            organization_id=organization_id or uuid4(),
+            name=name,
+            country=country,
+            owner_user_id=owner_user_id,
+            at=self.clock.now(),
+        )
+        return self._save(organization)
+
+    def record_standalone_subscription(
+        self,
+        organization_id: UUID,
+        *,
+        service: str,
+        seats: int,
+        billing_period: str,
+        amount_paid: int,
+        period_start: date,
+        period_end: date,
+        super_admin: str,
+        admins: list[str],
+        by: str | None = None,
+    ) -> CommandResult:
+        return self._command(
+            organization_id,
+            lambda org: org.record_standalone_subscription(
+                service=service,
+                seats=seats,
+                billing_period=billing_period,
+                amount_paid=amount_paid,
+                period_start=period_start,
+                period_end=period_end,
+                super_admin=super_admin,
+                admins=admins,
+                by=by,
+                at=self.clock.now(),
+                catalog=self.catalog,
+            ),
+        )
+
+    def change_service_admins(
+        self,
+        organization_id: UUID,
+        *,
+        service: str,
+        super_admin: str,
+        admins: list[str],
+        by: str,
+        by_operator: bool,
+    ) -> CommandResult:
+        return self._command(
+            organization_id,
+            lambda org: org.change_service_admins(
+                service=service,
+                super_admin=super_admin,
+                admins=admins,
+                by=by,
+                by_operator=by_operator,
+                at=self.clock.now(),
+                catalog=self.catalog,
+            ),
+        )
+
+    def start_trial(self, organization_id: UUID, *, by: str) -> CommandResult:
+        return self._command(
+            organization_id,
+            lambda org: org.start_trial(by=by, at=self.clock.now(), catalog=self.catalog),
+        )
+
+    def extend_trial(self, organization_id: UUID, *, by: str) -> CommandResult:
+        return self._command(
+            organization_id,
+            lambda org: org.extend_trial(by=by, at=self.clock.now(), catalog=self.catalog),
+        )
+
+    def cancel_trial(self, organization_id: UUID, *, by: str) -> CommandResult:
+        return self._command(
+            organization_id,
+            lambda org: org.cancel_trial(by=by, at=self.clock.now(), catalog=self.catalog),
+        )
+
+    def expire_trial(self, organization_id: UUID) -> CommandResult:
+        """Record TrialExpired if the trial's end has passed; idempotent."""
+        return self._command(organization_id, lambda org: org.expire_trial(at=self.clock.now()))
+
+    def begin_upgrade_checkout(
+        self,
+        organization_id: UUID,
+        *,
+        by: str,
+        request: UpgradeRequest,
+        billing_contact: dict[str, Any],
+        expected_total: int,
+        idempotency_key: str | None = None,
+        checkout_id: str | None = None,
+    ) -> tuple[CommandResult, str, Quote]:
+        """Record UpgradeCheckoutStarted: the step before any card is charged."""
+        checkout = checkout_id or f"chk_{uuid4().hex}"
+        quotes: list[Quote] = []
+
+        def begin(org: Organization) -> None:
+            quotes.append(
+                org.begin_checkout(
+                    checkout_id=checkout,
+                    by=by,
+                    request=request,
+                    billing_contact=billing_contact,
+                    expected_total=expected_total,
+                    idempotency_key=idempotency_key,
+                    at=self.clock.now(),
+                    catalog=self.catalog,
+                )
+            )
+
+        result = self._command(organization_id, begin)
+        return result, checkout, quotes[-1]
+
+    def complete_upgrade_checkout(
+        self, organization_id: UUID, *, checkout_id: str, payment: dict[str, Any]
+    ) -> CommandResult:
+        """Record UpgradePurchased and every StandaloneContractTerminated at once."""
+        return self._command(
+            organization_id,
+            lambda org: org.complete_checkout(
+                checkout_id=checkout_id, payment=payment, at=self.clock.now()
+            ),
+        )
+
+    def fail_upgrade_checkout(
+        self, organization_id: UUID, *, checkout_id: str, reason: str
+    ) -> CommandResult:
+        return self._command(
+            organization_id,
+            lambda org: org.fail_checkout(
+                checkout_id=checkout_id, reason=reason, at=self.clock.now()
+            ),
+        )
+
+    # -- queries --------------------------------------------------------------
+
+    def get_organization(self, organization_id: UUID) -> Organization:
+        try:
+            organization: Organization = self.repository.get(organization_id)
+        except AggregateNotFoundError:
+            raise OrganizationNotFound(organization_id) from None
+        return organization
+
+    def facts(self, organization_id: UUID) -> OrganizationFacts:
+        return self.get_organization(organization_id).facts
+
+    def trial_eligibility(self, organization_id: UUID, user_id: str) -> dict[str, Any]:
+        """May ``user_id`` start the trial now, and what would carry over?"""
+        organization = self.get_organization(organization_id)
+        facts = organization.facts
+        now = self.clock.now()
+        decision = who_may_start_trial(facts, user_id, now.date())
+        refusal = start_trial_refusal(facts, now)
+        if refusal is None and not decision.allowed:
+            refusal = "trial_initiator_cannot_carry_over"
+        usable = [
+            code
+            for code in decision.purchased
+            if (s := self.catalog.service(code)) and s.usable_in_bundle_during_trial
+        ]
+        return {
+            "organization_id": str(organization_id),
+            "user_id": user_id,
+            "eligible": refusal is None,
+            "reason": refusal,
+            "state": effective_state(facts, now),
+            "missing_admin_rights": list(decision.missing_admin_rights),
+            "super_admins": dict(decision.super_admins),
+            "carried_over": list(decision.purchased),
+            "usable_in_bundle": usable,
+            "standalone_only": [c for c in decision.purchased if c not in usable],
+            "trial_services": [
+                c for c in self.catalog.service_codes if c not in decision.purchased
+            ],
+            "trial_days": self.catalog.bundle.trial_days,
+            "version": organization.version,
+        }
+
+    def access(self, organization_id: UUID) -> dict[str, Any]:
+        """The access view computed from the aggregate (the write model)."""
+        position = self.recorder.max_notification_id()
+        organization = self.get_organization(organization_id)
+        view = access_view(organization.facts, self.catalog, self.clock.now()).to_dict()
+        return {"version": organization.version, "position": position or 0, **view}
+
+    def quote(self, organization_id: UUID, request: UpgradeRequest) -> Quote:
+        """Price an upgrade now; records nothing."""
+        organization = self.get_organization(organization_id)
+        refusal = upgrade_refusal(organization.facts, self.clock.now())
+        if refusal == "bundle_already_active":
+            raise StateConflict("The bundle is already active.", code=refusal)
+        return organization.quote(request, at=self.clock.now(), catalog=self.catalog)
+
+    def organization_events(
+        self, organization_id: UUID, *, after: int = 0, limit: int = 100
+    ) -> dict[str, Any]:
+        """The organization's stream, oldest first, a page at a time."""
+        self.get_organization(organization_id)  # 404 for unknown organizations
+        notifications = select_organization_notifications(
+            self.recorder, organization_id, after, limit + 1
+        )
+        page = notifications[:limit]
+        events = []
+        for notification in page:
+            event = self.mapper.to_domain_event(notification)
+            events.append({"position": notification.id, **describe_event(event)})
+        next_after = page[-1].id if len(notifications) > limit and page else None
+        return {"events": events, "next": next_after}
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _command(
+        self, organization_id: UUID, act: Callable[[Organization], object]
+    ) -> CommandResult:
+        for _attempt in range(MAX_COMMAND_ATTEMPTS):
+            organization = self.get_organization(organization_id)
+            act(organization)
+            try:
+                return self._save(organization)
+            except RecordConflictError:
+                continue  # someone else wrote first: decide again on fresh state
+        msg = "The organization changed concurrently; try again."
+        raise ConcurrentModification(msg)
+
+    def _save(self, organization: Organization) -> CommandResult:
+        recordings = self.save(organization)
+        position = recordings[-1].notification.id if recordings else None
+        return CommandResult(
+            organization_id=str(organization.id),
+            version=organization.version,
+            position=position,
+            changed=bool(recordings),
+        )
+
+
+def describe_event(event: Any) -> dict[str, Any]:
+    """An event as the API, the export and the audit tool show it."""
+    assert isinstance(event, OrganizationEvent)
+    data = event_data(dict(event.__dict__))
+    return {
+        "organization_id": str(event.originator_id),
+        "version": event.originator_version,
+        "type": type(event).__name__,
+        "at": event.timestamp.isoformat(),
+        "data": data,
+        "chain": event.chain,
+    }

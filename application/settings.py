@@ -1,0 +1,88 @@
+"""Settings from the environment, and the one mapping of ``SUITE_DATABASE_URL``
+onto the eventsourcing library's own environment variables.
+
+- ``memory://`` — in-process store, for tests;
+- ``sqlite:///var/suite.sqlite3`` (relative) or ``sqlite:////abs/path`` —
+  the embedded default, WAL mode, directory created;
+- ``postgresql://user:password@host:port/dbname`` — production.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+DEFAULT_DATABASE_URL = "sqlite:///var/suite.sqlite3"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; raised at start-up."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: str
+    kind: str  # "memory", "sqlite" or "postgres"
+    persistence_env: Mapping[str, str]
+    sqlite_path: Path | None = None
+
+    @property
+    def is_memory(self) -> bool:
+        return self.kind == "memory"
+
+
+def database_settings(url: str | None = None) -> DatabaseSettings:
+    """Parse a database URL (default: ``SUITE_DATABASE_URL``)."""
+    url = url or os.environ.get("SUITE_DATABASE_URL") or DEFAULT_DATABASE_URL
+    if url.startswith("memory://"):
+        return DatabaseSettings(url, "memory", {"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    if url.startswith("sqlite://"):
+        return _sqlite(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        return _postgres(url)
+    msg = (
+        f"SUITE_DATABASE_URL {url!r} is not understood: use memory://, "
+        "sqlite:///path/to/file.sqlite3 or postgresql://user@host:port/dbname"
+    )
+    raise SettingsError(msg)
+
+
+def _sqlite(url: str) -> DatabaseSettings:
+    raw_path = url[len("sqlite://") :]
+    if not raw_path.startswith("/") or raw_path == "/":
+        msg = f"SUITE_DATABASE_URL {url!r}: expected sqlite:///relative or sqlite:////absolute"
+        raise SettingsError(msg)
+    # sqlite:///var/x.db is relative (like SQLAlchemy); sqlite:////abs/x.db absolute.
+    path = Path(unquote(raw_path[1:]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(path),
+        # Writers wait for each other (several gunicorn workers share one file).
+        "SQLITE_LOCK_TIMEOUT": "30",
+    }
+    return DatabaseSettings(url, "sqlite", env, sqlite_path=path)
+
+
+def _postgres(url: str) -> DatabaseSettings:
+    parts = urlsplit(url)
+    dbname = parts.path.lstrip("/")
+    if not dbname:
+        msg = f"SUITE_DATABASE_URL {url!r} names no database"
+        raise SettingsError(msg)
+    query = parse_qs(parts.query)
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": unquote(dbname),
+        "POSTGRES_HOST": unquote(parts.hostname or "127.0.0.1"),
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_POOL_SIZE": query.get("pool_size", ["5"])[0],
+        "POSTGRES_MAX_OVERFLOW": query.get("max_overflow", ["10"])[0],
+        "POSTGRES_CONNECT_TIMEOUT": query.get("connect_timeout", ["5"])[0],
+    }
+    return DatabaseSettings(url, "postgres", env)

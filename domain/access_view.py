@@ -1,0 +1,123 @@
+"""The access view of SPEC §4 and §10: a pure function of (facts, catalog, now).
+
+The API, the projections (at read time) and the audit replay tool all call
+:func:`access_view`, so they can never disagree about what an organization
+could use at a given moment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from domain.bundle_state import available_actions, days_left, effective_state
+from domain.catalog import Catalog
+from domain.facts import BundleState, OrganizationFacts
+
+PAID, TRIAL, FREE, NONE = "paid", "trial", "free", "none"
+STANDALONE, BUNDLE = "standalone", "bundle"
+NOTE_AFTER_UPGRADE = "available in the bundle after upgrade"
+NOTE_DECISION = "the trial has ended: upgrade, extend or cancel in the bundle"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccess:
+    code: str
+    edition: str
+    contract: str
+    access: str
+    url: str | None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "code": self.code,
+            "edition": self.edition,
+            "contract": self.contract,
+            "access": self.access,
+            "url": self.url,
+        }
+        if self.note is not None:
+            data["note"] = self.note
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class BundleView:
+    code: str
+    state: str
+    trial_ends_at: datetime | None
+    days_left: int | None
+    extensions_used: int
+    available_actions: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "state": self.state,
+            "trial_ends_at": None if self.trial_ends_at is None else self.trial_ends_at.isoformat(),
+            "days_left": self.days_left,
+            "extensions_used": self.extensions_used,
+            "available_actions": list(self.available_actions),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AccessView:
+    organization_id: str
+    bundle: BundleView
+    services: tuple[ServiceAccess, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "organization_id": self.organization_id,
+            "bundle": self.bundle.to_dict(),
+            "services": [s.to_dict() for s in self.services],
+        }
+
+
+def service_access(
+    catalog: Catalog, org_id: str, code: str, state: str, purchased: bool
+) -> ServiceAccess:
+    """One cell of the SPEC §4 access matrix."""
+    service = catalog.service(code)
+    assert service is not None
+    standalone_url = catalog.standalone_url(code, org_id)
+    bundle_url = catalog.bundle_url(code, org_id)
+    if state == BundleState.ACTIVE:
+        return ServiceAccess(code, PAID, BUNDLE, BUNDLE, bundle_url)
+    if purchased:
+        if state == BundleState.TRIAL:
+            if service.usable_in_bundle_during_trial:
+                return ServiceAccess(code, PAID, STANDALONE, BUNDLE, bundle_url)
+            return ServiceAccess(
+                code, PAID, STANDALONE, STANDALONE, standalone_url, NOTE_AFTER_UPGRADE
+            )
+        return ServiceAccess(code, PAID, STANDALONE, STANDALONE, standalone_url)
+    if state == BundleState.TRIAL:
+        return ServiceAccess(code, TRIAL, BUNDLE, BUNDLE, bundle_url)
+    if state == BundleState.CANCELLED:
+        return ServiceAccess(code, FREE, NONE, STANDALONE, standalone_url)
+    if state == BundleState.TRIAL_EXPIRED:
+        return ServiceAccess(code, NONE, NONE, NONE, None, NOTE_DECISION)
+    return ServiceAccess(code, NONE, NONE, NONE, None)
+
+
+def access_view(facts: OrganizationFacts, catalog: Catalog, now: datetime) -> AccessView:
+    state = effective_state(facts, now)
+    purchased = set(facts.purchased_services(now.date()))
+    trial = facts.trial
+    bundle = BundleView(
+        code=catalog.bundle.code,
+        state=state,
+        trial_ends_at=None if trial is None else trial.ends_at,
+        days_left=days_left(facts, now),
+        extensions_used=0 if trial is None else trial.extensions_used,
+        available_actions=tuple(available_actions(facts, catalog.bundle, now)),
+    )
+    services = tuple(
+        service_access(catalog, facts.organization_id, code, state, code in purchased)
+        for code in catalog.service_codes
+    )
+    return AccessView(facts.organization_id, bundle, services)

@@ -1,0 +1,111 @@
+"""The bundle state machine of SPEC §4, read at a moment in time.
+
+``none`` → start trial → ``trial`` → (end passes) → ``trial_expired``;
+from ``trial`` or ``trial_expired``: upgrade → ``active``, cancel →
+``cancelled``, extend → ``trial``. From ``none`` or ``cancelled``: upgrade →
+``active``. One trial per organization in its life.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+from domain.catalog import Bundle
+from domain.facts import BundleState, OrganizationFacts
+
+START_TRIAL = "start_trial"
+EXTEND_TRIAL = "extend_trial"
+CANCEL_TRIAL = "cancel_trial"
+UPGRADE = "upgrade"
+ACTIONS = (START_TRIAL, EXTEND_TRIAL, CANCEL_TRIAL, UPGRADE)
+
+_DAY = timedelta(days=1)
+
+
+def effective_state(facts: OrganizationFacts, now: datetime) -> str:
+    """The state as every view must show it at ``now``.
+
+    A trial whose end has passed is ``trial_expired`` at once, whether or not
+    the expiry sweep has recorded ``TrialExpired`` yet.
+    """
+    if (
+        facts.bundle_state == BundleState.TRIAL
+        and facts.trial is not None
+        and now >= facts.trial.ends_at
+    ):
+        return BundleState.TRIAL_EXPIRED
+    return facts.bundle_state
+
+
+def days_left(facts: OrganizationFacts, now: datetime) -> int | None:
+    """Whole days left in the trial, rounded up; ``None`` outside a trial."""
+    state = effective_state(facts, now)
+    if facts.trial is None or state not in (BundleState.TRIAL, BundleState.TRIAL_EXPIRED):
+        return None
+    remaining = facts.trial.ends_at - now
+    if remaining <= timedelta(0):
+        return 0
+    return math.ceil(remaining / _DAY)
+
+
+def extension_window_opens(facts: OrganizationFacts, bundle: Bundle) -> datetime | None:
+    if facts.trial is None:
+        return None
+    return facts.trial.ends_at - timedelta(days=bundle.extension_window_days)
+
+
+def extension_refusal(facts: OrganizationFacts, bundle: Bundle, now: datetime) -> str | None:
+    """Why the trial cannot be extended now (an error code), or ``None``."""
+    state = effective_state(facts, now)
+    if state == BundleState.ACTIVE:
+        return "bundle_already_active"
+    if state not in (BundleState.TRIAL, BundleState.TRIAL_EXPIRED) or facts.trial is None:
+        return "trial_not_extendable"
+    if facts.trial.extensions_used >= bundle.max_extensions:
+        return "trial_extension_limit_reached"
+    opens = extension_window_opens(facts, bundle)
+    if state == BundleState.TRIAL and opens is not None and now < opens:
+        return "trial_not_extendable"
+    return None
+
+
+def cancellation_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
+    state = effective_state(facts, now)
+    if state == BundleState.ACTIVE:
+        return "bundle_already_active"
+    if state not in (BundleState.TRIAL, BundleState.TRIAL_EXPIRED):
+        return "trial_not_cancellable"
+    return None
+
+
+def start_trial_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
+    state = effective_state(facts, now)
+    if state == BundleState.ACTIVE:
+        return "bundle_already_active"
+    if facts.trial_used:
+        return "trial_already_used"
+    return None
+
+
+def upgrade_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
+    if effective_state(facts, now) == BundleState.ACTIVE:
+        return "bundle_already_active"
+    if facts.pending_checkout is not None:
+        return "checkout_in_progress"
+    return None
+
+
+def available_actions(facts: OrganizationFacts, bundle: Bundle, now: datetime) -> list[str]:
+    """Exactly the actions the state machine allows at ``now``, in a fixed order.
+
+    They depend on the organization and time only: whether the *acting user*
+    may take them is the carry-over rule's question (see the eligibility query).
+    """
+    allowed = {
+        START_TRIAL: start_trial_refusal(facts, now) is None,
+        EXTEND_TRIAL: extension_refusal(facts, bundle, now) is None,
+        CANCEL_TRIAL: cancellation_refusal(facts, now) is None,
+        UPGRADE: upgrade_refusal(facts, now) is None,
+    }
+    return [action for action in ACTIONS if allowed[action]]

@@ -1,0 +1,258 @@
+"""The catalog: services, the bundle, prices and add-ons.
+
+The catalog is data (a TOML document); this module is its model and the
+validation that turns a parsed document into that model. A malformed or
+inconsistent catalog is refused with a :class:`CatalogError` that names the
+source, the key and the problem, so a bad deploy fails at start-up rather
+than on the first quote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from domain.errors import CatalogError
+
+BILLING_PERIODS = ("monthly", "yearly")
+MONTHS_PER_PERIOD = {"monthly": 1, "yearly": 12}
+_CODE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    code: str
+    name: str
+    #: Whether a purchased standalone plan is usable inside the bundle during
+    #: a trial (CRM and SalesIQ in the default catalog).
+    usable_in_bundle_during_trial: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AddOn:
+    code: str
+    name: str
+    #: Price per unit per month, in the currency's minor units.
+    monthly_price: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    code: str
+    name: str
+    currency: str
+    services: tuple[str, ...]
+    trial_days: int
+    extension_days: int
+    max_extensions: int
+    #: An extension may be asked for from this many days before the trial ends.
+    extension_window_days: int
+    #: Price per user per month for each billing period, in minor units.
+    prices: Mapping[str, int]
+    add_ons: tuple[AddOn, ...]
+    tax_rate_percent: int
+
+    def price_per_user_month(self, billing_period: str) -> int:
+        return self.prices[billing_period]
+
+    def add_on(self, code: str) -> AddOn | None:
+        return next((a for a in self.add_ons if a.code == code), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    services: tuple[Service, ...]
+    bundle: Bundle
+    standalone_url_template: str
+    bundle_url_template: str
+
+    @property
+    def service_codes(self) -> tuple[str, ...]:
+        return tuple(s.code for s in self.services)
+
+    def service(self, code: str) -> Service | None:
+        return next((s for s in self.services if s.code == code), None)
+
+    def standalone_url(self, service: str, org_id: str) -> str:
+        return self.standalone_url_template.format(service=service, org_id=org_id)
+
+    def bundle_url(self, service: str, org_id: str) -> str:
+        return self.bundle_url_template.format(service=service, org_id=org_id)
+
+
+def parse_catalog(document: Mapping[str, Any], source: str) -> Catalog:
+    """Validate a parsed catalog document and build the model.
+
+    ``source`` names where the document came from (a file path) so that every
+    error message points at it.
+    """
+    reader = _Reader(source)
+    urls = reader.table(document, "urls")
+    standalone_url = reader.string(urls, "urls.standalone", "standalone")
+    bundle_url = reader.string(urls, "urls.bundle", "bundle")
+    for key, template in (("urls.standalone", standalone_url), ("urls.bundle", bundle_url)):
+        if "{service}" not in template or "{org_id}" not in template:
+            raise CatalogError(source, key, "must contain {service} and {org_id}")
+
+    raw_services = document.get("services")
+    if not isinstance(raw_services, list) or not raw_services:
+        raise CatalogError(source, "services", "must be a non-empty array of tables")
+    services: list[Service] = []
+    for index, raw in enumerate(raw_services):
+        key = f"services[{index}]"
+        if not isinstance(raw, Mapping):
+            raise CatalogError(source, key, "must be a table")
+        code = reader.code(raw, f"{key}.code")
+        if any(s.code == code for s in services):
+            raise CatalogError(source, f"{key}.code", f"duplicate service {code!r}")
+        services.append(
+            Service(
+                code=code,
+                name=reader.string(raw, f"{key}.name", "name"),
+                usable_in_bundle_during_trial=reader.boolean(
+                    raw,
+                    f"{key}.usable_in_bundle_during_trial",
+                    "usable_in_bundle_during_trial",
+                ),
+            )
+        )
+
+    raw_bundle = reader.table(document, "bundle")
+    currency = reader.string(raw_bundle, "bundle.currency", "currency")
+    if not _CURRENCY.match(currency):
+        raise CatalogError(source, "bundle.currency", "must be an ISO 4217 code")
+    bundle_services = raw_bundle.get("services")
+    if not isinstance(bundle_services, list) or not bundle_services:
+        raise CatalogError(source, "bundle.services", "must be a non-empty array")
+    known = {s.code for s in services}
+    for code in bundle_services:
+        if code not in known:
+            raise CatalogError(source, "bundle.services", f"unknown service {code!r}")
+    if len(set(bundle_services)) != len(bundle_services):
+        raise CatalogError(source, "bundle.services", "lists a service twice")
+
+    raw_prices = reader.table(raw_bundle, "prices", "bundle.prices")
+    prices: dict[str, int] = {}
+    for period in BILLING_PERIODS:
+        prices[period] = reader.amount(raw_prices, f"bundle.prices.{period}", period)
+    extra_periods = set(raw_prices) - set(BILLING_PERIODS)
+    if extra_periods:
+        raise CatalogError(
+            source, "bundle.prices", f"unknown billing period {sorted(extra_periods)[0]!r}"
+        )
+
+    raw_add_ons = raw_bundle.get("add_ons", [])
+    if not isinstance(raw_add_ons, list):
+        raise CatalogError(source, "bundle.add_ons", "must be an array of tables")
+    add_ons: list[AddOn] = []
+    for index, raw in enumerate(raw_add_ons):
+        key = f"bundle.add_ons[{index}]"
+        if not isinstance(raw, Mapping):
+            raise CatalogError(source, key, "must be a table")
+        code = reader.code(raw, f"{key}.code")
+        if any(a.code == code for a in add_ons):
+            raise CatalogError(source, f"{key}.code", f"duplicate add-on {code!r}")
+        add_ons.append(
+            AddOn(
+                code=code,
+                name=reader.string(raw, f"{key}.name", "name"),
+                monthly_price=reader.amount(raw, f"{key}.monthly_price", "monthly_price"),
+            )
+        )
+
+    tax = reader.integer(raw_bundle, "bundle.tax_rate_percent", "tax_rate_percent")
+    if not 0 <= tax <= 100:
+        raise CatalogError(source, "bundle.tax_rate_percent", "must be between 0 and 100")
+
+    bundle = Bundle(
+        code=reader.code(raw_bundle, "bundle.code"),
+        name=reader.string(raw_bundle, "bundle.name", "name"),
+        currency=currency,
+        services=tuple(bundle_services),
+        trial_days=reader.positive(raw_bundle, "bundle.trial_days", "trial_days"),
+        extension_days=reader.positive(raw_bundle, "bundle.extension_days", "extension_days"),
+        max_extensions=reader.integer(
+            raw_bundle, "bundle.max_extensions", "max_extensions", minimum=0
+        ),
+        extension_window_days=reader.integer(
+            raw_bundle, "bundle.extension_window_days", "extension_window_days", minimum=0
+        ),
+        prices=prices,
+        add_ons=tuple(add_ons),
+        tax_rate_percent=tax,
+    )
+    # Services outside the bundle have no place in an access view of the bundle.
+    in_bundle = set(bundle.services)
+    ordered = tuple(s for s in services if s.code in in_bundle)
+    return Catalog(
+        services=ordered,
+        bundle=bundle,
+        standalone_url_template=standalone_url,
+        bundle_url_template=bundle_url,
+    )
+
+
+class _Reader:
+    """Typed access to a parsed document, with errors naming the key."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def _get(self, table: Mapping[str, Any], key: str, name: str) -> Any:
+        if name not in table:
+            raise CatalogError(self.source, key, "is missing")
+        return table[name]
+
+    def table(
+        self, parent: Mapping[str, Any], name: str, key: str | None = None
+    ) -> Mapping[str, Any]:
+        value = self._get(parent, key or name, name)
+        if not isinstance(value, Mapping):
+            raise CatalogError(self.source, key or name, "must be a table")
+        return value
+
+    def string(self, table: Mapping[str, Any], key: str, name: str) -> str:
+        value = self._get(table, key, name)
+        if not isinstance(value, str) or not value.strip():
+            raise CatalogError(self.source, key, "must be a non-empty string")
+        return value
+
+    def code(self, table: Mapping[str, Any], key: str) -> str:
+        value = self.string(table, key, "code")
+        if not _CODE.match(value):
+            raise CatalogError(self.source, key, "must be lower-case letters, digits and '-'")
+        return value
+
+    def boolean(self, table: Mapping[str, Any], key: str, name: str) -> bool:
+        value = self._get(table, key, name)
+        if not isinstance(value, bool):
+            raise CatalogError(self.source, key, "must be true or false")
+        return value
+
+    def integer(
+        self, table: Mapping[str, Any], key: str, name: str, minimum: int | None = None
+    ) -> int:
+        value = self._get(table, key, name)
+        # bool is an int in Python; a price of `true` is a mistake, not 1.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CatalogError(self.source, key, "must be an integer")
+        if minimum is not None and value < minimum:
+            raise CatalogError(self.source, key, f"must be at least {minimum}")
+        return int(value)
+
+    def amount(self, table: Mapping[str, Any], key: str, name: str) -> int:
+        value = self._get(table, key, name)
+        if isinstance(value, float):
+            raise CatalogError(
+                self.source, key, "must be an integer amount of minor units, not a float"
+            )
+        amount = self.integer(table, key, name)
+        if amount < 0:
+            raise CatalogError(self.source, key, "must not be negative")
+        return amount
+
+    def positive(self, table: Mapping[str, Any], key: str, name: str) -> int:
+        return self.integer(table, key, name, minimum=1)

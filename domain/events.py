@@ -1,0 +1,278 @@
+"""The events of an organization's stream (SPEC §3), past tense, never edited.
+
+Every event's data is plain JSON (strings, integers, lists, objects): what is
+stored is exactly what was decided, and the tamper-evidence chain can be
+recomputed from the stored bytes. The library's ``timestamp`` is the
+business time ``at`` from the service's clock, never the wall clock.
+
+Each event *evolves* :class:`~domain.facts.OrganizationFacts` with a pure
+method, which the aggregate, the projections and the replay tool share.
+
+Changing an event's shape: bump ``class_version`` and add an
+``upcast_v{n}_v{n+1}`` static method (see docs/events.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+from domain.facts import (
+    BundleState,
+    ContractFacts,
+    OrganizationFacts,
+    PendingCheckout,
+    ServiceAdmins,
+    StandaloneSubscription,
+    TrialFacts,
+)
+
+
+class OrganizationEvent(Aggregate.Event):
+    """Base of every event on an organization's stream."""
+
+    #: Link of the per-organization hash chain (domain.tamper_evidence).
+    chain: str
+
+    @property
+    def at(self) -> datetime:
+        """The business time of the decision."""
+        return self.timestamp
+
+    @property
+    def type_name(self) -> str:
+        return type(self).__name__
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        raise NotImplementedError
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.facts = self.fold(aggregate.facts)
+
+    def fold(self, facts: OrganizationFacts | None) -> OrganizationFacts:
+        """The facts after this event (``facts`` is ``None`` before registration)."""
+        assert facts is not None, f"{self.type_name} cannot start a stream"
+        return replace(self.evolve(facts), chain_head=self.chain)
+
+
+class OrganizationRegistered(OrganizationEvent, Aggregate.Created):
+    name: str
+    country: str
+    owner_user_id: str
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.facts = self.fold(None)
+
+    def fold(self, facts: OrganizationFacts | None) -> OrganizationFacts:
+        return OrganizationFacts(
+            organization_id=str(self.originator_id),
+            name=self.name,
+            country=self.country,
+            owner_user_id=self.owner_user_id,
+            registered_at=self.timestamp,
+            chain_head=self.chain,
+        )
+
+
+class StandaloneSubscriptionRecorded(OrganizationEvent):
+    service: str
+    seats: int
+    billing_period: str
+    amount_paid: int
+    period_start: str
+    period_end: str
+    super_admin: str
+    admins: list[str]
+    by: str | None
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        subscription = StandaloneSubscription(
+            service=self.service,
+            seats=self.seats,
+            billing_period=self.billing_period,
+            amount_paid=self.amount_paid,
+            period_start=date.fromisoformat(self.period_start),
+            period_end=date.fromisoformat(self.period_end),
+        )
+        admins = ServiceAdmins(self.service, self.super_admin, tuple(self.admins))
+        facts = facts.with_subscription(subscription).with_admins(admins)
+        # A plan recorded anew is a new contract, even if an older one was ended.
+        return replace(
+            facts,
+            terminated_services=tuple(s for s in facts.terminated_services if s != self.service),
+        )
+
+
+class ServiceAdminsChanged(OrganizationEvent):
+    service: str
+    super_admin: str
+    admins: list[str]
+    by: str | None
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        return facts.with_admins(ServiceAdmins(self.service, self.super_admin, tuple(self.admins)))
+
+
+class TrialStarted(OrganizationEvent):
+    by: str
+    ends_at: str
+    carried_over: list[str]
+    usable_in_bundle: list[str]
+    standalone_only: list[str]
+    trial_services: list[str]
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        trial = TrialFacts(
+            started_at=self.timestamp,
+            started_by=self.by,
+            ends_at=datetime.fromisoformat(self.ends_at),
+            extensions_used=0,
+            carried_over=tuple(self.carried_over),
+            usable_in_bundle=tuple(self.usable_in_bundle),
+            standalone_only=tuple(self.standalone_only),
+            trial_services=tuple(self.trial_services),
+        )
+        return replace(facts, bundle_state=BundleState.TRIAL, trial=trial)
+
+
+class TrialExtended(OrganizationEvent):
+    by: str
+    previous_end: str
+    new_end: str
+    extension_number: int
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        assert facts.trial is not None
+        trial = replace(
+            facts.trial,
+            ends_at=datetime.fromisoformat(self.new_end),
+            extensions_used=self.extension_number,
+        )
+        return replace(facts, bundle_state=BundleState.TRIAL, trial=trial)
+
+
+class TrialExpired(OrganizationEvent):
+    ends_at: str
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        return replace(facts, bundle_state=BundleState.TRIAL_EXPIRED)
+
+
+class TrialCancelled(OrganizationEvent):
+    by: str
+    reason: str
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        return replace(
+            facts,
+            bundle_state=BundleState.CANCELLED,
+            cancelled_at=self.timestamp,
+            cancel_reason=self.reason,
+        )
+
+
+class ServiceDowngradedToFree(OrganizationEvent):
+    service: str
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        return replace(facts, downgraded_to_free=(*facts.downgraded_to_free, self.service))
+
+
+class UpgradeCheckoutStarted(OrganizationEvent):
+    checkout_id: str
+    by: str
+    quote: dict[str, Any]
+    add_ons: list[dict[str, Any]]
+    billing_contact: dict[str, Any]
+    idempotency_key: str | None
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        pending = PendingCheckout(
+            checkout_id=self.checkout_id,
+            by=self.by,
+            started_at=self.timestamp,
+            idempotency_key=self.idempotency_key,
+            quote=self.quote,
+            billing_contact=self.billing_contact,
+            add_ons=tuple((a["code"], a["quantity"]) for a in self.add_ons),
+        )
+        return replace(facts, pending_checkout=pending)
+
+
+class UpgradeCheckoutFailed(OrganizationEvent):
+    checkout_id: str
+    reason: str
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        return replace(facts, pending_checkout=None)
+
+
+class UpgradePurchased(OrganizationEvent):
+    checkout_id: str
+    by: str
+    currency: str
+    billing_period: str
+    seats: int
+    add_ons: list[dict[str, Any]]
+    lines: list[dict[str, Any]]
+    subtotal: int
+    credits: list[dict[str, Any]]
+    credit: int
+    tax: int
+    total: int
+    unapplied_credit: int
+    payment: dict[str, Any]
+    contract_start: str
+    contract_end: str
+    billing_contact: dict[str, Any]
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        contract = ContractFacts(
+            checkout_id=self.checkout_id,
+            billing_period=self.billing_period,
+            seats=self.seats,
+            add_ons=tuple((a["code"], a["quantity"]) for a in self.add_ons),
+            starts_at=datetime.fromisoformat(self.contract_start),
+            ends_at=datetime.fromisoformat(self.contract_end),
+            total=self.total,
+            charge_id=self.payment["charge_id"],
+        )
+        return replace(
+            facts,
+            bundle_state=BundleState.ACTIVE,
+            pending_checkout=None,
+            contract=contract,
+        )
+
+
+class StandaloneContractTerminated(OrganizationEvent):
+    checkout_id: str
+    service: str
+    remaining_days: int
+    amount_credited: int
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        return replace(facts, terminated_services=(*facts.terminated_services, self.service))
+
+
+EVENT_CLASSES: tuple[type[OrganizationEvent], ...] = (
+    OrganizationRegistered,
+    StandaloneSubscriptionRecorded,
+    ServiceAdminsChanged,
+    TrialStarted,
+    TrialExtended,
+    TrialExpired,
+    TrialCancelled,
+    ServiceDowngradedToFree,
+    UpgradeCheckoutStarted,
+    UpgradeCheckoutFailed,
+    UpgradePurchased,
+    StandaloneContractTerminated,
+)
+
+EVENTS_BY_NAME = {cls.__name__: cls for cls in EVENT_CLASSES}
+
+__all__ = ["EVENTS_BY_NAME", "EVENT_CLASSES", "OrganizationEvent"]

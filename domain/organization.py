@@ -1,0 +1,413 @@
+"""The Organization aggregate: one per organization, one stream of decisions.
+
+Each command method checks the rules first (raising a :class:`DomainError`
+before any event exists) and then triggers exactly the events of SPEC §3.
+All state lives in ``self.facts``; events evolve it (see ``domain.events``).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain import events as ev
+from domain.bundle_state import (
+    cancellation_refusal,
+    effective_state,
+    extension_refusal,
+    start_trial_refusal,
+    upgrade_refusal,
+)
+from domain.carry_over import CarryOverDecision, may_act_on_bundle, who_may_start_trial
+from domain.catalog import BILLING_PERIODS, Catalog
+from domain.clock import ensure_utc
+from domain.errors import InvalidRequest, NotAllowed, NotFound, StateConflict
+from domain.facts import GENESIS_LINK, BundleState, OrganizationFacts
+from domain.quote import Quote, UpgradeRequest, compute_quote
+from domain.tamper_evidence import chain_link, event_data
+
+MAX_NAME_LENGTH = 200
+
+
+class Organization(Aggregate):
+    facts: OrganizationFacts
+
+    def __init__(self) -> None:
+        """The registration event sets ``facts`` (see OrganizationRegistered)."""
+
+    # -- construction ------------------------------------------------------
+
+    @classmethod
+    def register(
+        cls,
+        *,
+        organization_id: UUID,
+        name: str,
+        country: str,
+        owner_user_id: str,
+        at: datetime,
+    ) -> Organization:
+        name = name.strip()
+        errors: dict[str, list[str]] = {}
+        if not name or len(name) > MAX_NAME_LENGTH:
+            errors["name"] = [f"must be 1 to {MAX_NAME_LENGTH} characters"]
+        if len(country) != 2 or not country.isascii() or not country.isupper():
+            errors["country"] = ["must be an ISO 3166-1 alpha-2 code such as 'JP'"]
+        if not owner_user_id.strip():
+            errors["owner_user_id"] = ["must not be empty"]
+        if errors:
+            raise InvalidRequest("The organization is invalid.", details={"fields": errors})
+        at = ensure_utc(at)
+        data: dict[str, Any] = {
+            "name": name,
+            "country": country,
+            "owner_user_id": owner_user_id,
+        }
+        link = chain_link(
+            GENESIS_LINK,
+            str(organization_id),
+            cls.INITIAL_VERSION,
+            ev.OrganizationRegistered.__name__,
+            at,
+            data,
+        )
+        return cls._create(
+            ev.OrganizationRegistered,
+            id=organization_id,
+            timestamp=at,
+            chain=link,
+            **data,
+        )
+
+    def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
+        """Add the hash-chain link before the event exists, so it is stored with it."""
+        at = ensure_utc(kwargs["timestamp"])
+        kwargs["timestamp"] = at
+        kwargs["chain"] = chain_link(
+            self.facts.chain_head,
+            str(self.id),
+            self.version + 1,
+            event_class.__name__,
+            at,
+            event_data(kwargs),
+        )
+        super().trigger_event(event_class, **kwargs)
+
+    # -- standalone plans and admins ----------------------------------------
+
+    def record_standalone_subscription(
+        self,
+        *,
+        service: str,
+        seats: int,
+        billing_period: str,
+        amount_paid: int,
+        period_start: date,
+        period_end: date,
+        super_admin: str,
+        admins: list[str],
+        by: str | None,
+        at: datetime,
+        catalog: Catalog,
+    ) -> None:
+        self._require_service(service, catalog)
+        errors: dict[str, list[str]] = {}
+        if seats < 1:
+            errors["seats"] = ["must be at least 1"]
+        if billing_period not in BILLING_PERIODS:
+            errors["billing_period"] = [f"must be one of {', '.join(BILLING_PERIODS)}"]
+        if amount_paid < 0:
+            errors["amount_paid"] = ["must not be negative"]
+        if period_end <= period_start:
+            errors["period_end"] = ["must be after period_start"]
+        if not super_admin.strip():
+            errors["super_admin"] = ["must not be empty"]
+        if errors:
+            raise InvalidRequest(
+                "The standalone subscription is invalid.", details={"fields": errors}
+            )
+        if effective_state(self.facts, at) == BundleState.ACTIVE:
+            raise StateConflict(
+                "The bundle is active: its services are no longer sold standalone.",
+                code="bundle_already_active",
+            )
+        self.trigger_event(
+            ev.StandaloneSubscriptionRecorded,
+            timestamp=at,
+            service=service,
+            seats=seats,
+            billing_period=billing_period,
+            amount_paid=amount_paid,
+            period_start=period_start.isoformat(),
+            period_end=period_end.isoformat(),
+            super_admin=super_admin,
+            admins=_unique(admins),
+            by=by,
+        )
+
+    def change_service_admins(
+        self,
+        *,
+        service: str,
+        super_admin: str,
+        admins: list[str],
+        by: str,
+        by_operator: bool,
+        at: datetime,
+        catalog: Catalog,
+    ) -> None:
+        self._require_service(service, catalog)
+        if not super_admin.strip():
+            raise InvalidRequest(
+                "The super admin is invalid.",
+                details={"fields": {"super_admin": ["must not be empty"]}},
+            )
+        current = self.facts.admins_of(service)
+        if not by_operator and (current is None or current.super_admin != by):
+            raise NotAllowed(
+                f"Only the super admin of {service} or an operator may change its admins.",
+                code="not_service_super_admin",
+                details={
+                    "service": service,
+                    "super_admin": None if current is None else current.super_admin,
+                },
+            )
+        self.trigger_event(
+            ev.ServiceAdminsChanged,
+            timestamp=at,
+            service=service,
+            super_admin=super_admin,
+            admins=_unique(admins),
+            by=by,
+        )
+
+    # -- the trial ------------------------------------------------------------
+
+    def start_trial(self, *, by: str, at: datetime, catalog: Catalog) -> None:
+        refusal = start_trial_refusal(self.facts, at)
+        if refusal is not None:
+            raise StateConflict(_CONFLICT_MESSAGES[refusal], code=refusal)
+        decision = who_may_start_trial(self.facts, by, at.date())
+        if not decision.allowed:
+            raise _carry_over_refusal(decision, "trial_initiator_cannot_carry_over")
+        purchased = decision.purchased
+        usable = [
+            code
+            for code in purchased
+            if (service := catalog.service(code)) and service.usable_in_bundle_during_trial
+        ]
+        self.trigger_event(
+            ev.TrialStarted,
+            timestamp=at,
+            by=by,
+            ends_at=(at + timedelta(days=catalog.bundle.trial_days)).isoformat(),
+            carried_over=list(purchased),
+            usable_in_bundle=usable,
+            standalone_only=[code for code in purchased if code not in usable],
+            trial_services=[c for c in catalog.service_codes if c not in purchased],
+        )
+
+    def extend_trial(self, *, by: str, at: datetime, catalog: Catalog) -> None:
+        refusal = extension_refusal(self.facts, catalog.bundle, at)
+        if refusal is not None:
+            raise StateConflict(
+                _CONFLICT_MESSAGES[refusal], code=refusal, details=self._trial_details()
+            )
+        self._require_bundle_rights(by, at)
+        trial = self.facts.trial
+        assert trial is not None
+        new_end = max(trial.ends_at, at) + timedelta(days=catalog.bundle.extension_days)
+        self.trigger_event(
+            ev.TrialExtended,
+            timestamp=at,
+            by=by,
+            previous_end=trial.ends_at.isoformat(),
+            new_end=new_end.isoformat(),
+            extension_number=trial.extensions_used + 1,
+        )
+
+    def cancel_trial(self, *, by: str, at: datetime, catalog: Catalog) -> None:
+        refusal = cancellation_refusal(self.facts, at)
+        if refusal is not None:
+            raise StateConflict(_CONFLICT_MESSAGES[refusal], code=refusal)
+        self._require_bundle_rights(by, at)
+        during_trial = effective_state(self.facts, at) == BundleState.TRIAL
+        purchased = set(self.facts.purchased_services(at.date()))
+        self.trigger_event(
+            ev.TrialCancelled,
+            timestamp=at,
+            by=by,
+            reason="user_request" if during_trial else "after_expiry",
+        )
+        for code in catalog.service_codes:
+            if code not in purchased:
+                self.trigger_event(ev.ServiceDowngradedToFree, timestamp=at, service=code)
+
+    def expire_trial(self, *, at: datetime) -> bool:
+        """Record that the trial's end passed with no decision; ``False`` if not due."""
+        trial = self.facts.trial
+        if self.facts.bundle_state != BundleState.TRIAL or trial is None:
+            return False
+        if at < trial.ends_at:
+            return False
+        self.trigger_event(ev.TrialExpired, timestamp=at, ends_at=trial.ends_at.isoformat())
+        return True
+
+    # -- the upgrade -------------------------------------------------------------
+
+    def quote(self, request: UpgradeRequest, *, at: datetime, catalog: Catalog) -> Quote:
+        running = self.facts.running_subscriptions(at.date())
+        return compute_quote(catalog.bundle, request, running, at)
+
+    def begin_checkout(
+        self,
+        *,
+        checkout_id: str,
+        by: str,
+        request: UpgradeRequest,
+        billing_contact: dict[str, Any],
+        expected_total: int,
+        idempotency_key: str | None,
+        at: datetime,
+        catalog: Catalog,
+    ) -> Quote:
+        refusal = upgrade_refusal(self.facts, at)
+        if refusal is not None:
+            raise StateConflict(_CONFLICT_MESSAGES[refusal], code=refusal)
+        self._require_bundle_rights(by, at)
+        quote = self.quote(request, at=at, catalog=catalog)
+        if quote.total != expected_total:
+            raise StateConflict(
+                "The price changed since the quote was shown; confirm the new total.",
+                code="quote_changed",
+                details={"expected_total": expected_total, "quote": quote.to_dict()},
+            )
+        self.trigger_event(
+            ev.UpgradeCheckoutStarted,
+            timestamp=at,
+            checkout_id=checkout_id,
+            by=by,
+            quote=quote.to_dict(),
+            add_ons=[{"code": a.code, "quantity": a.quantity} for a in request.add_ons],
+            billing_contact=dict(billing_contact),
+            idempotency_key=idempotency_key,
+        )
+        return quote
+
+    def complete_checkout(self, *, checkout_id: str, payment: dict[str, Any], at: datetime) -> bool:
+        """Record the purchase the gateway confirmed; ``False`` if already recorded."""
+        if self._already_purchased(checkout_id):
+            return False
+        pending = self._require_pending(checkout_id)
+        quote = pending.quote
+        self.trigger_event(
+            ev.UpgradePurchased,
+            timestamp=at,
+            checkout_id=checkout_id,
+            by=pending.by,
+            currency=quote["currency"],
+            billing_period=quote["billing_period"],
+            seats=quote["seats"],
+            add_ons=[{"code": code, "quantity": qty} for code, qty in pending.add_ons],
+            lines=quote["lines"],
+            subtotal=quote["subtotal"],
+            credits=quote["credits"],
+            credit=quote["credit"],
+            tax=quote["tax"],
+            total=quote["total"],
+            unapplied_credit=quote["unapplied_credit"],
+            payment=dict(payment),
+            contract_start=quote["contract_start"],
+            contract_end=quote["contract_end"],
+            billing_contact=pending.billing_contact,
+        )
+        for credit in quote["credits"]:
+            self.trigger_event(
+                ev.StandaloneContractTerminated,
+                timestamp=at,
+                checkout_id=checkout_id,
+                service=credit["service"],
+                remaining_days=credit["remaining_days"],
+                amount_credited=credit["amount"],
+            )
+        return True
+
+    def fail_checkout(self, *, checkout_id: str, reason: str, at: datetime) -> bool:
+        """Record that the charge did not happen; ``False`` if no longer pending."""
+        pending = self.facts.pending_checkout
+        if pending is None or pending.checkout_id != checkout_id:
+            return False
+        self.trigger_event(
+            ev.UpgradeCheckoutFailed, timestamp=at, checkout_id=checkout_id, reason=reason
+        )
+        return True
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _already_purchased(self, checkout_id: str) -> bool:
+        contract = self.facts.contract
+        return contract is not None and contract.checkout_id == checkout_id
+
+    def _require_pending(self, checkout_id: str) -> Any:
+        pending = self.facts.pending_checkout
+        if pending is None or pending.checkout_id != checkout_id:
+            raise StateConflict(
+                f"Checkout {checkout_id} is not in progress.",
+                code="checkout_not_pending",
+                details={"checkout_id": checkout_id},
+            )
+        return pending
+
+    def _require_bundle_rights(self, by: str, at: datetime) -> None:
+        decision = may_act_on_bundle(self.facts, by, at.date())
+        if not decision.allowed:
+            raise _carry_over_refusal(decision, "bundle_action_not_allowed")
+
+    def _trial_details(self) -> dict[str, Any]:
+        trial = self.facts.trial
+        if trial is None:
+            return {}
+        return {
+            "trial_ends_at": trial.ends_at.isoformat(),
+            "extensions_used": trial.extensions_used,
+        }
+
+    @staticmethod
+    def _require_service(service: str, catalog: Catalog) -> None:
+        if catalog.service(service) is None:
+            raise NotFound(
+                f"Unknown service {service!r}.",
+                code="unknown_service",
+                details={"service": service, "known": list(catalog.service_codes)},
+            )
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(item for item in items if item))
+
+
+def _carry_over_refusal(decision: CarryOverDecision, code: str) -> NotAllowed:
+    services = ", ".join(decision.missing_admin_rights) or "any service"
+    return NotAllowed(
+        f"This user lacks admin rights on {services}; existing settings and data "
+        "would not carry over. Unify the super admin, or ask a user with admin "
+        "rights on every purchased service.",
+        code=code,
+        details={
+            "missing_admin_rights": list(decision.missing_admin_rights),
+            "super_admins": dict(decision.super_admins),
+        },
+    )
+
+
+_CONFLICT_MESSAGES = {
+    "trial_already_used": "This organization has already used its one trial.",
+    "bundle_already_active": "The bundle is already active.",
+    "trial_not_extendable": "The trial cannot be extended now.",
+    "trial_extension_limit_reached": "The trial has already been extended.",
+    "trial_not_cancellable": "There is no trial to cancel.",
+    "checkout_in_progress": "An upgrade checkout is already in progress.",
+}

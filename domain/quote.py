@@ -1,0 +1,240 @@
+"""Upgrade pricing (SPEC §5): integers in minor units, nothing else.
+
+- bundle line = seats × price(period) × months; add-on line = quantity × price × months
+- credit per running standalone plan = floor(amount_paid × remaining_days / total_days)
+- credit = min(sum of credits, subtotal); the rest is unapplied
+- tax = floor((subtotal − credit) × rate / 100), applied once, never per line
+- the contract runs one calendar month or year from the upgrade
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from domain.catalog import BILLING_PERIODS, MONTHS_PER_PERIOD, Bundle
+from domain.errors import InvalidRequest
+from domain.facts import StandaloneSubscription
+
+MIN_SEATS = 1
+MAX_SEATS = 10_000
+MAX_ADD_ON_QUANTITY = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class AddOnRequest:
+    code: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeRequest:
+    billing_period: str
+    seats: int
+    add_ons: tuple[AddOnRequest, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteLine:
+    kind: str
+    code: str
+    quantity: int
+    unit_price: int
+    months: int
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    service: str
+    amount_paid: int
+    remaining_days: int
+    total_days: int
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    currency: str
+    billing_period: str
+    seats: int
+    lines: tuple[QuoteLine, ...]
+    subtotal: int
+    credits: tuple[Credit, ...]
+    credit: int
+    unapplied_credit: int
+    tax: int
+    total: int
+    contract_start: datetime
+    contract_end: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "currency": self.currency,
+            "billing_period": self.billing_period,
+            "seats": self.seats,
+            "lines": [
+                {
+                    "kind": line.kind,
+                    "code": line.code,
+                    "quantity": line.quantity,
+                    "unit_price": line.unit_price,
+                    "months": line.months,
+                    "amount": line.amount,
+                }
+                for line in self.lines
+            ],
+            "subtotal": self.subtotal,
+            "credits": [
+                {
+                    "service": c.service,
+                    "amount_paid": c.amount_paid,
+                    "remaining_days": c.remaining_days,
+                    "total_days": c.total_days,
+                    "amount": c.amount,
+                }
+                for c in self.credits
+            ],
+            "credit": self.credit,
+            "unapplied_credit": self.unapplied_credit,
+            "tax": self.tax,
+            "total": self.total,
+            "contract_start": self.contract_start.isoformat(),
+            "contract_end": self.contract_end.isoformat(),
+        }
+
+
+def add_calendar_months(moment: datetime, months: int) -> datetime:
+    """The same wall time ``months`` later; a day missing there clamps to month end.
+
+    Jan 31 + 1 month is Feb 28 (or 29); Feb 29 + 12 months is Feb 28.
+    """
+    month_index = moment.month - 1 + months
+    year = moment.year + month_index // 12
+    month = month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def credit_for(subscription: StandaloneSubscription, upgrade_date: date) -> Credit:
+    """The unused part of what was paid for a standalone plan, rounded down.
+
+    ``remaining_days`` is clamped to ``[0, total_days]`` so that a plan paid in
+    advance for a period not yet started is credited at most in full.
+    """
+    total_days = subscription.total_days
+    remaining = (subscription.period_end - upgrade_date).days
+    remaining = max(0, min(remaining, total_days))
+    amount = subscription.amount_paid * remaining // total_days if total_days > 0 else 0
+    return Credit(
+        service=subscription.service,
+        amount_paid=subscription.amount_paid,
+        remaining_days=remaining,
+        total_days=total_days,
+        amount=amount,
+    )
+
+
+def validate_upgrade_request(
+    bundle: Bundle,
+    request: UpgradeRequest,
+    running: Sequence[StandaloneSubscription],
+) -> None:
+    """Refuse requests that no price can be given for (SPEC §5 input rules)."""
+    errors: dict[str, list[str]] = {}
+    if request.billing_period not in BILLING_PERIODS:
+        errors.setdefault("billing_period", []).append(
+            f"must be one of {', '.join(BILLING_PERIODS)}"
+        )
+    if not MIN_SEATS <= request.seats <= MAX_SEATS:
+        errors.setdefault("seats", []).append(f"must be between {MIN_SEATS} and {MAX_SEATS}")
+    seen: set[str] = set()
+    for index, add_on in enumerate(request.add_ons):
+        if bundle.add_on(add_on.code) is None:
+            errors.setdefault(f"add_ons.{index}.code", []).append(f"unknown add-on {add_on.code!r}")
+        if add_on.code in seen:
+            errors.setdefault(f"add_ons.{index}.code", []).append(
+                f"add-on {add_on.code!r} is listed twice"
+            )
+        seen.add(add_on.code)
+        if not 1 <= add_on.quantity <= MAX_ADD_ON_QUANTITY:
+            errors.setdefault(f"add_ons.{index}.quantity", []).append(
+                f"must be between 1 and {MAX_ADD_ON_QUANTITY}"
+            )
+    if errors:
+        raise InvalidRequest(
+            "The upgrade request is invalid.",
+            code="validation_failed",
+            details={"fields": errors},
+        )
+    current = max((s.seats for s in running), default=0)
+    if request.seats < current:
+        raise InvalidRequest(
+            f"The bundle needs at least {current} seats: the purchased standalone "
+            "plans already license that many users.",
+            code="seats_below_current_licenses",
+            details={
+                "seats": request.seats,
+                "minimum_seats": current,
+                "licenses": {s.service: s.seats for s in running},
+            },
+        )
+
+
+def compute_quote(
+    bundle: Bundle,
+    request: UpgradeRequest,
+    running: Sequence[StandaloneSubscription],
+    upgrade_at: datetime,
+) -> Quote:
+    """Price an upgrade at ``upgrade_at`` with credits for the running plans."""
+    validate_upgrade_request(bundle, request, running)
+    months = MONTHS_PER_PERIOD[request.billing_period]
+    unit_price = bundle.price_per_user_month(request.billing_period)
+    lines = [
+        QuoteLine(
+            kind="bundle",
+            code=bundle.code,
+            quantity=request.seats,
+            unit_price=unit_price,
+            months=months,
+            amount=request.seats * unit_price * months,
+        )
+    ]
+    for add_on_request in request.add_ons:
+        add_on = bundle.add_on(add_on_request.code)
+        assert add_on is not None  # validated above
+        lines.append(
+            QuoteLine(
+                kind="add_on",
+                code=add_on.code,
+                quantity=add_on_request.quantity,
+                unit_price=add_on.monthly_price,
+                months=months,
+                amount=add_on_request.quantity * add_on.monthly_price * months,
+            )
+        )
+    subtotal = sum(line.amount for line in lines)
+    upgrade_date = upgrade_at.date()
+    credits = tuple(credit_for(s, upgrade_date) for s in running)
+    credit_total = sum(c.amount for c in credits)
+    credit = min(credit_total, subtotal)
+    taxable = subtotal - credit
+    tax = taxable * bundle.tax_rate_percent // 100
+    return Quote(
+        currency=bundle.currency,
+        billing_period=request.billing_period,
+        seats=request.seats,
+        lines=tuple(lines),
+        subtotal=subtotal,
+        credits=credits,
+        credit=credit,
+        unapplied_credit=credit_total - credit,
+        tax=tax,
+        total=taxable + tax,
+        contract_start=upgrade_at,
+        contract_end=add_calendar_months(upgrade_at, months),
+    )
