@@ -1,0 +1,110 @@
+"""Small tables that live beside the event store, in the same database.
+
+The payment gateway's charges, idempotency keys and the test clock's offset
+are kept in the database that holds the events, so every worker process sees
+them and one backup holds everything. :class:`SqlTables` is the narrow port
+those stores use: a committed transaction yielding a cursor whose rows can be
+read by column name. Statements are written with ``%s`` placeholders (the
+PostgreSQL style) and translated for SQLite.
+
+Three adapters:
+
+- :class:`SQLiteTables` — the library's SQLite datastore (WAL, lock timeout),
+- :class:`PostgresTables` — the library's PostgreSQL datastore (psycopg 3),
+- :class:`MemoryTables` — a private in-memory SQLite database for ``memory://``,
+  so tests run the very same SQL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.popo import POPOApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+
+class SqlTables:
+    """The port: a committed transaction, portable statements, idempotent DDL."""
+
+    kind = "abstract"
+    placeholder = "%s"
+
+    def execute(self, cursor: Any, statement: str, params: Sequence[Any] = ()) -> None:
+        if self.placeholder != "%s":
+            statement = statement.replace("%s", self.placeholder)
+        cursor.execute(statement, tuple(params))
+
+    def create(self, statements: Sequence[str]) -> None:
+        """Create tables idempotently (every worker process does this at start)."""
+        with self.transaction() as cursor:
+            for statement in statements:
+                self.execute(cursor, statement)
+
+    def transaction(self) -> Any:
+        """A context manager: a cursor in a transaction committed on success."""
+        raise NotImplementedError
+
+
+class SQLiteTables(SqlTables):
+    kind = "sqlite"
+    placeholder = "?"
+
+    def __init__(self, recorder: SQLiteApplicationRecorder) -> None:
+        self._datastore = recorder.datastore
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self._datastore.transaction(commit=True) as cursor:
+            yield cursor
+
+
+class PostgresTables(SqlTables):
+    kind = "postgres"
+
+    def __init__(self, recorder: Any) -> None:
+        self._datastore = recorder.datastore
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self._datastore.transaction(commit=True) as cursor:
+            yield cursor
+
+
+class MemoryTables(SqlTables):
+    """For ``memory://``: one private SQLite connection shared under a lock."""
+
+    kind = "memory"
+    placeholder = "?"
+
+    def __init__(self) -> None:
+        self._connection = sqlite3.connect(
+            ":memory:", check_same_thread=False, isolation_level=None
+        )
+        self._connection.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self._lock:
+            cursor = self._connection.cursor()
+            cursor.execute("BEGIN")
+            try:
+                yield cursor
+            except BaseException:
+                self._connection.rollback()
+                raise
+            self._connection.commit()
+
+
+def tables_for(recorder: ApplicationRecorder) -> SqlTables:
+    """The tables adapter that shares the event store's database."""
+    if isinstance(recorder, SQLiteApplicationRecorder):
+        return SQLiteTables(recorder)
+    if isinstance(recorder, POPOApplicationRecorder):
+        return MemoryTables()
+    return PostgresTables(recorder)
