@@ -1,0 +1,27 @@
+"""Every benchmark, the stores it runs on, and how to call it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from benchmarks import aggregate_load_growth, command_throughput
+from benchmarks.harness import BenchmarkResult, Profile
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    run: Callable[[Profile, str], BenchmarkResult | list[BenchmarkResult]]
+    stores: tuple[str, ...] = ("sqlite", "postgres")
+
+
+BENCHMARKS: list[Benchmark] = [
+    Benchmark(command_throughput.NAME, command_throughput.run),
+    Benchmark(aggregate_load_growth.NAME, aggregate_load_growth.run),
+]
+
+
+def run_benchmark(benchmark: Benchmark, profile: Profile, store_kind: str) -> list[BenchmarkResult]:
+    outcome = benchmark.run(profile, store_kind)
+    return outcome if isinstance(outcome, list) else [outcome]
