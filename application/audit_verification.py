@@ -1,0 +1,372 @@
+"""Prove the log untouched: recompute the tamper-evidence chain from stored bytes.
+
+:func:`verify_log` reads the log twice, both times streaming:
+
+1. in log (notification) order — every event decodes, both as stored bytes
+   and through the application's mapper (upcasters included), and each
+   organization's versions appear in increasing order of position;
+2. per organization, in version order — versions run 1, 2, 3… with no gap,
+   and every link equals ``chain_link(previous link, content)`` recomputed
+   from the stored bytes (domain.tamper_evidence).
+
+Memory is bounded by the number of organizations (a few numbers each), never
+by the number of events. A saved :class:`ChainDigest` adds the one thing a
+chain cannot show by itself: that nothing was cut off the end since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Notification, StoredEvent
+
+from application.audit import (
+    PAGE_SIZE,
+    Progress,
+    UndecodableEvent,
+    decode_stored_event,
+    iterate_notifications,
+)
+from domain.tamper_evidence import GENESIS_LINK, canonical_json, chain_link
+
+DIGEST_FORMAT = "suitesub-audit-digest/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One finding: which organization, which version, what is wrong."""
+
+    organization_id: str
+    version: int | None
+    fault: str  # a stable code, see docs/audit.md
+    detail: str
+    position: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "organization_id": self.organization_id,
+            "version": self.version,
+            "fault": self.fault,
+            "detail": self.detail,
+            "position": self.position,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    organization_id: str
+    version: int
+    link: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"organization_id": self.organization_id, "version": self.version, "link": self.link}
+
+
+@dataclass(frozen=True, slots=True)
+class ChainDigest:
+    """The chain heads of every organization and one SHA-256 over them."""
+
+    heads: tuple[ChainHead, ...]
+    position: int
+    events: int
+    created_at: datetime | None = None
+
+    @property
+    def digest(self) -> str:
+        return digest_of_heads(self.heads)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": DIGEST_FORMAT,
+            "created_at": None if self.created_at is None else self.created_at.isoformat(),
+            "position": self.position,
+            "events": self.events,
+            "organizations": len(self.heads),
+            "digest": self.digest,
+            "heads": [head.to_dict() for head in self.heads],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChainDigest:
+        """Read a saved digest; refuse one whose heads do not match its digest."""
+        if data.get("format") != DIGEST_FORMAT:
+            msg = f"not a {DIGEST_FORMAT} file"
+            raise ValueError(msg)
+        heads = tuple(
+            ChainHead(str(h["organization_id"]), int(h["version"]), str(h["link"]))
+            for h in data["heads"]
+        )
+        digest = cls(heads=heads, position=int(data["position"]), events=int(data["events"]))
+        if digest.digest != data.get("digest"):
+            msg = "the digest file was altered: its heads do not hash to its digest"
+            raise ValueError(msg)
+        return digest
+
+
+def digest_of_heads(heads: tuple[ChainHead, ...]) -> str:
+    ordered = sorted(heads, key=lambda h: h.organization_id)
+    return hashlib.sha256(canonical_json([h.to_dict() for h in ordered])).hexdigest()
+
+
+@dataclass(slots=True)
+class VerificationReport:
+    events: int = 0
+    organizations: int = 0
+    position: int = 0
+    faults: list[Fault] = field(default_factory=list)
+    heads: list[ChainHead] = field(default_factory=list)
+    digest_checked: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.faults
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "events": self.events,
+            "organizations": self.organizations,
+            "position": self.position,
+            "digest_checked": self.digest_checked,
+            "faults": [f.to_dict() for f in self.faults],
+        }
+
+
+@dataclass(slots=True)
+class _Seen:
+    """What pass 1 keeps per organization: a few numbers, never events."""
+
+    last_version: int
+    last_position: int
+    events: int = 1
+    undecodable: set[int] = field(default_factory=set)
+
+
+def verify_log(
+    app: Application[UUID],
+    *,
+    saved_digest: ChainDigest | None = None,
+    page_size: int = PAGE_SIZE,
+    progress: Progress | None = None,
+    on_fault: Callable[[Fault], None] | None = None,
+) -> VerificationReport:
+    """Check the whole log; every problem becomes a :class:`Fault` in the report."""
+    report = VerificationReport()
+
+    def found(fault: Fault) -> None:
+        report.faults.append(fault)
+        if on_fault is not None:
+            on_fault(fault)
+
+    seen: dict[str, _Seen] = {}
+    for notification in iterate_notifications(app, page_size=page_size, progress=progress):
+        report.events += 1
+        report.position = notification.id
+        _check_in_log_order(app, notification, seen, found)
+    report.organizations = len(seen)
+
+    expected = {} if saved_digest is None else {h.organization_id: h for h in saved_digest.heads}
+    for organization_id in sorted(seen):
+        head = _check_chain(
+            app, organization_id, seen[organization_id], expected.pop(organization_id, None), found
+        )
+        if head is not None:
+            report.heads.append(head)
+    for missing in expected.values():
+        found(
+            Fault(
+                missing.organization_id,
+                missing.version,
+                "organization_removed",
+                f"the saved digest has this organization at version {missing.version}; "
+                "the log has none of its events",
+            )
+        )
+    report.digest_checked = saved_digest is not None
+    return report
+
+
+def _check_in_log_order(
+    app: Application[UUID],
+    notification: Notification,
+    seen: dict[str, _Seen],
+    found: Callable[[Fault], None],
+) -> None:
+    organization_id = str(notification.originator_id)
+    version = notification.originator_version
+    decodes = True
+    try:
+        decode_stored_event(app, notification)
+        app.mapper.to_domain_event(notification)
+    except UndecodableEvent as error:
+        decodes = False
+        found(Fault(organization_id, version, "undecodable", error.reason, notification.id))
+    except Exception as error:  # the mapper refused it: a finding, not a crash
+        decodes = False
+        found(
+            Fault(
+                organization_id,
+                version,
+                "undecodable",
+                f"does not load as a domain event: {type(error).__name__}: {error}",
+                notification.id,
+            )
+        )
+    previous = seen.get(organization_id)
+    if previous is None:
+        seen[organization_id] = previous = _Seen(version, notification.id)
+    else:
+        previous.events += 1
+        if version < previous.last_version:
+            found(
+                Fault(
+                    organization_id,
+                    version,
+                    "out_of_order",
+                    f"version {version} at position {notification.id} comes after "
+                    f"version {previous.last_version} at position {previous.last_position}",
+                    notification.id,
+                )
+            )
+        else:
+            previous.last_version = version
+            previous.last_position = notification.id
+    if not decodes:
+        previous.undecodable.add(version)
+
+
+def _stored_events(
+    app: Application[UUID], organization_id: str, page_size: int = PAGE_SIZE
+) -> Iterator[StoredEvent]:
+    after = 0
+    while True:
+        page = app.recorder.select_events(UUID(organization_id), gt=after, limit=page_size)
+        if not page:
+            return
+        yield from page
+        after = page[-1].originator_version
+        if len(page) < page_size:
+            return
+
+
+def _check_chain(
+    app: Application[UUID],
+    organization_id: str,
+    seen: _Seen,
+    saved_head: ChainHead | None,
+    found: Callable[[Fault], None],
+) -> ChainHead | None:
+    """Pass 2 for one organization: contiguous versions and every link."""
+    previous_link: str | None = GENESIS_LINK
+    expected_version = 1
+    head: ChainHead | None = None
+    for stored in _stored_events(app, organization_id):
+        version = stored.originator_version
+        if version != expected_version:
+            missing = (
+                f"version {expected_version}"
+                if version == expected_version + 1
+                else f"versions {expected_version}..{version - 1}"
+            )
+            found(
+                Fault(
+                    organization_id,
+                    expected_version,
+                    "missing_versions",
+                    f"{missing} missing before version {version}",
+                )
+            )
+            previous_link = None  # the link before this one is gone: cannot recompute
+        expected_version = version + 1
+        if version in seen.undecodable:
+            previous_link = None
+            continue
+        event = decode_stored_event(app, _as_notification(stored))
+        if event.chain is None:
+            found(Fault(organization_id, version, "chain_missing", "the event carries no link"))
+        elif previous_link is not None:
+            recomputed = chain_link(
+                previous_link, organization_id, version, event.type, event.at, event.data
+            )
+            if recomputed != event.chain:
+                found(
+                    Fault(
+                        organization_id,
+                        version,
+                        "chain_broken",
+                        "the stored link does not match the link recomputed from the "
+                        "previous link and this event's stored content",
+                    )
+                )
+        previous_link = event.chain
+        if event.chain is not None:
+            head = ChainHead(organization_id, version, event.chain)
+        if (
+            saved_head is not None
+            and version == saved_head.version
+            and event.chain != saved_head.link
+        ):
+            found(
+                Fault(
+                    organization_id,
+                    version,
+                    "digest_mismatch",
+                    "this version's link differs from the one in the saved digest",
+                )
+            )
+    last_version = expected_version - 1
+    if saved_head is not None and last_version < saved_head.version:
+        found(
+            Fault(
+                organization_id,
+                last_version + 1,
+                "truncated",
+                f"the saved digest has version {saved_head.version}; the log ends at "
+                f"version {last_version}",
+            )
+        )
+    return head
+
+
+def _as_notification(stored: StoredEvent) -> Notification:
+    return Notification(
+        id=0,
+        originator_id=stored.originator_id,
+        originator_version=stored.originator_version,
+        topic=stored.topic,
+        state=stored.state,
+    )
+
+
+def chain_digest(
+    app: Application[UUID],
+    *,
+    created_at: datetime | None = None,
+    page_size: int = PAGE_SIZE,
+    progress: Progress | None = None,
+) -> ChainDigest:
+    """The chain head (latest version and link) of every organization, as stored.
+
+    Streams the log keeping one head per organization. It does not verify;
+    run :func:`verify_log` first so the digest vouches for a sound log.
+    """
+    heads: dict[str, ChainHead] = {}
+    events = 0
+    position = 0
+    for notification in iterate_notifications(app, page_size=page_size, progress=progress):
+        events += 1
+        position = notification.id
+        event = decode_stored_event(app, notification)
+        current = heads.get(event.organization_id)
+        if event.chain is not None and (current is None or event.version > current.version):
+            heads[event.organization_id] = ChainHead(
+                event.organization_id, event.version, event.chain
+            )
+    ordered = tuple(heads[key] for key in sorted(heads))
+    return ChainDigest(heads=ordered, position=position, events=events, created_at=created_at)

@@ -1,0 +1,488 @@
+"""``suitesub audit``: list, replay, verify, digest, export and rebuild the log.
+
+A thin layer: parse the options, call ``application.audit`` /
+``application.audit_verification`` (or the projections' rebuild), print.
+Output is scriptable: ``--format json`` (JSON lines, or one JSON document),
+and the default is a readable table on a terminal and JSON when piped.
+A progress bar goes to stderr when stderr is a terminal (``--quiet`` hides it).
+
+Exit codes: 0 — done, nothing found; 1 — ``verify`` found a fault or
+``rebuild`` a difference; 2 — the command could not run (bad option,
+unknown organization, unreadable event).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+from uuid import UUID
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from application.audit import (
+    LogFilter,
+    LoggedEvent,
+    Replay,
+    UndecodableEvent,
+    iterate_log,
+    parse_time,
+    replay,
+    summarise,
+)
+from application.audit_verification import (
+    ChainDigest,
+    VerificationReport,
+    chain_digest,
+    verify_log,
+)
+from application.bootstrap import Services, build_services
+from domain.errors import DomainError, NotFound
+from interface.cli import main
+
+FORMATS = click.Choice(["table", "json"])
+#: Rows per printed table: a terminal listing streams instead of building one huge table.
+TABLE_CHUNK = 200
+
+
+class AuditCommandError(click.ClickException):
+    """The command could not run (exit 2); findings use exit 1."""
+
+    exit_code = 2
+
+
+# ---------------------------------------------------------------------------
+# plumbing shared by the commands
+# ---------------------------------------------------------------------------
+
+
+def _services(ctx: click.Context) -> Services:
+    """The services of this invocation: injected (tests) or built from the settings."""
+    root = ctx.find_root()
+    if isinstance(root.obj, Services):
+        return root.obj
+    services = build_services()
+    root.obj = services
+    root.call_on_close(services.close)
+    return services
+
+
+def _wants_json(output_format: str | None) -> bool:
+    if output_format is not None:
+        return output_format == "json"
+    return not _is_terminal(sys.stdout)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced or closed streams
+        return False
+
+
+@contextmanager
+def _progress(
+    description: str, total: int | None, quiet: bool
+) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar over log positions, on stderr, only for a person watching."""
+    if quiet or not total or not _is_terminal(sys.stderr):
+        yield None
+        return
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda position: bar.update(task, completed=position)
+
+
+def _time_option(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except DomainError as error:
+        raise click.BadParameter(error.message) from None
+
+
+def _organization(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        msg = f"{value!r} is not an organization id (a UUID)."
+        raise click.BadParameter(msg) from None
+
+
+@contextmanager
+def _domain_errors() -> Iterator[None]:
+    try:
+        yield
+    except UndecodableEvent as error:
+        msg = (
+            f"The event at position {error.position} ({error.organization_id} "
+            f"v{error.version}) cannot be read: {error.reason}. "
+            "Run `suitesub audit verify` for a full report."
+        )
+        raise AuditCommandError(msg) from None
+    except (NotFound, DomainError) as error:
+        raise AuditCommandError(error.message) from None
+
+
+def _write_json_lines(rows: Iterable[dict[str, Any]]) -> int:
+    out = sys.stdout
+    count = 0
+    for row in rows:
+        out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
+        out.write("\n")
+        count += 1
+    out.flush()
+    return count
+
+
+#: Width of a table written to a file or pipe (a terminal uses its own width).
+PIPED_TABLE_WIDTH = 200
+
+
+def _console() -> Console:
+    width = None if _is_terminal(sys.stdout) else PIPED_TABLE_WIDTH
+    return Console(file=sys.stdout, soft_wrap=False, width=width)
+
+
+def _total_positions(services: Services) -> int:
+    return services.app.recorder.max_notification_id() or 0
+
+
+@main.group()
+def audit() -> None:
+    """Audit the event log: list it, replay an organization, prove it untouched, export it."""
+
+
+# ---------------------------------------------------------------------------
+# events
+# ---------------------------------------------------------------------------
+
+
+@audit.command()
+@click.option("--org", "organization", help="Only this organization's events (its id).")
+@click.option("--type", "event_type", help="Only events of this type, e.g. TrialStarted.")
+@click.option("--since", help="Business time from (inclusive), ISO 8601; a date means 00:00 UTC.")
+@click.option("--until", help="Business time up to (exclusive), ISO 8601.")
+@click.option("--format", "output_format", type=FORMATS, help="Default: table on a terminal.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+def events(
+    ctx: click.Context,
+    organization: str | None,
+    event_type: str | None,
+    since: str | None,
+    until: str | None,
+    output_format: str | None,
+    quiet: bool,
+) -> None:
+    """The log in order, filtered by organization, event type and business time."""
+    services = _services(ctx)
+    with _domain_errors():
+        log_filter = LogFilter(
+            organization_id=None if organization is None else _organization(organization),
+            event_type=event_type,
+            since=_time_option(since),
+            until=_time_option(until),
+        )
+    as_json = _wants_json(output_format)
+    with (
+        _domain_errors(),
+        _progress("events", _total_positions(services), quiet or as_json) as progress,
+    ):
+        listed = iterate_log(services.app, log_filter, progress=progress)
+        if as_json:
+            _write_json_lines(event.to_dict() for event in listed)
+        else:
+            _print_event_table(listed)
+
+
+def _print_event_table(listed: Iterable[LoggedEvent]) -> None:
+    console = _console()
+    chunk: list[LoggedEvent] = []
+    first = True
+    count = 0
+    for event in listed:
+        chunk.append(event)
+        count += 1
+        if len(chunk) == TABLE_CHUNK:
+            console.print(_event_table(chunk, header=first))
+            chunk, first = [], False
+    if chunk or first:
+        console.print(_event_table(chunk, header=first))
+    console.print(f"{count} event(s)")
+
+
+def _event_table(rows: list[LoggedEvent], *, header: bool) -> Table:
+    table = Table(show_header=header, box=None, pad_edge=False)
+    table.add_column("position", justify="right", width=8)
+    table.add_column("organization", width=36, no_wrap=True)
+    table.add_column("v", justify="right", width=4)
+    table.add_column("type", width=28, no_wrap=True)
+    table.add_column("at", width=25, no_wrap=True)
+    table.add_column("by", width=12, no_wrap=True)
+    table.add_column("what", min_width=30)
+    for event in rows:
+        table.add_row(
+            str(event.position),
+            event.organization_id,
+            str(event.version),
+            event.type,
+            event.at.isoformat(),
+            event.by or "",
+            summarise(event),
+        )
+    return table
+
+
+# ---------------------------------------------------------------------------
+# replay
+# ---------------------------------------------------------------------------
+
+
+@audit.command(name="replay")
+@click.option("--org", "organization", required=True, help="The organization's id.")
+@click.option("--as-of", "as_of", help="Business time (ISO 8601); events at that time count.")
+@click.option("--version", "version", type=int, help="Replay up to and including this version.")
+@click.option("--explain", is_flag=True, help="Show, event by event, what changed and why.")
+@click.option("--format", "output_format", type=FORMATS, help="Default: table on a terminal.")
+@click.pass_context
+def replay_command(
+    ctx: click.Context,
+    organization: str,
+    as_of: str | None,
+    version: int | None,
+    explain: bool,
+    output_format: str | None,
+) -> None:
+    """The organization's state and access view as they were at a time or version."""
+    if as_of is not None and version is not None:
+        raise click.UsageError("Give --as-of or --version, not both.")
+    services = _services(ctx)
+    organization_id = _organization(organization)
+    moment = _time_option(as_of)
+    with _domain_errors():
+        result = replay(
+            services.app,
+            organization_id,
+            services.catalog,
+            as_of=moment,
+            version=version,
+            now=services.clock.now() if moment is None and version is None else None,
+            explain=explain,
+        )
+    if _wants_json(output_format):
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        _print_replay(result)
+
+
+def _print_replay(result: Replay) -> None:
+    console = _console()
+    view = result.view.to_dict()
+    bundle = view["bundle"]
+    console.print(
+        f"[bold]Organization[/bold] {result.organization_id} ({result.facts.name}) "
+        f"as of {result.as_of.isoformat()} — version {result.version}, "
+        f"position {result.position}"
+    )
+    console.print(
+        f"bundle {bundle['code']}: [bold]{bundle['state']}[/bold]"
+        f"  trial ends {bundle['trial_ends_at'] or '-'}"
+        f"  days left {bundle['days_left'] if bundle['days_left'] is not None else '-'}"
+        f"  extensions used {bundle['extensions_used']}"
+        f"  actions {', '.join(bundle['available_actions']) or '-'}"
+    )
+    services = Table(title="access", title_justify="left")
+    for column in ("service", "edition", "contract", "access", "url", "note"):
+        services.add_column(column, overflow="fold")
+    for service in view["services"]:
+        services.add_row(
+            service["code"],
+            service["edition"],
+            service["contract"],
+            service["access"],
+            service["url"] or "-",
+            service.get("note") or "",
+        )
+    console.print(services)
+    if result.explanation is None:
+        return
+    steps = Table(title="why: what changed, event by event", title_justify="left")
+    for column in ("at", "v", "cause", "by", "what changed"):
+        steps.add_column(column, overflow="fold")
+    for step in result.explanation:
+        lines = [f"[italic]{step.summary}[/italic]"] if step.summary else []
+        lines.extend(
+            _change_line(change.subject, change.field, change.before, change.after)
+            for change in step.changes
+        )
+        steps.add_row(
+            step.at.isoformat(),
+            "" if step.version is None else str(step.version),
+            step.type or "time passed",
+            step.by or "",
+            "\n".join(lines) or "(no change to the access view)",
+        )
+    console.print(steps)
+
+
+def _change_line(subject: str, field: str, before: Any, after: Any) -> str:
+    if field == "access":
+        return f"{subject}: {_cell_text(before)} → {_cell_text(after)}"
+    return f"bundle {field}: {_plain(before)} → {_plain(after)}"
+
+
+def _cell_text(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return "-"
+    text = f"{cell['edition']}·{cell['contract']}·{cell['access']}"
+    return f"{text} ({cell['note']})" if cell.get("note") else text
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(value) or "[]"
+    return str(value)
+
+
+# ---------------------------------------------------------------------------
+# verify and digest
+# ---------------------------------------------------------------------------
+
+
+@audit.command()
+@click.option(
+    "--digest",
+    "digest_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A digest saved earlier by `suitesub audit digest`: also prove no tail was cut.",
+)
+@click.option("--format", "output_format", type=FORMATS, help="Default: table on a terminal.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+def verify(
+    ctx: click.Context, digest_file: Path | None, output_format: str | None, quiet: bool
+) -> None:
+    """Check every event decodes, versions are contiguous, order and hash chain hold.
+
+    Exits 1 when anything is wrong, naming organization, version and fault.
+    """
+    saved = None
+    if digest_file is not None:
+        try:
+            saved = ChainDigest.from_dict(json.loads(digest_file.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError) as error:
+            msg = f"{digest_file}: not a usable digest ({error})"
+            raise AuditCommandError(msg) from None
+    services = _services(ctx)
+    as_json = _wants_json(output_format)
+    with _progress("verify", _total_positions(services), quiet or as_json) as progress:
+        report = verify_log(services.app, saved_digest=saved, progress=progress)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        _print_verification(report)
+    if not report.ok:
+        ctx.exit(1)
+
+
+def _print_verification(report: VerificationReport) -> None:
+    console = _console()
+    if report.faults:
+        table = Table(title="faults", title_justify="left")
+        for column in ("organization", "version", "fault", "detail"):
+            table.add_column(column, overflow="fold")
+        for fault in report.faults:
+            table.add_row(
+                fault.organization_id,
+                "" if fault.version is None else str(fault.version),
+                fault.fault,
+                fault.detail,
+            )
+        console.print(table)
+    console.print(_verification_summary(report))
+
+
+def _verification_summary(report: VerificationReport) -> str:
+    scope = f"{report.events} event(s) of {report.organizations} organization(s)"
+    digest = ", against the saved digest" if report.digest_checked else ""
+    if report.ok:
+        return f"OK: {scope} verified{digest}; every chain link holds."
+    return f"FAILED: {len(report.faults)} fault(s) in {scope}{digest}."
+
+
+@audit.command()
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the digest to this file instead of stdout.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+def digest(ctx: click.Context, output: Path | None, quiet: bool) -> None:
+    """Print the chain head of every organization and one SHA-256 over them (JSON).
+
+    Keep the file; later `suitesub audit verify --digest FILE` proves that no
+    event was removed from the end of any stream since.
+    """
+    services = _services(ctx)
+    with _domain_errors(), _progress("digest", _total_positions(services), quiet) as progress:
+        result = chain_digest(services.app, created_at=services.clock.now(), progress=progress)
+    text = json.dumps(result.to_dict(), ensure_ascii=False, indent=1)
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+        click.echo(
+            f"digest {result.digest} of {len(result.heads)} organization(s) "
+            f"at position {result.position} written to {output}",
+            err=True,
+        )
+
+
+# ---------------------------------------------------------------------------
+# export
+# ---------------------------------------------------------------------------
+
+
+@audit.command()
+@click.option("--org", "organization", help="Only this organization's events (its id).")
+@click.option("--since", help="Business time from (inclusive), ISO 8601.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+def export(ctx: click.Context, organization: str | None, since: str | None, quiet: bool) -> None:
+    """JSON lines for outside auditors, one event per line (schema: docs/audit.md)."""
+    services = _services(ctx)
+    log_filter = LogFilter(
+        organization_id=None if organization is None else _organization(organization),
+        since=_time_option(since),
+    )
+    with (
+        _domain_errors(),
+        _progress("export", _total_positions(services), quiet) as progress,
+    ):
+        _write_json_lines(
+            event.to_dict() for event in iterate_log(services.app, log_filter, progress=progress)
+        )
+
+
+__all__ = ["audit"]

@@ -1,0 +1,530 @@
+"""``suitesub audit`` through click's CliRunner, on every store ``store_url`` yields.
+
+The tamper-evidence cases edit a SQLite file behind the service's back, the
+way an attacker with database access would, and expect the named fault.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from application.bootstrap import Services, build_services
+from domain.catalog import Catalog
+from domain.clock import ManualClock
+from domain.tamper_evidence import GENESIS_LINK, chain_link
+from interface.cli import main
+from tests.interface.audit_story import DAY, HOUR, Story, tell_story
+
+SECOND = timedelta(seconds=1)
+EXPORT_FIELDS = {"position", "organization_id", "version", "type", "at", "by", "data", "chain"}
+
+
+@pytest.fixture
+def services(store_url: str, clock: ManualClock, catalog: Catalog) -> Iterator[Services]:
+    built = build_services(store_url, clock=clock, catalog=catalog)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def story(services: Services, clock: ManualClock) -> Story:
+    return tell_story(services.app, clock)
+
+
+def audit(services: Services, *args: str) -> Result:
+    return CliRunner().invoke(main, ["audit", *args], obj=services, catch_exceptions=False)
+
+
+def json_lines(result: Result) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def replayed(services: Services, story_org: object, *args: str) -> dict[str, Any]:
+    result = audit(services, "replay", "--org", str(story_org), "--format", "json", *args)
+    assert result.exit_code == 0, result.output
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def service_cell(view: dict[str, Any], code: str) -> tuple[str, str, str]:
+    cell = next(s for s in view["services"] if s["code"] == code)
+    return cell["edition"], cell["contract"], cell["access"]
+
+
+# ---------------------------------------------------------------------------
+# events
+# ---------------------------------------------------------------------------
+
+
+def test_events_lists_the_whole_log_in_order_as_json_lines(
+    services: Services, story: Story
+) -> None:
+    result = audit(services, "events", "--format", "json")
+
+    assert result.exit_code == 0
+    rows = json_lines(result)
+    assert [r["position"] for r in rows] == sorted(r["position"] for r in rows)
+    assert len(rows) == services.app.recorder.max_notification_id()
+    acme = [r for r in rows if r["organization_id"] == str(story.acme)]
+    assert [r["version"] for r in acme] == list(range(1, story.acme_versions + 1))
+    assert acme[4]["type"] == "TrialStarted"
+    assert acme[4]["by"] == "u-alice"
+    assert set(acme[0]) == EXPORT_FIELDS
+
+
+def test_events_filters_by_organization_type_and_business_time(
+    services: Services, story: Story
+) -> None:
+    only_globex = json_lines(audit(services, "events", "--org", str(story.globex)))
+    assert {r["organization_id"] for r in only_globex} == {str(story.globex)}
+    assert only_globex[0]["type"] == "OrganizationRegistered"
+
+    trials = json_lines(audit(services, "events", "--type", "TrialStarted"))
+    assert [(r["organization_id"], r["type"]) for r in trials] == [
+        (str(story.acme), "TrialStarted"),
+        (str(story.globex), "TrialStarted"),
+    ]
+
+    window = json_lines(
+        audit(
+            services,
+            "events",
+            "--org",
+            str(story.acme),
+            "--since",
+            story.expiry_recorded_at.isoformat(),
+            "--until",
+            story.upgraded_at.isoformat(),
+        )
+    )
+    assert [r["type"] for r in window] == ["TrialExpired", "TrialExtended"]
+
+
+def test_events_table_is_readable_and_refuses_unknown_types(
+    services: Services, story: Story
+) -> None:
+    table = audit(services, "events", "--format", "table", "--org", str(story.acme))
+    assert table.exit_code == 0
+    assert "TrialStarted" in table.stdout
+    assert f"{story.acme_versions} event(s)" in table.stdout
+
+    unknown = audit(services, "events", "--type", "TrialStartd")
+    assert unknown.exit_code == 2
+    assert "Unknown event type 'TrialStartd'" in unknown.output
+
+
+# ---------------------------------------------------------------------------
+# replay
+# ---------------------------------------------------------------------------
+
+
+def test_replay_shows_the_access_before_and_after_every_transition(
+    services: Services, story: Story
+) -> None:
+    def state_at(moment: datetime) -> tuple[str, tuple[str, str, str], tuple[str, str, str]]:
+        view = replayed(services, story.acme, "--as-of", moment.isoformat())["access"]
+        return view["bundle"]["state"], service_cell(view, "crm"), service_cell(view, "salesiq")
+
+    standalone_crm = ("paid", "standalone", "standalone")
+    crm_in_bundle = ("paid", "standalone", "bundle")
+    nothing = ("none", "none", "none")
+    on_trial = ("trial", "bundle", "bundle")
+    bought = ("paid", "bundle", "bundle")
+
+    assert state_at(story.trial_started_at - SECOND) == ("none", standalone_crm, nothing)
+    assert state_at(story.trial_started_at) == ("trial", crm_in_bundle, on_trial)
+    assert state_at(story.trial_ends_at - SECOND) == ("trial", crm_in_bundle, on_trial)
+    # The trial's end passed: expired at once, before the sweep recorded it.
+    assert state_at(story.trial_ends_at) == ("trial_expired", standalone_crm, nothing)
+    assert state_at(story.expiry_recorded_at) == ("trial_expired", standalone_crm, nothing)
+    assert state_at(story.extended_at - SECOND) == ("trial_expired", standalone_crm, nothing)
+    assert state_at(story.extended_at) == ("trial", crm_in_bundle, on_trial)
+    assert state_at(story.upgraded_at - SECOND) == ("trial", crm_in_bundle, on_trial)
+    assert state_at(story.upgraded_at) == ("active", bought, bought)
+
+    def globex_at(moment: datetime) -> tuple[str, tuple[str, str, str]]:
+        view = replayed(services, story.globex, "--as-of", moment.isoformat())["access"]
+        return view["bundle"]["state"], service_cell(view, "desk")
+
+    assert globex_at(story.globex_trial_at - SECOND) == ("none", nothing)
+    assert globex_at(story.globex_trial_at) == ("trial", on_trial)
+    assert globex_at(story.globex_cancelled_at - SECOND) == ("trial", on_trial)
+    assert globex_at(story.globex_cancelled_at) == ("cancelled", ("free", "none", "standalone"))
+
+
+def test_replay_by_version_stops_at_that_event_and_shows_the_view_at_its_time(
+    services: Services, story: Story
+) -> None:
+    replay = replayed(services, story.acme, "--version", "5")
+
+    assert replay["version"] == 5
+    assert replay["as_of"] == story.trial_started_at.isoformat()
+    assert replay["access"]["bundle"]["state"] == "trial"
+    assert replay["access"]["bundle"]["days_left"] == 30
+    assert replay["facts"]["trial"]["started_by"] == "u-alice"
+    assert replay["access"]["organization_id"] == str(story.acme)
+
+
+def test_replay_of_the_latest_version_matches_what_the_service_answers(
+    services: Services, story: Story
+) -> None:
+    service_view = services.app.access(story.acme)
+    replay = replayed(services, story.acme)
+
+    assert replay["version"] == service_view["version"]
+    assert replay["access"]["bundle"] == service_view["bundle"]
+    assert replay["access"]["services"] == service_view["services"]
+
+
+def test_replay_explain_gives_the_reason_for_every_change(services: Services, story: Story) -> None:
+    replay = replayed(
+        services, story.acme, "--as-of", (story.extended_at + HOUR).isoformat(), "--explain"
+    )
+    steps = replay["explanation"]
+
+    started = next(s for s in steps if s["type"] == "TrialStarted")
+    assert started["by"] == "u-alice"
+    assert {"subject": "bundle", "field": "state", "before": "none", "after": "trial"} in started[
+        "changes"
+    ]
+    crm = next(c for c in started["changes"] if c["subject"] == "crm")
+    assert (crm["before"]["access"], crm["after"]["access"]) == ("standalone", "bundle")
+
+    ended = next(s for s in steps if s["cause"] == "time" and "trial ended" in s["summary"])
+    assert ended["at"] == story.trial_ends_at.isoformat()
+    assert {
+        "subject": "bundle",
+        "field": "state",
+        "before": "trial",
+        "after": "trial_expired",
+    } in ended["changes"]
+    window = next(s for s in steps if s["summary"] == "the extension window opened")
+    assert window["at"] == (story.trial_ends_at - 7 * DAY).isoformat()
+
+    recorded = next(s for s in steps if s["type"] == "TrialExpired")
+    assert recorded["changes"] == []  # the view had already changed by time
+    extended = next(s for s in steps if s["type"] == "TrialExtended")
+    assert {
+        "subject": "bundle",
+        "field": "state",
+        "before": "trial_expired",
+        "after": "trial",
+    } in extended["changes"]
+    assert [s["type"] for s in steps if s["cause"] == "event"][-1] == "TrialExtended"
+
+    table = audit(services, "replay", "--org", str(story.acme), "--explain", "--format", "table")
+    assert table.exit_code == 0
+    assert "TrialStarted" in table.stdout
+    assert "trial → trial_expired" in table.stdout
+
+
+def test_replay_refuses_unknown_organizations_and_times_before_registration(
+    services: Services, story: Story
+) -> None:
+    unknown = audit(services, "replay", "--org", "6f1c0a4e-0000-4000-8000-000000000000")
+    assert unknown.exit_code == 2
+    assert "No organization" in unknown.output
+
+    too_early = audit(
+        services,
+        "replay",
+        "--org",
+        str(story.acme),
+        "--as-of",
+        (story.registered_at - DAY).isoformat(),
+    )
+    assert too_early.exit_code == 2
+    assert "not registered yet" in too_early.output
+
+    no_such_version = audit(services, "replay", "--org", str(story.acme), "--version", "99")
+    assert no_such_version.exit_code == 2
+    assert "no version 99" in no_such_version.output
+
+    both = audit(
+        services, "replay", "--org", str(story.acme), "--version", "2", "--as-of", "2026-12-01"
+    )
+    assert both.exit_code == 2
+
+
+# ---------------------------------------------------------------------------
+# verify, digest, export on an untouched log
+# ---------------------------------------------------------------------------
+
+
+def test_verify_passes_on_an_untouched_log(services: Services, story: Story) -> None:
+    result = audit(services, "verify", "--format", "json")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert report["faults"] == []
+    assert report["organizations"] == 2
+    assert report["events"] == services.app.recorder.max_notification_id()
+
+    table = audit(services, "verify", "--format", "table")
+    assert table.exit_code == 0
+    assert "OK:" in table.stdout
+
+
+def test_digest_names_every_chain_head_and_verifies_against_itself(
+    services: Services, story: Story, tmp_path: Path
+) -> None:
+    result = audit(services, "digest")
+    assert result.exit_code == 0
+    digest = json.loads(result.stdout)
+    heads = {h["organization_id"]: h for h in digest["heads"]}
+    assert heads[str(story.acme)]["version"] == story.acme_versions
+    assert heads[str(story.acme)]["link"] == services.app.facts(story.acme).chain_head
+    assert digest["organizations"] == 2
+    assert len(digest["digest"]) == 64
+
+    saved = tmp_path / "digest.json"
+    assert audit(services, "digest", "--output", str(saved)).exit_code == 0
+    assert json.loads(saved.read_text())["digest"] == digest["digest"]
+    assert audit(services, "verify", "--digest", str(saved)).exit_code == 0
+
+
+def test_verify_refuses_a_digest_file_that_was_edited(
+    services: Services, story: Story, tmp_path: Path
+) -> None:
+    digest = json.loads(audit(services, "digest").stdout)
+    digest["heads"][0]["version"] -= 1  # hide the last event from the saved digest
+    saved = tmp_path / "digest.json"
+    saved.write_text(json.dumps(digest))
+
+    result = audit(services, "verify", "--digest", str(saved))
+
+    assert result.exit_code == 2
+    assert "do not hash to its digest" in result.output
+
+
+def test_export_has_the_documented_schema_and_lets_an_outsider_recompute_the_chain(
+    services: Services, story: Story
+) -> None:
+    result = audit(services, "export", "--org", str(story.acme))
+
+    assert result.exit_code == 0
+    rows = json_lines(result)
+    assert len(rows) == story.acme_versions
+    assert all(set(row) == EXPORT_FIELDS for row in rows)
+    link = GENESIS_LINK
+    for row in rows:
+        link = chain_link(
+            link,
+            row["organization_id"],
+            row["version"],
+            row["type"],
+            datetime.fromisoformat(row["at"]),
+            row["data"],
+        )
+        assert row["chain"] == link
+    purchase = next(r for r in rows if r["type"] == "UpgradePurchased")
+    assert purchase["by"] == "u-alice"
+    assert purchase["data"]["payment"]["last4"] == "4242"
+
+
+def test_export_since_a_time_keeps_later_events_of_every_organization(
+    services: Services, story: Story
+) -> None:
+    rows = json_lines(audit(services, "export", "--since", story.upgraded_at.isoformat()))
+
+    assert rows[0]["type"] == "UpgradeCheckoutStarted"
+    assert {r["organization_id"] for r in rows} == {str(story.acme), str(story.globex)}
+    assert all(datetime.fromisoformat(r["at"]) >= story.upgraded_at for r in rows)
+
+
+def test_commands_use_the_store_named_by_suite_database_url(
+    tmp_path: Path, clock: ManualClock, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path}/env.sqlite3"
+    services = build_services(url, clock=clock, catalog=catalog)
+    story = tell_story(services.app, clock)
+    services.close()
+    monkeypatch.setenv("SUITE_DATABASE_URL", url)
+
+    result = CliRunner().invoke(main, ["audit", "export", "--org", str(story.globex)])
+
+    assert result.exit_code == 0, result.output
+    assert json_lines(result)[0]["data"]["name"] == "Globex"
+    assert CliRunner().invoke(main, ["audit", "verify"]).exit_code == 0
+
+
+# ---------------------------------------------------------------------------
+# tamper evidence: edit a SQLite file behind the service's back
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_services(tmp_path: Path, clock: ManualClock, catalog: Catalog) -> Iterator[Services]:
+    built = build_services(f"sqlite:///{tmp_path}/tampered.sqlite3", clock=clock, catalog=catalog)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def sqlite_story(sqlite_services: Services, clock: ManualClock) -> Story:
+    return tell_story(sqlite_services.app, clock)
+
+
+class StoredLog:
+    """Raw access to the events table, as someone with the database file has."""
+
+    def __init__(self, services: Services) -> None:
+        assert services.settings.sqlite_path is not None
+        self.path = services.settings.sqlite_path
+
+    def rowid(self, organization: object, version: int) -> int:
+        with sqlite3.connect(self.path) as db:
+            (rowid,) = db.execute(
+                "SELECT rowid FROM stored_events "
+                "WHERE originator_id = ? AND originator_version = ?",
+                (str(organization).replace("-", ""), version),
+            ).fetchone()
+        return int(rowid)
+
+    def execute(self, statement: str, *params: object) -> None:
+        with sqlite3.connect(self.path) as db:
+            db.execute(statement, params)
+
+    def state(self, rowid: int) -> bytes:
+        with sqlite3.connect(self.path) as db:
+            (state,) = db.execute(
+                "SELECT state FROM stored_events WHERE rowid = ?", (rowid,)
+            ).fetchone()
+        return bytes(state)
+
+
+def faults(result: Result) -> list[tuple[str, int | None, str]]:
+    report = json.loads(result.stdout)
+    return [(f["organization_id"], f["version"], f["fault"]) for f in report["faults"]]
+
+
+def test_verify_detects_a_changed_payload_byte(
+    sqlite_services: Services, sqlite_story: Story
+) -> None:
+    log = StoredLog(sqlite_services)
+    rowid = log.rowid(sqlite_story.acme, 5)  # TrialStarted by u-alice
+    state = log.state(rowid)
+    assert b"u-alice" in state
+    log.execute(
+        "UPDATE stored_events SET state = ? WHERE rowid = ?",
+        state.replace(b"u-alice", b"u-alicf"),
+        rowid,
+    )
+
+    result = audit(sqlite_services, "verify", "--format", "json")
+
+    assert result.exit_code == 1
+    assert faults(result) == [(str(sqlite_story.acme), 5, "chain_broken")]
+    table = audit(sqlite_services, "verify", "--format", "table")
+    assert table.exit_code == 1
+    assert "chain_broken" in table.stdout
+    assert "FAILED: 1 fault(s)" in table.stdout
+
+
+def test_verify_reports_an_event_that_no_longer_decodes(
+    sqlite_services: Services, sqlite_story: Story
+) -> None:
+    log = StoredLog(sqlite_services)
+    rowid = log.rowid(sqlite_story.globex, 2)
+    state = log.state(rowid)
+    log.execute(
+        "UPDATE stored_events SET state = ? WHERE rowid = ?", state.replace(b"{", b"[", 1), rowid
+    )
+
+    result = audit(sqlite_services, "verify", "--format", "json")
+
+    assert result.exit_code == 1
+    assert (str(sqlite_story.globex), 2, "undecodable") in faults(result)
+    listing = audit(sqlite_services, "export")
+    assert listing.exit_code == 2
+    assert f"position {rowid}" in listing.output
+
+
+def test_verify_detects_a_deleted_event(sqlite_services: Services, sqlite_story: Story) -> None:
+    log = StoredLog(sqlite_services)
+    log.execute("DELETE FROM stored_events WHERE rowid = ?", log.rowid(sqlite_story.acme, 7))
+
+    result = audit(sqlite_services, "verify", "--format", "json")
+
+    assert result.exit_code == 1
+    assert faults(result) == [(str(sqlite_story.acme), 7, "missing_versions")]
+
+
+def test_verify_detects_two_events_swapped_in_the_log_order(
+    sqlite_services: Services, sqlite_story: Story
+) -> None:
+    log = StoredLog(sqlite_services)
+    first, second = log.rowid(sqlite_story.acme, 6), log.rowid(sqlite_story.acme, 7)
+    log.execute("UPDATE stored_events SET rowid = -1 WHERE rowid = ?", first)
+    log.execute("UPDATE stored_events SET rowid = ? WHERE rowid = ?", first, second)
+    log.execute("UPDATE stored_events SET rowid = ? WHERE rowid = -1", second)
+
+    result = audit(sqlite_services, "verify", "--format", "json")
+
+    assert result.exit_code == 1
+    assert faults(result) == [(str(sqlite_story.acme), 6, "out_of_order")]
+
+
+def test_verify_detects_two_events_swapped_in_content(
+    sqlite_services: Services, sqlite_story: Story
+) -> None:
+    log = StoredLog(sqlite_services)
+    first, second = log.rowid(sqlite_story.acme, 6), log.rowid(sqlite_story.acme, 7)
+    log.execute("UPDATE stored_events SET originator_version = -1 WHERE rowid = ?", first)
+    log.execute("UPDATE stored_events SET originator_version = 6 WHERE rowid = ?", second)
+    log.execute("UPDATE stored_events SET originator_version = 7 WHERE rowid = ?", first)
+
+    result = audit(sqlite_services, "verify", "--format", "json")
+
+    assert result.exit_code == 1
+    found = faults(result)
+    assert (str(sqlite_story.acme), 6, "chain_broken") in found
+    assert (str(sqlite_story.acme), 7, "chain_broken") in found
+    assert (str(sqlite_story.acme), 6, "out_of_order") in found
+
+
+def test_a_saved_digest_detects_a_truncated_tail(
+    sqlite_services: Services, sqlite_story: Story, tmp_path: Path
+) -> None:
+    saved = tmp_path / "digest.json"
+    assert audit(sqlite_services, "digest", "--output", str(saved)).exit_code == 0
+    log = StoredLog(sqlite_services)
+    last = sqlite_story.acme_versions
+    log.execute(
+        "DELETE FROM stored_events WHERE rowid IN (?, ?)",
+        log.rowid(sqlite_story.acme, last),
+        log.rowid(sqlite_story.acme, last - 1),
+    )
+
+    # Without the digest the shorter chain is internally sound...
+    assert audit(sqlite_services, "verify").exit_code == 0
+    # ...the saved digest proves the tail is gone.
+    result = audit(sqlite_services, "verify", "--digest", str(saved), "--format", "json")
+    assert result.exit_code == 1
+    assert faults(result) == [(str(sqlite_story.acme), last - 1, "truncated")]
+
+
+def test_a_saved_digest_detects_a_removed_organization(
+    sqlite_services: Services, sqlite_story: Story, tmp_path: Path
+) -> None:
+    saved = tmp_path / "digest.json"
+    assert audit(sqlite_services, "digest", "--output", str(saved)).exit_code == 0
+    StoredLog(sqlite_services).execute(
+        "DELETE FROM stored_events WHERE originator_id = ?", sqlite_story.globex.hex
+    )
+
+    result = audit(sqlite_services, "verify", "--digest", str(saved), "--format", "json")
+
+    assert result.exit_code == 1
+    assert [(o, f) for o, _, f in faults(result)] == [
+        (str(sqlite_story.globex), "organization_removed")
+    ]
