@@ -9,7 +9,7 @@ storage error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, ClassVar, TypeVar
@@ -68,11 +68,23 @@ class OrganizationFactsAsDict(Transcoding):
         return facts_from_dict(data)
 
 
+def project_organization(
+    organization: Organization | None, events: Iterable[OrganizationEvent]
+) -> Organization | None:
+    """Apply events in order: the library's projector without its per-event
+    runtime ``Protocol`` isinstance check, which was a third of a load's time
+    (docs/performance.md)."""
+    for domain_event in events:
+        organization = domain_event.mutate(organization)
+    return organization
+
+
 class SuiteSubscriptions(Application[UUID]):
     name = "SuiteSubscriptions"
     # Loading stays flat as a stream grows: read the latest snapshot, then at
     # most this many events.
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Organization: 25}
+    snapshotting_projectors: ClassVar[dict[type[Any], Any]] = {Organization: project_organization}
 
     def __init__(
         self,
@@ -249,7 +261,9 @@ class SuiteSubscriptions(Application[UUID]):
 
     def get_organization(self, organization_id: UUID) -> Organization:
         try:
-            organization: Organization = self.repository.get(organization_id)
+            organization: Organization = self.repository.get(
+                organization_id, projector_func=project_organization
+            )
         except AggregateNotFoundError:
             raise OrganizationNotFound(organization_id) from None
         return organization
