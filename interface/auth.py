@@ -1,0 +1,144 @@
+"""Bearer JWT authentication and tenant isolation (SPEC §6).
+
+Tokens are HS256 with ``SUITE_JWT_SECRET``; ``exp`` is required, ``alg: none``
+and every other algorithm are refused, a small leeway absorbs clock skew.
+Claims: ``sub`` (the acting user) and either ``org`` (the one organization a
+user acts in) or ``scope: operator`` (the back office).
+
+Authorization here is only *which organization* and *operator or not*; what
+a user may do inside their organization is decided by the domain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+import jwt
+
+from application.errors import OrganizationNotFound
+from interface.errors import ApiError
+
+ALGORITHM = "HS256"
+LEEWAY_SECONDS = 30
+OPERATOR_SCOPE = "operator"
+DEFAULT_TOKEN_TTL_SECONDS = 12 * 3600
+DEV_SECRET_FILE = "jwt-dev-secret"
+MIN_SECRET_LENGTH = 32
+
+
+class MissingSecretError(RuntimeError):
+    """Production start-up without ``SUITE_JWT_SECRET``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a user acting in one organization, or an operator."""
+
+    user_id: str
+    organization_id: str | None
+    is_operator: bool
+
+    def require_organization(self, organization_id: UUID) -> None:
+        """A user token naming another organization sees nothing: 404, never 403."""
+        if not self.is_operator and self.organization_id != str(organization_id):
+            raise OrganizationNotFound(organization_id)
+
+    def require_operator(self) -> None:
+        if not self.is_operator:
+            raise ApiError(403, "operator_only", "Only a back-office operator token may do this.")
+
+
+def _unauthorized(code: str, message: str) -> ApiError:
+    header = f'Bearer error="invalid_token", error_description="{message}"'
+    if code == "authentication_required":
+        header = "Bearer"
+    return ApiError(401, code, message, headers={"WWW-Authenticate": header})
+
+
+def authenticate(authorization: str | None, secret: str) -> Principal:
+    """The principal of an ``Authorization: Bearer`` header, or a 401."""
+    if not authorization:
+        raise _unauthorized("authentication_required", "Send Authorization: Bearer <token>.")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("authentication_required", "Send Authorization: Bearer <token>.")
+    try:
+        claims = jwt.decode(
+            token.strip(),
+            secret,
+            algorithms=[ALGORITHM],
+            leeway=LEEWAY_SECONDS,
+            options={"require": ["exp", "sub"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise _unauthorized("token_expired", "The token has expired; get a new one.") from None
+    except jwt.InvalidTokenError:
+        raise _unauthorized("invalid_token", "The token is not valid.") from None
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject.strip():
+        raise _unauthorized("invalid_token", "The token names no user (sub).")
+    if claims.get("scope") == OPERATOR_SCOPE:
+        return Principal(user_id=subject, organization_id=None, is_operator=True)
+    organization = claims.get("org")
+    if not isinstance(organization, str) or not organization:
+        raise _unauthorized("invalid_token", "The token names no organization (org).")
+    return Principal(user_id=subject, organization_id=organization, is_operator=False)
+
+
+def mint_token(
+    secret: str,
+    *,
+    user_id: str,
+    organization_id: str | None = None,
+    operator: bool = False,
+    ttl_seconds: int = DEFAULT_TOKEN_TTL_SECONDS,
+    issued_at: float | None = None,
+) -> str:
+    """A development token (``suitesub token``, tests). Expiry uses real time."""
+    now = int(time.time() if issued_at is None else issued_at)
+    claims: dict[str, object] = {"sub": user_id, "iat": now, "exp": now + ttl_seconds}
+    if operator:
+        claims["scope"] = OPERATOR_SCOPE
+    elif organization_id:
+        claims["org"] = organization_id
+    else:
+        msg = "a user token needs an organization (or use operator=True)"
+        raise ValueError(msg)
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def resolve_secret(configured: str | None, *, environment: str | None, var_dir: Path) -> str:
+    """The signing secret: configured, else (outside production) a dev secret on disk."""
+    if configured:
+        return configured
+    if (environment or "").lower() == "production":
+        msg = (
+            "SUITE_JWT_SECRET is not set. In production (SUITE_ENV=production) the "
+            "service will not start without it: set SUITE_JWT_SECRET to a random "
+            f"string of at least {MIN_SECRET_LENGTH} characters shared by every API process."
+        )
+        raise MissingSecretError(msg)
+    return development_secret(var_dir)
+
+
+def development_secret(var_dir: Path) -> str:
+    """Generated once under ``var/`` (mode 600) and then reused by every process."""
+    path = var_dir / DEV_SECRET_FILE
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        candidate = var_dir / f".{DEV_SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        # link() is atomic and refuses to overwrite: the first process wins,
+        # the others read its secret.
+        with contextlib.suppress(FileExistsError):
+            os.link(candidate, path)
+        candidate.unlink()
+    return path.read_text().strip()

@@ -1,0 +1,91 @@
+"""What every ``/v1`` request goes through before its view runs.
+
+1. authentication (401), so nothing about a body is revealed to a stranger;
+2. for bodies: JSON only (415), well-formed (400);
+3. the card-data guard (422 ``raw_card_data_not_accepted``) — before the
+   schemas, so a card number is refused as card data, not as an unknown field.
+
+Bodies are parsed here once and kept on ``g.json_body``; they are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Flask, current_app, g, request
+
+from interface.auth import Principal, authenticate
+from interface.card_guard import card_data_locations
+from interface.errors import ApiError
+
+API_PREFIX = "/v1/"
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def current_principal() -> Principal:
+    principal = g.get("principal")
+    if principal is None:  # a /v1 route always has one; guard for misuse
+        raise ApiError(401, "authentication_required", "Send Authorization: Bearer <token>.")
+    assert isinstance(principal, Principal)
+    return principal
+
+
+def json_body() -> Any:
+    return g.get("json_body", {})
+
+
+def _is_json_mimetype(mimetype: str) -> bool:
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
+
+
+def guard_request() -> None:
+    if not request.path.startswith(API_PREFIX):
+        return
+    g.principal = authenticate(
+        request.headers.get("Authorization"), current_app.config["JWT_SECRET"]
+    )
+    query_hits = [
+        f"?{name}"
+        for name, value in request.args.items(multi=True)
+        if any(card_data_locations({name: value}))
+    ]
+    if query_hits:
+        _refuse_card_data(query_hits)
+    if request.method not in BODY_METHODS:
+        return
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        g.json_body = {}
+        return
+    if not _is_json_mimetype(request.mimetype):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Send the body as JSON with Content-Type: application/json.",
+            {"content_type": request.mimetype or None},
+        )
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "malformed_json", "The body is not valid JSON.") from None
+    hits = list(card_data_locations(body))
+    if hits:
+        _refuse_card_data(hits)
+    g.json_body = body
+
+
+def _refuse_card_data(locations: list[str]) -> None:
+    raise ApiError(
+        422,
+        "raw_card_data_not_accepted",
+        "Card numbers, CVCs and expiry dates are never accepted: tokenize the card "
+        "with the payment form and send its payment_token instead.",
+        {"locations": locations[:20]},
+    )
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(guard_request)

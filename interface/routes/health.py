@@ -1,0 +1,40 @@
+"""Liveness and readiness, for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+import logging
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from interface import schemas as s
+from interface.errors import ApiError
+from interface.routes.organizations import services
+
+log = logging.getLogger("suitesub.api")
+
+blp = Blueprint("health", __name__, description="Liveness and readiness.")
+
+
+@blp.route("/healthz")
+class Liveness(MethodView):
+    @blp.response(200, s.HealthSchema)
+    @blp.doc(security=[])
+    def get(self) -> dict[str, str]:
+        """The process answers."""
+        return {"status": "ok"}
+
+
+@blp.route("/readyz")
+class Readiness(MethodView):
+    @blp.response(200, s.HealthSchema)
+    @blp.alt_response(503, schema=s.ErrorAnswerSchema, description="The database does not answer")
+    @blp.doc(security=[])
+    def get(self) -> dict[str, str]:
+        """The database answers (a read of the event log)."""
+        try:
+            services().app.recorder.max_notification_id()
+        except Exception:
+            log.exception("readiness check failed")
+            raise ApiError(503, "database_unavailable", "The database does not answer.") from None
+        return {"status": "ready"}

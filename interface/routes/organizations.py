@@ -1,0 +1,249 @@
+"""``/v1/organizations``: a few lines per route — parse, authorize, call, answer."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from flask import Response, current_app, jsonify, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from application.bootstrap import Services
+from application.upgrade import PurchaseRequest
+from domain.quote import AddOnRequest, UpgradeRequest
+from interface import schemas as s
+from interface.idempotent import run_idempotently
+from interface.request_guard import current_principal
+from interface.routes.documentation import errors
+
+blp = Blueprint(
+    "organizations",
+    __name__,
+    url_prefix="/v1/organizations",
+    description="Organizations: standalone plans, the bundle trial, the upgrade, views.",
+)
+
+ORG = "/<uuid:organization_id>"
+
+
+def services() -> Services:
+    found: Services = current_app.extensions["suitesub"]
+    return found
+
+
+def _authorized(organization_id: UUID) -> str:
+    """The acting user, after checking the token may see this organization."""
+    principal = current_principal()
+    principal.require_organization(organization_id)
+    return principal.user_id
+
+
+def _upgrade_request(body: dict[str, Any]) -> UpgradeRequest:
+    return UpgradeRequest(
+        billing_period=body["billing_period"],
+        seats=body["seats"],
+        add_ons=tuple(AddOnRequest(a["code"], a["quantity"]) for a in body["add_ons"]),
+    )
+
+
+def _bundle(organization_id: UUID) -> dict[str, Any]:
+    bundle: dict[str, Any] = services().app.access(organization_id)["bundle"]
+    return bundle
+
+
+@blp.route("")
+class Organizations(MethodView):
+    @blp.arguments(s.RegisterOrganizationSchema)
+    @blp.response(201, s.OrganizationSchema)
+    @errors(403, 422)
+    def post(self, body: dict[str, Any]) -> Response:
+        """Register an organization (operator)."""
+        current_principal().require_operator()
+
+        def register() -> dict[str, Any]:
+            result = services().app.register_organization(**body)
+            return {"id": result.organization_id, **body, **result.to_dict()}
+
+        return run_idempotently(
+            services(),
+            organization_id=None,
+            status=201,
+            schema=s.OrganizationSchema(),
+            work=register,
+        )
+
+
+@blp.route(f"{ORG}/services/<string:service>/subscription")
+class StandaloneSubscription(MethodView):
+    @blp.arguments(s.StandaloneSubscriptionSchema)
+    @blp.response(200, s.SubscriptionRecordedSchema)
+    @errors(403, 404, 409, 422)
+    def put(self, body: dict[str, Any], organization_id: UUID, service: str) -> Response:
+        """Record a paid standalone subscription of one service (operator)."""
+        user = _authorized(organization_id)
+        current_principal().require_operator()
+
+        def record() -> dict[str, Any]:
+            result = services().app.record_standalone_subscription(
+                organization_id, service=service, by=user, **body
+            )
+            return {**result.to_dict(), "service": service}
+
+        return run_idempotently(
+            services(),
+            organization_id=str(organization_id),
+            status=200,
+            schema=s.SubscriptionRecordedSchema(),
+            work=record,
+        )
+
+
+@blp.route(f"{ORG}/services/<string:service>/admins")
+class ServiceAdmins(MethodView):
+    @blp.arguments(s.ServiceAdminsSchema)
+    @blp.response(200, s.SubscriptionRecordedSchema)
+    @errors(403, 404, 422)
+    def put(self, body: dict[str, Any], organization_id: UUID, service: str) -> Response:
+        """Change a service's super admin and admins (operator, or its super admin)."""
+        user = _authorized(organization_id)
+        operator = current_principal().is_operator
+
+        def change() -> dict[str, Any]:
+            result = services().app.change_service_admins(
+                organization_id, service=service, by=user, by_operator=operator, **body
+            )
+            return {**result.to_dict(), "service": service}
+
+        return run_idempotently(
+            services(),
+            organization_id=str(organization_id),
+            status=200,
+            schema=s.SubscriptionRecordedSchema(),
+            work=change,
+        )
+
+
+@blp.route(f"{ORG}/trial/eligibility")
+class TrialEligibility(MethodView):
+    @blp.response(200, s.EligibilitySchema)
+    @errors(404)
+    def get(self, organization_id: UUID) -> dict[str, Any]:
+        """May the calling user start the trial, and what would carry over?"""
+        user = _authorized(organization_id)
+        return services().app.trial_eligibility(organization_id, user)
+
+
+def _trial_command(organization_id: UUID, status: int, act: Any) -> Response:
+    user = _authorized(organization_id)
+
+    def run() -> dict[str, Any]:
+        result = act(organization_id, by=user)
+        return {**result.to_dict(), "bundle": _bundle(organization_id)}
+
+    return run_idempotently(
+        services(),
+        organization_id=str(organization_id),
+        status=status,
+        schema=s.TrialCommandSchema(),
+        work=run,
+    )
+
+
+@blp.route(f"{ORG}/trial")
+class Trial(MethodView):
+    @blp.arguments(s.EmptySchema)
+    @blp.response(201, s.TrialCommandSchema)
+    @errors(403, 404, 409, 422)
+    def post(self, _body: dict[str, Any], organization_id: UUID) -> Response:
+        """Start the bundle trial (the carry-over rule decides who may)."""
+        return _trial_command(organization_id, 201, services().app.start_trial)
+
+
+@blp.route(f"{ORG}/trial/extension")
+class TrialExtension(MethodView):
+    @blp.arguments(s.EmptySchema)
+    @blp.response(200, s.TrialCommandSchema)
+    @errors(403, 404, 409, 422)
+    def post(self, _body: dict[str, Any], organization_id: UUID) -> Response:
+        """Extend the trial once, from 7 days before its end."""
+        return _trial_command(organization_id, 200, services().app.extend_trial)
+
+
+@blp.route(f"{ORG}/trial/cancellation")
+class TrialCancellation(MethodView):
+    @blp.arguments(s.EmptySchema)
+    @blp.response(200, s.TrialCommandSchema)
+    @errors(403, 404, 409, 422)
+    def post(self, _body: dict[str, Any], organization_id: UUID) -> Response:
+        """Cancel the trial: services not purchased fall to their free editions."""
+        return _trial_command(organization_id, 200, services().app.cancel_trial)
+
+
+@blp.route(f"{ORG}/upgrade/quote")
+class UpgradeQuote(MethodView):
+    @blp.arguments(s.QuoteRequestSchema)
+    @blp.response(200, s.QuoteSchema)
+    @errors(404, 409, 422)
+    def post(self, body: dict[str, Any], organization_id: UUID) -> Response:
+        """Price the upgrade now, with credits for running standalone plans; records nothing."""
+        _authorized(organization_id)
+        quote = services().app.quote(organization_id, _upgrade_request(body))
+        return jsonify(s.QuoteSchema().dump(quote.to_dict()))
+
+
+@blp.route(f"{ORG}/upgrade")
+class Upgrade(MethodView):
+    @blp.arguments(s.UpgradeRequestSchema)
+    @blp.response(201, s.ReceiptSchema)
+    @errors(400, 402, 403, 404, 409, 422, 502)
+    def post(self, body: dict[str, Any], organization_id: UUID) -> Response:
+        """Buy the bundle (Idempotency-Key required): checkout, charge, record."""
+        user = _authorized(organization_id)
+        purchase = PurchaseRequest(
+            request=_upgrade_request(body),
+            billing_contact=body["billing_contact"],
+            expected_total=body["expected_total"],
+            payment_token=body["payment_token"],
+        )
+
+        def buy() -> dict[str, Any]:
+            return services().checkouts.purchase(
+                organization_id,
+                by=user,
+                purchase=purchase,
+                idempotency_key=request.headers.get("Idempotency-Key"),
+            )
+
+        return run_idempotently(
+            services(),
+            organization_id=str(organization_id),
+            status=201,
+            schema=s.ReceiptSchema(),
+            work=buy,
+            required=True,
+        )
+
+
+@blp.route(f"{ORG}/access")
+class Access(MethodView):
+    @blp.arguments(s.AccessQuerySchema, location="query")
+    @blp.response(200, s.AccessViewSchema)
+    @errors(404, 422)
+    def get(self, query: dict[str, Any], organization_id: UUID) -> dict[str, Any]:
+        """The access view: each service's edition, contract, access and URL."""
+        _authorized(organization_id)
+        return services().access_view(organization_id, query.get("min_position"))
+
+
+@blp.route(f"{ORG}/events")
+class Events(MethodView):
+    @blp.arguments(s.EventsQuerySchema, location="query")
+    @blp.response(200, s.EventPageSchema)
+    @errors(404, 422)
+    def get(self, query: dict[str, Any], organization_id: UUID) -> dict[str, Any]:
+        """The organization's event stream, oldest first (``after`` a position)."""
+        _authorized(organization_id)
+        return services().app.organization_events(
+            organization_id, after=query["after"], limit=query["limit"]
+        )

@@ -1,0 +1,243 @@
+"""Marshmallow schemas: request bodies (unknown fields refused) and answers.
+
+Request schemas check *shape* (types, required fields, sizes); the business
+rules (seats against current licenses, known add-ons, date order...) are the
+domain's, so there is one source of truth for each rule.
+"""
+
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, fields, validate
+
+MAX_ID = 128
+MAX_TEXT = 200
+MAX_LIST = 100
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+def _user_id(**kwargs: object) -> fields.String:
+    return fields.String(validate=validate.Length(min=1, max=MAX_ID), **kwargs)  # type: ignore[arg-type]
+
+
+# -- requests -------------------------------------------------------------------
+
+
+class RegisterOrganizationSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=MAX_TEXT))
+    country = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{2}$"))
+    owner_user_id = _user_id(required=True)
+
+
+class StandaloneSubscriptionSchema(StrictSchema):
+    seats = fields.Integer(required=True, strict=True, validate=validate.Range(1, 1_000_000))
+    billing_period = fields.String(required=True, validate=validate.OneOf(["monthly", "yearly"]))
+    amount_paid = fields.Integer(required=True, strict=True, validate=validate.Range(0, 10**12))
+    period_start = fields.Date(required=True)
+    period_end = fields.Date(required=True)
+    super_admin = _user_id(required=True)
+    admins = fields.List(_user_id(), load_default=list, validate=validate.Length(max=MAX_LIST))
+
+
+class ServiceAdminsSchema(StrictSchema):
+    super_admin = _user_id(required=True)
+    admins = fields.List(_user_id(), load_default=list, validate=validate.Length(max=MAX_LIST))
+
+
+class EmptySchema(StrictSchema):
+    """Start, extend and cancel take no fields: the acting user is the token's ``sub``."""
+
+
+class AddOnSchema(StrictSchema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=MAX_ID))
+    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(1, 1_000))
+
+
+class BillingContactSchema(StrictSchema):
+    company_name = fields.String(required=True, validate=validate.Length(min=1, max=MAX_TEXT))
+    country = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{2}$"))
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+
+
+class QuoteRequestSchema(StrictSchema):
+    billing_period = fields.String(required=True, validate=validate.OneOf(["monthly", "yearly"]))
+    seats = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10_000))
+    add_ons = fields.List(
+        fields.Nested(AddOnSchema), load_default=list, validate=validate.Length(max=20)
+    )
+    billing_contact = fields.Nested(BillingContactSchema, required=True)
+
+
+class UpgradeRequestSchema(QuoteRequestSchema):
+    payment_token = fields.String(required=True, validate=validate.Length(min=1, max=MAX_TEXT))
+    expected_total = fields.Integer(required=True, strict=True, validate=validate.Range(0, 10**12))
+
+
+class EventsQuerySchema(StrictSchema):
+    after = fields.Integer(load_default=0, validate=validate.Range(0, 2**62))
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
+
+
+class AccessQuerySchema(StrictSchema):
+    min_position = fields.Integer(load_default=None, validate=validate.Range(0, 2**62))
+
+
+class TestClockAdvanceSchema(StrictSchema):
+    __test__ = False
+    advance_days = fields.Integer(strict=True, validate=validate.Range(0, 3650))
+    advance_seconds = fields.Integer(strict=True, validate=validate.Range(0, 3650 * 86400))
+
+
+# -- answers ----------------------------------------------------------------------
+
+
+class CommandResultSchema(Schema):
+    organization_id = fields.String(required=True)
+    version = fields.Integer(required=True)
+    position = fields.Integer(required=True, allow_none=True)
+
+
+class OrganizationSchema(CommandResultSchema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    country = fields.String(required=True)
+    owner_user_id = fields.String(required=True)
+
+
+class SubscriptionRecordedSchema(CommandResultSchema):
+    service = fields.String(required=True)
+
+
+class BundleViewSchema(Schema):
+    code = fields.String(required=True)
+    state = fields.String(
+        required=True,
+        validate=validate.OneOf(["none", "trial", "trial_expired", "cancelled", "active"]),
+    )
+    trial_ends_at = fields.String(required=True, allow_none=True)
+    days_left = fields.Integer(required=True, allow_none=True)
+    extensions_used = fields.Integer(required=True)
+    available_actions = fields.List(fields.String(), required=True)
+
+
+class ServiceAccessSchema(Schema):
+    code = fields.String(required=True)
+    edition = fields.String(required=True)
+    contract = fields.String(required=True)
+    access = fields.String(required=True)
+    url = fields.String(required=True, allow_none=True)
+    note = fields.String()
+
+
+class AccessViewSchema(Schema):
+    organization_id = fields.String(required=True)
+    version = fields.Integer(required=True)
+    position = fields.Integer(required=True)
+    bundle = fields.Nested(BundleViewSchema, required=True)
+    services = fields.List(fields.Nested(ServiceAccessSchema), required=True)
+
+
+class TrialCommandSchema(CommandResultSchema):
+    bundle = fields.Nested(BundleViewSchema, required=True)
+
+
+class EligibilitySchema(Schema):
+    organization_id = fields.String(required=True)
+    user_id = fields.String(required=True)
+    eligible = fields.Boolean(required=True)
+    reason = fields.String(required=True, allow_none=True)
+    state = fields.String(required=True)
+    missing_admin_rights = fields.List(fields.String(), required=True)
+    super_admins = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    carried_over = fields.List(fields.String(), required=True)
+    usable_in_bundle = fields.List(fields.String(), required=True)
+    standalone_only = fields.List(fields.String(), required=True)
+    trial_services = fields.List(fields.String(), required=True)
+    trial_days = fields.Integer(required=True)
+    version = fields.Integer(required=True)
+
+
+class QuoteLineSchema(Schema):
+    kind = fields.String(required=True)
+    code = fields.String(required=True)
+    quantity = fields.Integer(required=True)
+    unit_price = fields.Integer(required=True)
+    months = fields.Integer(required=True)
+    amount = fields.Integer(required=True)
+
+
+class CreditSchema(Schema):
+    service = fields.String(required=True)
+    amount_paid = fields.Integer(required=True)
+    remaining_days = fields.Integer(required=True)
+    total_days = fields.Integer(required=True)
+    amount = fields.Integer(required=True)
+
+
+class QuoteSchema(Schema):
+    currency = fields.String(required=True)
+    billing_period = fields.String(required=True)
+    seats = fields.Integer(required=True)
+    lines = fields.List(fields.Nested(QuoteLineSchema), required=True)
+    subtotal = fields.Integer(required=True)
+    credits = fields.List(fields.Nested(CreditSchema), required=True)
+    credit = fields.Integer(required=True)
+    unapplied_credit = fields.Integer(required=True)
+    tax = fields.Integer(required=True)
+    total = fields.Integer(required=True)
+    contract_start = fields.String(required=True)
+    contract_end = fields.String(required=True)
+
+
+class PaymentReferenceSchema(Schema):
+    gateway = fields.String(required=True)
+    charge_id = fields.String(required=True, allow_none=True)
+    brand = fields.String(required=True, allow_none=True)
+    last4 = fields.String(required=True, allow_none=True)
+
+
+class ReceiptSchema(QuoteSchema):
+    organization_id = fields.String(required=True)
+    checkout_id = fields.String(required=True)
+    payment = fields.Nested(PaymentReferenceSchema, required=True)
+    version = fields.Integer(required=True)
+    position = fields.Integer(required=True, allow_none=True)
+
+
+class EventSchema(Schema):
+    position = fields.Integer(required=True)
+    organization_id = fields.String(required=True)
+    version = fields.Integer(required=True)
+    type = fields.String(required=True)
+    at = fields.String(required=True)
+    data = fields.Dict(required=True)
+    chain = fields.String(required=True)
+
+
+class EventPageSchema(Schema):
+    events = fields.List(fields.Nested(EventSchema), required=True)
+    next = fields.Integer(required=True, allow_none=True)
+
+
+class TestClockSchema(Schema):
+    __test__ = False
+    now = fields.String(required=True)
+    offset_seconds = fields.Integer(required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+
+
+class ErrorContentSchema(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    details = fields.Dict(required=True)
+    request_id = fields.String(required=True)
+
+
+class ErrorAnswerSchema(Schema):
+    error = fields.Nested(ErrorContentSchema, required=True)
