@@ -55,7 +55,7 @@ class OrganizationEvent(Aggregate.Event):
     def fold(self, facts: OrganizationFacts | None) -> OrganizationFacts:
         """The facts after this event (``facts`` is ``None`` before registration)."""
         assert facts is not None, f"{self.type_name} cannot start a stream"
-        return replace(self.evolve(facts), chain_head=self.chain)
+        return self.evolve(facts).updated(chain_head=self.chain)
 
 
 class OrganizationRegistered(OrganizationEvent, Aggregate.Created):
@@ -100,8 +100,7 @@ class StandaloneSubscriptionRecorded(OrganizationEvent):
         admins = ServiceAdmins(self.service, self.super_admin, tuple(self.admins))
         facts = facts.with_subscription(subscription).with_admins(admins)
         # A plan recorded anew is a new contract, even if an older one was ended.
-        return replace(
-            facts,
+        return facts.updated(
             terminated_services=tuple(s for s in facts.terminated_services if s != self.service),
         )
 
@@ -135,7 +134,7 @@ class TrialStarted(OrganizationEvent):
             standalone_only=tuple(self.standalone_only),
             trial_services=tuple(self.trial_services),
         )
-        return replace(facts, bundle_state=BundleState.TRIAL, trial=trial)
+        return facts.updated(bundle_state=BundleState.TRIAL, trial=trial)
 
 
 class TrialExtended(OrganizationEvent):
@@ -151,14 +150,14 @@ class TrialExtended(OrganizationEvent):
             ends_at=datetime.fromisoformat(self.new_end),
             extensions_used=self.extension_number,
         )
-        return replace(facts, bundle_state=BundleState.TRIAL, trial=trial)
+        return facts.updated(bundle_state=BundleState.TRIAL, trial=trial)
 
 
 class TrialExpired(OrganizationEvent):
     ends_at: str
 
     def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
-        return replace(facts, bundle_state=BundleState.TRIAL_EXPIRED)
+        return facts.updated(bundle_state=BundleState.TRIAL_EXPIRED)
 
 
 class TrialCancelled(OrganizationEvent):
@@ -166,8 +165,7 @@ class TrialCancelled(OrganizationEvent):
     reason: str
 
     def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
-        return replace(
-            facts,
+        return facts.updated(
             bundle_state=BundleState.CANCELLED,
             cancelled_at=self.timestamp,
             cancel_reason=self.reason,
@@ -178,7 +176,7 @@ class ServiceDowngradedToFree(OrganizationEvent):
     service: str
 
     def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
-        return replace(facts, downgraded_to_free=(*facts.downgraded_to_free, self.service))
+        return facts.updated(downgraded_to_free=(*facts.downgraded_to_free, self.service))
 
 
 class UpgradeCheckoutStarted(OrganizationEvent):
@@ -199,7 +197,7 @@ class UpgradeCheckoutStarted(OrganizationEvent):
             billing_contact=self.billing_contact,
             add_ons=tuple((a["code"], a["quantity"]) for a in self.add_ons),
         )
-        return replace(facts, pending_checkout=pending)
+        return facts.updated(pending_checkout=pending)
 
 
 class UpgradeCheckoutFailed(OrganizationEvent):
@@ -207,7 +205,7 @@ class UpgradeCheckoutFailed(OrganizationEvent):
     reason: str
 
     def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
-        return replace(facts, pending_checkout=None)
+        return facts.updated(pending_checkout=None)
 
 
 class UpgradePurchased(OrganizationEvent):
@@ -240,8 +238,7 @@ class UpgradePurchased(OrganizationEvent):
             total=self.total,
             charge_id=self.payment["charge_id"],
         )
-        return replace(
-            facts,
+        return facts.updated(
             bundle_state=BundleState.ACTIVE,
             pending_checkout=None,
             contract=contract,
@@ -255,7 +252,7 @@ class StandaloneContractTerminated(OrganizationEvent):
     amount_credited: int
 
     def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
-        return replace(facts, terminated_services=(*facts.terminated_services, self.service))
+        return facts.updated(terminated_services=(*facts.terminated_services, self.service))
 
 
 EVENT_CLASSES: tuple[type[OrganizationEvent], ...] = (
