@@ -1,0 +1,139 @@
+"""``suitesub serve``, ``suitesub token`` and ``suitesub reconcile``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from interface.cli import main
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def _var_dir() -> Path:
+    return Path(os.environ.get("SUITE_VAR_DIR", "var"))
+
+
+def _secret() -> str:
+    from interface.auth import MissingSecretError, resolve_secret
+
+    try:
+        return resolve_secret(
+            os.environ.get("SUITE_JWT_SECRET"),
+            environment=os.environ.get("SUITE_ENV"),
+            var_dir=_var_dir(),
+        )
+    except MissingSecretError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.command()
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--test-clock",
+    is_flag=True,
+    help="Enable /v1/test-clock (same as SUITE_TEST_CLOCK=1). Never in production.",
+)
+def serve(host: str, port: int, workers: int, test_clock: bool) -> None:
+    """Run the HTTP API under gunicorn (SQLite under ./var/ unless SUITE_DATABASE_URL)."""
+    from gunicorn.app.base import BaseApplication
+
+    from application.settings import database_settings
+
+    if test_clock:
+        os.environ["SUITE_TEST_CLOCK"] = "1"
+    settings = database_settings()  # fail fast on a bad URL, before forking
+    _secret()  # create the dev secret once, before the workers race for it
+    base_url = f"http://{host}:{port}"
+    click.echo(
+        f"Suite Subscriptions API on {base_url} ({workers} workers, store: {settings.url})\n"
+        f"  docs:            {base_url}/docs   (OpenAPI: {base_url}/openapi.json)\n"
+        f"  operator token:  suitesub token --operator\n"
+        f"  user token:      suitesub token --user u-alice --org <organization id>\n"
+        f'  try:             curl -H "Authorization: Bearer $(suitesub token --operator)" '
+        f"{base_url}/readyz"
+    )
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "accesslog": "-",
+                "errorlog": "-",
+                "timeout": 60,
+                "graceful_timeout": 10,
+            }.items():
+                self.cfg.set(key, value)
+            if "control_socket_disable" in self.cfg.settings:
+                # Several servers (tests, a second checkout) may run side by side.
+                self.cfg.set("control_socket_disable", True)
+
+        def load(self) -> Any:
+            from interface.app import create_app
+
+            return create_app()
+
+    Server().run()
+
+
+@main.command()
+@click.option("--user", "user_id", help="The user id (sub claim).")
+@click.option("--org", "organization_id", help="The organization the user acts in.")
+@click.option("--operator", is_flag=True, help="A back-office token (scope=operator).")
+@click.option(
+    "--ttl",
+    default=12 * 3600,
+    show_default=True,
+    type=click.IntRange(60, 30 * 86400),
+    help="Lifetime in seconds.",
+)
+def token(user_id: str | None, organization_id: str | None, operator: bool, ttl: int) -> None:
+    """Mint a development JWT signed with SUITE_JWT_SECRET (or the dev secret in var/)."""
+    from interface.auth import mint_token
+
+    if operator == bool(organization_id):
+        raise click.UsageError("give either --operator or --user U --org ORG")
+    if not operator and not user_id:
+        raise click.UsageError("a user token needs --user")
+    click.echo(
+        mint_token(
+            _secret(),
+            user_id=user_id or "operator",
+            organization_id=organization_id,
+            operator=operator,
+            ttl_seconds=ttl,
+        )
+    )
+
+
+@main.command()
+@click.option(
+    "--grace-minutes",
+    default=10,
+    show_default=True,
+    type=click.IntRange(0, 7 * 24 * 60),
+    help="Leave checkouts younger than this alone (their request may be in flight).",
+)
+def reconcile(grace_minutes: int) -> None:
+    """Finish upgrade checkouts left started by a crash, asking the gateway what happened."""
+    from application.bootstrap import build_services
+
+    test_clock = os.environ.get("SUITE_TEST_CLOCK", "") in ("1", "true", "yes", "on")
+    services = build_services(test_clock=test_clock)
+    try:
+        services.checkouts.reconcile_grace = timedelta(minutes=grace_minutes)
+        report = services.checkouts.reconcile()
+    finally:
+        services.close()
+    json.dump(report.to_dict(), sys.stdout)
+    sys.stdout.write("\n")
