@@ -1,6 +1,8 @@
 """What every ``/v1`` request goes through before its view runs.
 
 1. authentication (401), so nothing about a body is revealed to a stranger;
+   then tenancy: a user token naming another organization gets 404 on
+   every route of that organization, whatever the body;
 2. for bodies: JSON only (415), well-formed (400);
 3. the card-data guard (422 ``raw_card_data_not_accepted``) — before the
    schemas, so a card number is refused as card data, not as an unknown field.
@@ -44,9 +46,11 @@ def _is_json_mimetype(mimetype: str) -> bool:
 def guard_request() -> None:
     if not request.path.startswith(API_PREFIX):
         return
-    g.principal = authenticate(
-        request.headers.get("Authorization"), current_app.config["JWT_SECRET"]
-    )
+    principal = authenticate(request.headers.get("Authorization"), current_app.config["JWT_SECRET"])
+    g.principal = principal
+    organization_id = (request.view_args or {}).get("organization_id")
+    if organization_id is not None:
+        principal.require_organization(organization_id)
     query_hits = [
         f"?{name}"
         for name, value in request.args.items(multi=True)

@@ -1,0 +1,178 @@
+"""Who may call what: bearer tokens, tenant isolation, operator-only routes."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+from flask.testing import FlaskClient
+
+from interface.app import create_app
+from interface.auth import MissingSecretError, development_secret, mint_token
+from tests.interface.conftest import SECRET, Caller, bearer, error_code, user_headers
+
+ORG_ROUTES = [
+    ("GET", "/access", None),
+    ("GET", "/events", None),
+    ("GET", "/trial/eligibility", None),
+    ("POST", "/trial", {}),
+    ("POST", "/trial/extension", {}),
+    ("POST", "/trial/cancellation", {}),
+    (
+        "POST",
+        "/upgrade/quote",
+        {
+            "billing_period": "monthly",
+            "seats": 5,
+            "add_ons": [],
+            "billing_contact": {"company_name": "X", "country": "JP", "email": "x@example.com"},
+        },
+    ),
+    ("PUT", "/services/crm/admins", {"super_admin": "u-x", "admins": []}),
+    ("POST", "/upgrade", {"payment_token": "tok_visa"}),
+    (
+        "PUT",
+        "/services/crm/subscription",
+        {
+            "seats": 1,
+            "billing_period": "monthly",
+            "amount_paid": 1,
+            "period_start": "2026-01-01",
+            "period_end": "2026-02-01",
+            "super_admin": "u-x",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ORG_ROUTES)
+def test_a_user_of_another_organization_sees_nothing(
+    caller: Caller, method: str, path: str, body: object
+) -> None:
+    victim = caller.acme_with_crm_and_desk()
+    intruder_org = caller.register(name="Intruder")
+
+    answer = caller.client.open(
+        f"/v1/organizations/{victim}{path}",
+        method=method,
+        json=body,
+        headers={**user_headers(intruder_org, "u-alice"), "Idempotency-Key": "k"},
+    )
+
+    assert answer.status_code == 404
+    assert error_code(answer) == "organization_not_found"
+    assert "u-alice" not in answer.get_data(as_text=True)
+
+
+def test_users_may_not_use_operator_routes(caller: Caller) -> None:
+    org = caller.register()
+
+    registered = caller.client.post(
+        "/v1/organizations",
+        json={"name": "Other", "country": "JP", "owner_user_id": "u"},
+        headers=user_headers(org, "u-owner"),
+    )
+    subscription = caller.client.put(
+        f"/v1/organizations/{org}/services/crm/subscription",
+        json={
+            "seats": 1,
+            "billing_period": "monthly",
+            "amount_paid": 1,
+            "period_start": "2026-01-01",
+            "period_end": "2026-02-01",
+            "super_admin": "u",
+        },
+        headers=user_headers(org, "u-owner"),
+    )
+    clock = caller.client.get("/v1/test-clock", headers=user_headers(org, "u-owner"))
+
+    assert [registered.status_code, subscription.status_code, clock.status_code] == [403] * 3
+    assert {error_code(a) for a in (registered, subscription, clock)} == {"operator_only"}
+
+
+def _claims(**changes: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": "u-alice", "org": "x", "iat": now, "exp": now + 600}
+    claims.update(changes)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("name", "headers", "code"),
+    [
+        ("missing", {}, "authentication_required"),
+        ("not bearer", {"Authorization": "Basic dTpw"}, "authentication_required"),
+        ("garbage", bearer("not.a.jwt"), "invalid_token"),
+        (
+            "expired",
+            bearer(jwt.encode(_claims(exp=int(time.time()) - 3600), SECRET, algorithm="HS256")),
+            "token_expired",
+        ),
+        (
+            "forged",
+            bearer(jwt.encode(_claims(), "another-secret-" + "y" * 40, algorithm="HS256")),
+            "invalid_token",
+        ),
+        ("alg none", bearer(jwt.encode(_claims(), None, algorithm="none")), "invalid_token"),
+        (
+            "HS512",
+            bearer(jwt.encode(_claims(), SECRET * 2, algorithm="HS512")),
+            "invalid_token",
+        ),
+        (
+            "no exp",
+            bearer(jwt.encode(_claims(exp=None), SECRET, algorithm="HS256")),
+            "invalid_token",
+        ),
+        (
+            "no org nor operator scope",
+            bearer(jwt.encode(_claims(org=None), SECRET, algorithm="HS256")),
+            "invalid_token",
+        ),
+    ],
+)
+def test_requests_without_a_valid_token_are_401(
+    client: FlaskClient, name: str, headers: dict[str, str], code: str
+) -> None:
+    answer = client.get(
+        "/v1/organizations/00000000-0000-0000-0000-000000000001/access", headers=headers
+    )
+
+    assert answer.status_code == 401, name
+    assert error_code(answer) == code
+    assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_token_a_few_seconds_past_its_expiry_is_still_accepted(caller: Caller) -> None:
+    org = caller.register()
+    token = mint_token(
+        SECRET,
+        user_id="u-owner",
+        organization_id=org,
+        ttl_seconds=60,
+        issued_at=time.time() - 70,
+    )
+
+    answer = caller.client.get(f"/v1/organizations/{org}/access", headers=bearer(token))
+
+    assert answer.status_code == 200
+
+
+def test_production_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
+    with pytest.raises(MissingSecretError, match="SUITE_JWT_SECRET"):
+        create_app({"DATABASE_URL": "memory://", "ENV": "production", "VAR_DIR": tmp_path})
+
+
+def test_the_development_secret_is_generated_once_and_private(tmp_path: Path) -> None:
+    first = development_secret(tmp_path / "var")
+    second = development_secret(tmp_path / "var")
+
+    assert first == second
+    assert len(first) >= 32
+    mode = stat.S_IMODE(os.stat(tmp_path / "var" / "jwt-dev-secret").st_mode)
+    assert mode == 0o600
+    assert list((tmp_path / "var").iterdir()) == [tmp_path / "var" / "jwt-dev-secret"]
