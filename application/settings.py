@@ -67,18 +67,30 @@ def _sqlite(url: str) -> DatabaseSettings:
     return DatabaseSettings(url, "sqlite", env, sqlite_path=path)
 
 
+_POSTGRES_INTEGER_OPTIONS = ("pool_size", "max_overflow", "connect_timeout")
+
+
 def _postgres(url: str) -> DatabaseSettings:
     parts = urlsplit(url)
     dbname = parts.path.lstrip("/")
     if not dbname:
         msg = f"SUITE_DATABASE_URL {url!r} names no database"
         raise SettingsError(msg)
+    try:
+        port = parts.port or 5432
+    except ValueError as error:  # urllib's own message names no setting
+        msg = f"SUITE_DATABASE_URL {url!r}: bad port ({error})"
+        raise SettingsError(msg) from None
     query = parse_qs(parts.query)
+    for option, values in query.items():
+        if option in _POSTGRES_INTEGER_OPTIONS and not values[0].isdigit():
+            msg = f"SUITE_DATABASE_URL {url!r}: {option} must be a whole number"
+            raise SettingsError(msg)
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": unquote(dbname),
         "POSTGRES_HOST": unquote(parts.hostname or "127.0.0.1"),
-        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_PORT": str(port),
         "POSTGRES_USER": unquote(parts.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
         "POSTGRES_POOL_SIZE": query.get("pool_size", ["5"])[0],
