@@ -33,6 +33,8 @@ from application.payments import (
 )
 from application.service import SuiteSubscriptions
 from domain import events as ev
+from domain.errors import StateConflict
+from domain.facts import PendingCheckout
 from domain.quote import UpgradeRequest
 
 log = logging.getLogger(__name__)
@@ -84,20 +86,33 @@ class UpgradeCheckouts:
         purchase: PurchaseRequest,
         idempotency_key: str | None,
     ) -> dict[str, Any]:
-        """Buy the bundle; answer the receipt (the quote, checkout id, payment)."""
-        _started, checkout_id, quote = self.app.begin_upgrade_checkout(
-            organization_id,
-            by=by,
-            request=purchase.request,
-            billing_contact=purchase.billing_contact,
-            expected_total=purchase.expected_total,
-            idempotency_key=idempotency_key,
-        )
+        """Buy the bundle; answer the receipt (the quote, checkout id, payment).
+
+        A retry with the idempotency key of a checkout left started (its first
+        request crashed after recording UpgradeCheckoutStarted) resumes that
+        checkout: the gateway key is the checkout id, so the card is charged
+        at most once whatever happened before.
+        """
+        try:
+            _started, checkout_id, fresh_quote = self.app.begin_upgrade_checkout(
+                organization_id,
+                by=by,
+                request=purchase.request,
+                billing_contact=purchase.billing_contact,
+                expected_total=purchase.expected_total,
+                idempotency_key=idempotency_key,
+            )
+            quote = fresh_quote.to_dict()
+        except StateConflict as conflict:
+            pending = self._resumable(conflict, organization_id, by, purchase, idempotency_key)
+            if pending is None:
+                raise
+            checkout_id, quote = pending.checkout_id, pending.quote
         try:
             charge = self.gateway.charge(
                 checkout_id,
-                quote.total,
-                quote.currency,
+                quote["total"],
+                quote["currency"],
                 purchase.payment_token,
                 f"CRM Plus upgrade {checkout_id} for organization {organization_id}",
             )
@@ -111,13 +126,34 @@ class UpgradeCheckouts:
             organization_id, checkout_id=checkout_id, payment=charge.payment_reference()
         )
         return {
-            **quote.to_dict(),
+            **quote,
             "organization_id": str(organization_id),
             "checkout_id": checkout_id,
             "payment": charge.payment_reference(),
             "version": result.version,
             "position": result.position,
         }
+
+    def _resumable(
+        self,
+        conflict: StateConflict,
+        organization_id: UUID,
+        by: str,
+        purchase: PurchaseRequest,
+        idempotency_key: str | None,
+    ) -> PendingCheckout | None:
+        """The started checkout this request is a retry of, if it is one."""
+        if conflict.code != "checkout_in_progress" or idempotency_key is None:
+            return None
+        pending = self.app.facts(organization_id).pending_checkout
+        if (
+            pending is None
+            or pending.idempotency_key != idempotency_key
+            or pending.by != by
+            or pending.quote.get("total") != purchase.expected_total
+        ):
+            return None
+        return pending
 
     # -- reconciliation -----------------------------------------------------------
 
