@@ -14,6 +14,7 @@ unknown organization, unreadable event).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -68,7 +69,10 @@ def _services(ctx: click.Context) -> Services:
     root = ctx.find_root()
     if isinstance(root.obj, Services):
         return root.obj
-    services = build_services()
+    # With the test clock on, "now" (replay's default, the digest's time) is the
+    # service's shifted time, as the API sees it.
+    test_clock = os.environ.get("SUITE_TEST_CLOCK", "") in ("1", "true", "yes", "on")
+    services = build_services(test_clock=test_clock)
     root.obj = services
     root.call_on_close(services.close)
     return services
@@ -233,7 +237,7 @@ def _event_table(rows: list[LoggedEvent], *, header: bool) -> Table:
     table.add_column("position", justify="right", width=8)
     table.add_column("organization", width=36, no_wrap=True)
     table.add_column("v", justify="right", width=4)
-    table.add_column("type", width=28, no_wrap=True)
+    table.add_column("type", width=30, no_wrap=True)
     table.add_column("at", width=25, no_wrap=True)
     table.add_column("by", width=12, no_wrap=True)
     table.add_column("what", min_width=30)
