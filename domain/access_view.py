@@ -13,6 +13,7 @@ from typing import Any
 
 from domain.bundle_state import available_actions, days_left, effective_state
 from domain.catalog import Catalog
+from domain.clock import ensure_utc
 from domain.facts import BundleState, OrganizationFacts
 
 PAID, TRIAL, FREE, NONE = "paid", "trial", "free", "none"
@@ -105,6 +106,7 @@ def service_access(
 
 
 def access_view(facts: OrganizationFacts, catalog: Catalog, now: datetime) -> AccessView:
+    now = ensure_utc(now)  # a "day" (has a plan ended?) is a UTC calendar day
     state = effective_state(facts, now)
     purchased = set(facts.purchased_services(now.date()))
     trial = facts.trial

@@ -2,6 +2,9 @@
 
 Each command method checks the rules first (raising a :class:`DomainError`
 before any event exists) and then triggers exactly the events of SPEC §3.
+Every command first normalises its business time ``at`` to UTC: stored times
+are UTC (SPEC §7) and a "day" (plan periods, credits) is a UTC calendar day,
+whatever zone the caller's clock speaks.
 All state lives in ``self.facts``; events evolve it (see ``domain.events``).
 """
 
@@ -54,7 +57,7 @@ class Organization(Aggregate):
         errors: dict[str, list[str]] = {}
         if not name or len(name) > MAX_NAME_LENGTH:
             errors["name"] = [f"must be 1 to {MAX_NAME_LENGTH} characters"]
-        if len(country) != 2 or not country.isascii() or not country.isupper():
+        if not _is_alpha2(country):
             errors["country"] = ["must be an ISO 3166-1 alpha-2 code such as 'JP'"]
         if not owner_user_id.strip():
             errors["owner_user_id"] = ["must not be empty"]
@@ -113,6 +116,7 @@ class Organization(Aggregate):
         at: datetime,
         catalog: Catalog,
     ) -> None:
+        at = ensure_utc(at)
         self._require_service(service, catalog)
         errors: dict[str, list[str]] = {}
         if seats < 1:
@@ -159,6 +163,7 @@ class Organization(Aggregate):
         at: datetime,
         catalog: Catalog,
     ) -> None:
+        at = ensure_utc(at)
         self._require_service(service, catalog)
         if not super_admin.strip():
             raise InvalidRequest(
@@ -187,6 +192,7 @@ class Organization(Aggregate):
     # -- the trial ------------------------------------------------------------
 
     def start_trial(self, *, by: str, at: datetime, catalog: Catalog) -> None:
+        at = ensure_utc(at)
         refusal = start_trial_refusal(self.facts, at)
         if refusal is not None:
             raise StateConflict(_CONFLICT_MESSAGES[refusal], code=refusal)
@@ -211,6 +217,7 @@ class Organization(Aggregate):
         )
 
     def extend_trial(self, *, by: str, at: datetime, catalog: Catalog) -> None:
+        at = ensure_utc(at)
         refusal = extension_refusal(self.facts, catalog.bundle, at)
         if refusal is not None:
             raise StateConflict(
@@ -230,6 +237,7 @@ class Organization(Aggregate):
         )
 
     def cancel_trial(self, *, by: str, at: datetime, catalog: Catalog) -> None:
+        at = ensure_utc(at)
         refusal = cancellation_refusal(self.facts, at)
         if refusal is not None:
             raise StateConflict(_CONFLICT_MESSAGES[refusal], code=refusal)
@@ -248,6 +256,7 @@ class Organization(Aggregate):
 
     def expire_trial(self, *, at: datetime) -> bool:
         """Record that the trial's end passed with no decision; ``False`` if not due."""
+        at = ensure_utc(at)
         trial = self.facts.trial
         if self.facts.bundle_state != BundleState.TRIAL or trial is None:
             return False
@@ -259,6 +268,7 @@ class Organization(Aggregate):
     # -- the upgrade -------------------------------------------------------------
 
     def quote(self, request: UpgradeRequest, *, at: datetime, catalog: Catalog) -> Quote:
+        at = ensure_utc(at)
         running = self.facts.running_subscriptions(at.date())
         return compute_quote(catalog.bundle, request, running, at)
 
@@ -274,6 +284,7 @@ class Organization(Aggregate):
         at: datetime,
         catalog: Catalog,
     ) -> Quote:
+        at = ensure_utc(at)
         refusal = upgrade_refusal(self.facts, at)
         if refusal is not None:
             raise StateConflict(_CONFLICT_MESSAGES[refusal], code=refusal)
@@ -299,6 +310,7 @@ class Organization(Aggregate):
 
     def complete_checkout(self, *, checkout_id: str, payment: dict[str, Any], at: datetime) -> bool:
         """Record the purchase the gateway confirmed; ``False`` if already recorded."""
+        at = ensure_utc(at)
         if self._already_purchased(checkout_id):
             return False
         pending = self._require_pending(checkout_id)
@@ -337,6 +349,7 @@ class Organization(Aggregate):
 
     def fail_checkout(self, *, checkout_id: str, reason: str, at: datetime) -> bool:
         """Record that the charge did not happen; ``False`` if no longer pending."""
+        at = ensure_utc(at)
         pending = self.facts.pending_checkout
         if pending is None or pending.checkout_id != checkout_id:
             return False
@@ -383,6 +396,11 @@ class Organization(Aggregate):
                 code="unknown_service",
                 details={"service": service, "known": list(catalog.service_codes)},
             )
+
+
+def _is_alpha2(country: str) -> bool:
+    """Two upper-case ASCII letters, the shape of an ISO 3166-1 alpha-2 code."""
+    return len(country) == 2 and country.isascii() and country.isalpha() and country.isupper()
 
 
 def _unique(items: list[str]) -> list[str]:

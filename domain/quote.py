@@ -16,6 +16,7 @@ from datetime import date, datetime
 from typing import Any
 
 from domain.catalog import BILLING_PERIODS, MONTHS_PER_PERIOD, Bundle
+from domain.clock import ensure_utc
 from domain.errors import InvalidRequest
 from domain.facts import StandaloneSubscription
 
@@ -191,6 +192,7 @@ def compute_quote(
     upgrade_at: datetime,
 ) -> Quote:
     """Price an upgrade at ``upgrade_at`` with credits for the running plans."""
+    upgrade_at = ensure_utc(upgrade_at)
     validate_upgrade_request(bundle, request, running)
     months = MONTHS_PER_PERIOD[request.billing_period]
     unit_price = bundle.price_per_user_month(request.billing_period)
