@@ -45,9 +45,9 @@ PROFILES = {
     "tiny": Profile("tiny", commands=10, rounds=1, load_repeats=5, log_events=400,
                     http_seconds=0.3, http_connections=2),
     "quick": Profile("quick", commands=300, rounds=3, load_repeats=200, log_events=100_000,
-                     http_seconds=2.0, http_connections=8),
+                     http_seconds=3.0, http_connections=8),
     "full": Profile("full", commands=2000, rounds=5, load_repeats=1000, log_events=1_000_000,
-                    http_seconds=10.0, http_connections=16),
+                    http_seconds=15.0, http_connections=16),
 }  # fmt: skip
 
 

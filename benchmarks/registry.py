@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks import aggregate_load_growth, command_throughput
+from benchmarks import access_read_http, aggregate_load_growth, command_throughput
 from benchmarks.harness import BenchmarkResult, Profile
 
 
@@ -18,6 +18,7 @@ class Benchmark:
 
 BENCHMARKS: list[Benchmark] = [
     Benchmark(command_throughput.NAME, command_throughput.run),
+    Benchmark(access_read_http.NAME, access_read_http.run),
     Benchmark(aggregate_load_growth.NAME, aggregate_load_growth.run),
 ]
 

@@ -30,7 +30,11 @@ def _assert_well_formed(result: BenchmarkResult) -> None:
 
 
 @pytest.mark.parametrize("benchmark", BENCHMARKS, ids=lambda b: b.name)
-def test_each_benchmark_runs_at_a_tiny_size_on_sqlite(benchmark: object) -> None:
+def test_each_benchmark_runs_at_a_tiny_size_on_sqlite(
+    benchmark: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CI has no wrk: exercise the Python load client, the one a fresh clone uses.
+    monkeypatch.setenv("BENCH_LOAD_TOOL", "python")
     results = run_benchmark(benchmark, TINY, "sqlite")  # type: ignore[arg-type]
     assert results
     for result in results:
@@ -42,7 +46,10 @@ def test_each_benchmark_runs_at_a_tiny_size_on_sqlite(benchmark: object) -> None
 @pytest.mark.parametrize(
     "benchmark", [b for b in BENCHMARKS if "postgres" in b.stores], ids=lambda b: b.name
 )
-def test_each_postgres_variant_runs_at_a_tiny_size(benchmark: object) -> None:
+def test_each_postgres_variant_runs_at_a_tiny_size(
+    benchmark: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENCH_LOAD_TOOL", "python")
     if not postgres_available():
         if os.environ.get("SUITE_REQUIRE_POSTGRES") == "1":
             pytest.fail("SUITE_REQUIRE_POSTGRES=1 but no PostgreSQL server answers")

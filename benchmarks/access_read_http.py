@@ -1,0 +1,195 @@
+"""access_read_http: ``GET /v1/organizations/{org}/access`` per second over HTTP.
+
+Both apps run under gunicorn with two sync workers and the same flags, and
+the same load generator drives them (wrk when installed, else the Python
+client of ``benchmarks.load``): first the service, with a user token, on a
+store holding a thousand other organizations; then a bare Flask endpoint
+(``benchmarks.bare_app``) answering the very same JSON document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from application.bootstrap import build_services
+from application.catalog_loader import default_catalog
+from application.clocks import SystemClock
+from benchmarks.harness import REPO_ROOT, BenchmarkResult, Profile, ratio
+from benchmarks.load import LoadResult, generate_load
+from benchmarks.organizations import SUPER_ADMIN, registered_with_crm, save_all
+from benchmarks.stores import scratch_dir, store
+
+NAME = "access_read_http"
+TARGET = ">= 0.6"
+OTHER_ORGANIZATIONS = 1_000
+JWT_SECRET = "benchmark-secret-" + "x" * 40
+WORKERS = 2
+SERVER_START_TIMEOUT = 30.0
+
+
+def run(profile: Profile, store_kind: str = "sqlite") -> BenchmarkResult:
+    with store(store_kind, NAME) as url, scratch_dir(NAME) as scratch:
+        organization_id = _populate(url, profile)
+        token = _user_token(organization_id)
+        path = f"/v1/organizations/{organization_id}/access"
+        headers = {"Authorization": f"Bearer {token}"}
+        environment = {
+            "SUITE_DATABASE_URL": url,
+            "SUITE_JWT_SECRET": JWT_SECRET,
+            "SUITE_VAR_DIR": str(scratch),
+        }
+        bare_environment = {"BENCH_BARE_BODY": str(scratch / "body.json")}
+        with _gunicorn("wsgi:app", environment, scratch / "service.log") as service_base:
+            body = _get(service_base + path, headers)
+            (scratch / "body.json").write_bytes(body)
+            with _gunicorn(
+                "benchmarks.bare_app:app", bare_environment, scratch / "bare.log"
+            ) as bare_base:
+                bare_body = _get(bare_base + path, {})
+                service, baseline = _measure_interleaved(
+                    (service_base + path, headers), (bare_base + path, {}), profile
+                )
+    assert json.loads(bare_body) == json.loads(body)
+    return BenchmarkResult(
+        name=NAME if store_kind == "sqlite" else f"{NAME}_{store_kind}",
+        value=service.per_second,
+        unit="requests/s",
+        baseline=baseline.per_second,
+        ratio=ratio(service.per_second, baseline.per_second),
+        target=TARGET,
+        store=store_kind,
+        details={
+            "load_generator": service.tool,
+            "connections": profile.http_connections,
+            "seconds": profile.http_seconds,
+            "workers": WORKERS,
+            "body_bytes": len(body),
+            "service_requests": service.requests,
+            "baseline_requests": baseline.requests,
+        },
+    )
+
+
+def _populate(url: str, profile: Profile) -> str:
+    """Other organizations, then the one measured: pays for CRM, in its trial."""
+    services = build_services(url, clock=SystemClock(), catalog=default_catalog())
+    try:
+        app, catalog = services.app, services.catalog
+        others = OTHER_ORGANIZATIONS if profile.name != "tiny" else 20
+        save_all(app, (registered_with_crm(catalog) for _ in range(others)))
+        [organization_id] = save_all(app, [registered_with_crm(catalog, services.clock.now())])
+        app.start_trial(organization_id, by=SUPER_ADMIN)
+    finally:
+        services.close()
+    return str(organization_id)
+
+
+def _user_token(organization_id: str) -> str:
+    from interface.auth import mint_token
+
+    return mint_token(JWT_SECRET, user_id=SUPER_ADMIN, organization_id=organization_id)
+
+
+def _measure_interleaved(
+    service: tuple[str, dict[str, str]], baseline: tuple[str, dict[str, str]], profile: Profile
+) -> tuple[LoadResult, LoadResult]:
+    """Both servers are up; alternate short runs and keep each one's best.
+
+    The machine is shared (other processes, other benchmarks): alternating
+    exposes both to the same disturbances, and the best run is the least
+    disturbed one.
+    """
+    warm_up = min(1.0, profile.http_seconds / 2)
+    for url, headers in (service, baseline):
+        generate_load(url, headers, warm_up, profile.http_connections)
+    rounds = max(1, profile.rounds)
+    seconds = profile.http_seconds / rounds
+    best: list[LoadResult | None] = [None, None]
+    for _round in range(rounds):
+        for index, (url, headers) in enumerate((service, baseline)):
+            result = generate_load(url, headers, seconds, profile.http_connections)
+            if result.errors:
+                msg = f"{result.errors} failed requests against {url} ({result.tool})"
+                raise RuntimeError(msg)
+            current = best[index]
+            if current is None or result.per_second > current.per_second:
+                best[index] = result
+    assert best[0] is not None
+    assert best[1] is not None
+    return best[0], best[1]
+
+
+@contextlib.contextmanager
+def _gunicorn(target: str, environment: dict[str, str], log: Path) -> Iterator[str]:
+    """A gunicorn with WORKERS sync workers serving ``target``; yields its base URL."""
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "gunicorn", target,
+        "--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}",
+        "--log-level", "warning", "--no-control-socket",
+    ]  # fmt: skip
+    with log.open("wb") as log_file:
+        server = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env={**os.environ, **environment},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_until_up(base, server, log)
+            yield base
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def _wait_until_up(base: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            msg = f"gunicorn exited with {server.returncode}:\n{log.read_text()[-3000:]}"
+            raise RuntimeError(msg)
+        with contextlib.suppress(OSError, RuntimeError):
+            _get(base + "/healthz", {})
+            return
+        time.sleep(0.05)
+    msg = f"gunicorn did not answer within {SERVER_START_TIMEOUT} s"
+    raise RuntimeError(msg)
+
+
+def _get(url: str, headers: dict[str, str]) -> bytes:
+    host_port = url.split("/")[2]
+    host, port = host_port.split(":")
+    path = "/" + url.split("/", 3)[3]
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        msg = f"GET {url} answered {response.status}: {body[:500]!r}"
+        raise RuntimeError(msg)
+    return body
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
