@@ -16,6 +16,8 @@ from application.catalog_loader import load_catalog
 from application.clocks import SystemClock
 from application.idempotency import IdempotencyStore
 from application.payments import PaymentGateway, SandboxGateway
+from application.projections.read_model import ReadModel, ViewSettings, construct_views
+from application.schema import schema_lock
 from application.service import SuiteSubscriptions
 from application.settings import DatabaseSettings, database_settings
 from application.sql_tables import SqlTables, tables_for
@@ -38,16 +40,18 @@ class Services:
     gateway: PaymentGateway
     checkouts: UpgradeCheckouts
     idempotency: IdempotencyStore
+    #: The projections: access views, the operators' directory, view lag.
+    read_model: ReadModel
     #: Set only when the service runs with the test clock (SUITE_TEST_CLOCK=1).
     test_clock: TestClock | None = None
 
     def access_view(self, organization_id: UUID, min_position: int | None = None) -> dict[str, Any]:
         """The access view the API serves (``min_position``: read your own writes).
 
-        Reads the write model for now; the projection can take over here.
+        One indexed look-up in the projected view; waits (bounded) for
+        ``min_position`` and raises ``ViewNotCaughtUp`` rather than answer stale.
         """
-        del min_position  # the write model is always caught up
-        return self.app.access(organization_id)
+        return self.read_model.access(organization_id, min_position=min_position)
 
     def close(self) -> None:
         self.app.close()
@@ -60,18 +64,25 @@ def build_services(
     catalog: Catalog | None = None,
     test_clock: bool = False,
     gateway_factory: GatewayFactory | None = None,
+    view_settings: ViewSettings | None = None,
 ) -> Services:
     settings = database_settings(database_url)
     catalog = catalog or load_catalog()
     base_clock = clock or SystemClock()
     shifted = TestClock(base_clock) if test_clock else None
     service_clock: Clock = shifted or base_clock
-    app = SuiteSubscriptions(dict(settings.persistence_env), clock=service_clock, catalog=catalog)
-    tables = tables_for(app.recorder)
-    if shifted is not None:
-        # The offset lives in the application's database, which exists only now.
-        shifted.attach(TestClockOffset(tables))
-    gateway = (gateway_factory or SandboxGateway)(tables, service_clock)
+    # Several processes may start at once: create tables one process at a time.
+    with schema_lock(settings.persistence_env):
+        app = SuiteSubscriptions(
+            dict(settings.persistence_env), clock=service_clock, catalog=catalog
+        )
+        tables = tables_for(app.recorder)
+        if shifted is not None:
+            # The offset lives in the application's database, which exists only now.
+            shifted.attach(TestClockOffset(tables))
+        gateway = (gateway_factory or SandboxGateway)(tables, service_clock)
+        idempotency = IdempotencyStore(tables, service_clock)
+        views = construct_views(app)
     return Services(
         settings=settings,
         app=app,
@@ -80,6 +91,13 @@ def build_services(
         tables=tables,
         gateway=gateway,
         checkouts=UpgradeCheckouts(app, gateway),
-        idempotency=IdempotencyStore(tables, service_clock),
+        idempotency=idempotency,
+        read_model=ReadModel(
+            app,
+            views,
+            clock=service_clock,
+            catalog=catalog,
+            settings=view_settings or ViewSettings.from_env(settings.kind),
+        ),
         test_clock=shifted,
     )

@@ -19,3 +19,21 @@ class ConcurrentModification(DomainError):
     """Another request changed the organization at the same moment, repeatedly."""
 
     code = "concurrent_modification"
+
+
+class ViewNotCaughtUp(DomainError):
+    """The views have not applied the position the caller asked for (HTTP 503).
+
+    Answered instead of an older view when ``min_position`` is not reached
+    within the bounded wait; the caller retries after ``retry_after`` seconds.
+    """
+
+    code = "view_not_caught_up"
+    retry_after = 1
+
+    def __init__(self, min_position: int, view_position: int) -> None:
+        super().__init__(
+            f"The views have applied the log up to position {view_position}, "
+            f"not yet {min_position}; retry shortly.",
+            details={"min_position": min_position, "view_position": view_position},
+        )

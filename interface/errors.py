@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from application.errors import ViewNotCaughtUp
 from application.payments import PaymentError
 from domain.errors import DomainError, InvalidRequest, NotAllowed, NotFound, StateConflict
 
@@ -97,6 +98,10 @@ def describe_error(error: Exception) -> tuple[int, dict[str, Any], dict[str, str
         return error.status, error_body(error.code, error.message, error.details), error.headers
     if isinstance(error, PaymentError):
         return error.status, error_body(error.code, error.message, error.details), {}
+    if isinstance(error, ViewNotCaughtUp):
+        # Read-your-writes could not be honoured in time: never a stale view.
+        headers = {"Retry-After": str(error.retry_after)}
+        return 503, error_body(error.code, error.message, error.details), headers
     if isinstance(error, DomainError):
         for kind, status in _KIND_STATUS:
             if isinstance(error, kind):

@@ -1,0 +1,211 @@
+"""The read side the API and the CLI use: access views, the directory, view lag.
+
+Who keeps the views current is a setting (``SUITE_VIEW_FOLLOWER``):
+
+- ``api`` (default on ``memory://`` and SQLite): every read first applies
+  whatever the log has that the views have not (usually nothing: two indexed
+  look-ups), so the API keeps its views current by itself however many
+  gunicorn workers run, with no other process;
+- ``worker`` (default on PostgreSQL): ``suitesub worker`` follows the log
+  and the API only reads; ``min_position`` waits for the worker.
+
+``min_position`` (read-your-writes) waits at most ``SUITE_MIN_POSITION_TIMEOUT``
+seconds (default 2) and then refuses with ``view_not_caught_up`` (HTTP 503,
+``Retry-After``): a caller never gets an older view than it asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.postgres import PostgresFactory
+from eventsourcing.sqlite import SQLiteFactory
+
+from application.errors import OrganizationNotFound, ViewNotCaughtUp
+from application.event_stream import select_organization_notifications
+from application.projections.projection import ViewFollower
+from application.projections.sql_views import PostgresOrganizationViews, SQLiteOrganizationViews
+from application.projections.views import (
+    DIRECTORY_STATES,
+    MemoryOrganizationViews,
+    OrganizationViews,
+)
+from application.schema import schema_lock
+from application.settings import SettingsError
+from domain.access_view import access_view
+from domain.catalog import Catalog
+from domain.clock import Clock
+from domain.errors import InvalidRequest
+
+LIVE_PREFIX = "views"
+DEFAULT_MIN_POSITION_TIMEOUT = 2.0
+MAX_DIRECTORY_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ViewSettings:
+    #: The API applies pending events itself before reading (else a worker does).
+    follow_on_read: bool
+    #: How long ``min_position`` waits before answering ``view_not_caught_up``.
+    min_position_timeout: float
+
+    @classmethod
+    def from_env(cls, store_kind: str, env: dict[str, str] | None = None) -> ViewSettings:
+        env = dict(os.environ if env is None else env)
+        follower = env.get("SUITE_VIEW_FOLLOWER") or (
+            "worker" if store_kind == "postgres" else "api"
+        )
+        if follower not in ("api", "worker"):
+            msg = f"SUITE_VIEW_FOLLOWER {follower!r}: expected 'api' or 'worker'"
+            raise SettingsError(msg)
+        if store_kind == "memory" and follower == "worker":
+            msg = "SUITE_VIEW_FOLLOWER=worker needs a shared store (SQLite or PostgreSQL)"
+            raise SettingsError(msg)
+        raw_timeout = env.get("SUITE_MIN_POSITION_TIMEOUT") or str(DEFAULT_MIN_POSITION_TIMEOUT)
+        try:
+            timeout = float(raw_timeout)
+        except ValueError:
+            msg = f"SUITE_MIN_POSITION_TIMEOUT {raw_timeout!r} is not a number of seconds"
+            raise SettingsError(msg) from None
+        return cls(follow_on_read=follower == "api", min_position_timeout=max(timeout, 0.0))
+
+
+def construct_views(app: Application[Any], prefix: str = LIVE_PREFIX) -> OrganizationViews:
+    """The views on the application's own store, tables created if missing."""
+    factory = app.factory
+    views: OrganizationViews
+    if isinstance(factory, SQLiteFactory):
+        views = SQLiteOrganizationViews(factory.datastore, prefix)
+    elif isinstance(factory, PostgresFactory):
+        views = PostgresOrganizationViews(factory.datastore, prefix)
+    else:
+        return MemoryOrganizationViews(prefix)
+    with schema_lock(app.env):
+        views.create_table()
+    return views
+
+
+class ReadModel:
+    """Access views and the operators' directory, read from the projections."""
+
+    def __init__(
+        self,
+        app: Application[Any],
+        views: OrganizationViews,
+        *,
+        clock: Clock,
+        catalog: Catalog,
+        settings: ViewSettings,
+    ) -> None:
+        self.app = app
+        self.views = views
+        self.clock = clock
+        self.catalog = catalog
+        self.settings = settings
+        self.follower = ViewFollower(app, views)
+
+    # -- queries --------------------------------------------------------------
+
+    def access(self, organization_id: UUID, *, min_position: int | None = None) -> dict[str, Any]:
+        """The access view: one row looked up, the time-dependent parts computed now."""
+        self.wait_for(min_position)
+        row = self.views.access_row(str(organization_id))
+        if row is None:
+            row = self._wait_for_registration(organization_id)
+        view = access_view(row.facts, self.catalog, self.clock.now()).to_dict()
+        return {"version": row.version, "position": row.position, **view}
+
+    def organizations(
+        self,
+        *,
+        state: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+        min_position: int | None = None,
+    ) -> dict[str, Any]:
+        """A page of the directory, ordered by organization id.
+
+        The cursor is the last id of the page (``next``); pass it as ``after``.
+        ``state`` filters on the state as shown now (a trial past its end is
+        ``trial_expired`` even before the sweep records it).
+        """
+        if state is not None and state not in DIRECTORY_STATES:
+            raise InvalidRequest(
+                f"Unknown state {state!r}.",
+                details={"state": [f"must be one of: {', '.join(DIRECTORY_STATES)}"]},
+            )
+        if not 1 <= limit <= MAX_DIRECTORY_PAGE:
+            raise InvalidRequest(
+                "limit is out of range.",
+                details={"limit": [f"must be between 1 and {MAX_DIRECTORY_PAGE}"]},
+            )
+        if after is not None:
+            try:
+                after = str(UUID(after))
+            except ValueError:
+                raise InvalidRequest(
+                    "after is not an organization id.",
+                    details={"after": ["must be the id of the last organization of a page"]},
+                ) from None
+        self.wait_for(min_position)
+        now = self.clock.now()
+        entries = self.views.directory(now=now, state=state, after=after, limit=limit + 1)
+        page = entries[:limit]
+        return {
+            "organizations": [entry.to_dict(now) for entry in page],
+            "next": page[-1].organization_id if len(entries) > limit else None,
+        }
+
+    def lag(self) -> dict[str, int]:
+        """``latest_position``, ``view_position`` and ``lag`` (for ``/readyz``)."""
+        return self.follower.lag()
+
+    def catch_up(self) -> int:
+        return self.follower.catch_up()
+
+    # -- read-your-writes -----------------------------------------------------
+
+    def wait_for(self, min_position: int | None) -> None:
+        """Return once the views have applied ``min_position`` (bounded wait)."""
+        if self.settings.follow_on_read:
+            position = self.follower.catch_up()
+            if min_position is None or position >= min_position:
+                return
+        elif min_position is None:
+            return
+        timeout = self.settings.min_position_timeout
+        try:
+            if self.settings.follow_on_read:
+                self._catch_up_until(min_position, timeout)
+            else:
+                self.views.wait(self.app.name, min_position, timeout=timeout)
+        except TimeoutError:
+            raise ViewNotCaughtUp(min_position, self.views.position()) from None
+
+    def _catch_up_until(self, min_position: int, timeout: float) -> None:
+        # The position is not in the log yet (a write still committing, or a
+        # position from another store): keep applying until it is, or time out.
+        deadline = time.monotonic() + timeout
+        interval = 0.005
+        while self.follower.catch_up() < min_position:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            time.sleep(min(interval, remaining))
+            interval = min(interval * 2, 0.1)
+
+    def _wait_for_registration(self, organization_id: UUID) -> Any:
+        """A row missing from the view: unknown organization, or one not applied yet."""
+        first = select_organization_notifications(self.app.recorder, organization_id, 0, 1)
+        if not first:
+            raise OrganizationNotFound(organization_id)
+        self.wait_for(max(first[0].id, 1))
+        row = self.views.access_row(str(organization_id))
+        if row is None:  # pragma: no cover - the position was applied, so the row exists
+            raise ViewNotCaughtUp(first[0].id, self.views.position())
+        return row

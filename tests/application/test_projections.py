@@ -1,0 +1,312 @@
+"""The organization views as projections of the log, on every store.
+
+Each test reads as a sentence about the read side: views equal the write
+model, the directory pages and filters by the state shown now, a failed
+batch leaves nothing behind, concurrent followers apply each event once,
+and ``min_position`` never answers with an older view.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from eventsourcing.persistence import Tracking
+
+from application.bootstrap import Services, build_services
+from application.errors import OrganizationNotFound, ViewNotCaughtUp
+from application.projections import projection as projection_module
+from application.projections.read_model import ViewSettings
+from application.projections.rebuild import rebuild_views
+from application.projections.rows import OrganizationRow
+from domain.catalog import Catalog
+from domain.clock import ManualClock
+from domain.errors import InvalidRequest
+from tests.application.helpers import record_crm, record_desk, register
+from tests.conftest import empty_postgres_tables
+
+API_FOLLOWS = ViewSettings(follow_on_read=True, min_position_timeout=2.0)
+WORKER_FOLLOWS = ViewSettings(follow_on_read=False, min_position_timeout=0.05)
+
+
+@pytest.fixture
+def services(store_url: str, clock: ManualClock, catalog: Catalog) -> Iterator[Services]:
+    built = build_services(store_url, clock=clock, catalog=catalog, view_settings=API_FOLLOWS)
+    yield built
+    built.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store several processes (here: several Services) can share."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_database")
+        empty_postgres_tables(url)
+        return url
+    return f"sqlite:///{tmp_path}/shared.sqlite3"
+
+
+def without_position(view: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in view.items() if key != "position"}
+
+
+def test_the_access_view_equals_the_write_model_at_every_step_of_the_story(
+    services: Services, clock: ManualClock
+) -> None:
+    app = services.app
+    org = register(app)
+    record_crm(app, org)
+    record_desk(app, org, super_admin="u-alice")
+    steps = [
+        lambda: app.start_trial(org, by="u-alice"),
+        lambda: clock.advance(timedelta(days=30)),
+        lambda: app.expire_trial(org),
+        lambda: app.extend_trial(org, by="u-alice"),
+        lambda: app.cancel_trial(org, by="u-alice"),
+    ]
+    for step in steps:
+        result = step()
+        position = getattr(result, "position", None)
+        projected = services.read_model.access(org, min_position=position)
+        assert without_position(projected) == without_position(app.access(org))
+        if position is not None:
+            assert projected["position"] == position
+
+
+def test_a_view_row_holds_the_organizations_version_and_latest_position(
+    services: Services,
+) -> None:
+    org = register(services.app)
+    recorded = services.app.start_trial(org, by="u-owner")
+    view = services.read_model.access(org, min_position=recorded.position)
+    assert (view["version"], view["position"]) == (recorded.version, recorded.position)
+
+
+def test_an_unknown_organization_is_not_found(services: Services) -> None:
+    with pytest.raises(OrganizationNotFound):
+        services.read_model.access(uuid4())
+
+
+def test_the_directory_pages_by_id_with_a_cursor(services: Services) -> None:
+    ids = sorted(str(register(services.app, name=f"Org {n}")) for n in range(5))
+    first = services.read_model.organizations(limit=2)
+    second = services.read_model.organizations(limit=2, after=first["next"])
+    last = services.read_model.organizations(limit=2, after=second["next"])
+    pages = [first, second, last]
+    assert [o["id"] for page in pages for o in page["organizations"]] == ids
+    assert last["next"] is None
+    assert first["organizations"][0]["state"] == "none"
+
+
+def test_the_directory_shows_a_trial_past_its_end_as_expired_before_the_sweep(
+    services: Services, clock: ManualClock
+) -> None:
+    in_trial = register(services.app, name="In trial")
+    services.app.start_trial(in_trial, by="u-owner")
+    register(services.app, name="No trial")
+    clock.advance(timedelta(days=30))
+
+    expired = services.read_model.organizations(state="trial_expired")["organizations"]
+    assert [(o["id"], o["state"], o["recorded_state"]) for o in expired] == [
+        (str(in_trial), "trial_expired", "trial")
+    ]
+    assert services.read_model.organizations(state="trial")["organizations"] == []
+    assert services.read_model.views.trials_due(now=clock.now(), limit=10) == [str(in_trial)]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [({"state": "sleeping"}, "state"), ({"limit": 0}, "limit"), ({"after": "x"}, "after")],
+)
+def test_the_directory_refuses_malformed_queries(
+    services: Services, arguments: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        services.read_model.organizations(**arguments)
+    assert field in refused.value.details
+
+
+def test_a_failed_batch_leaves_neither_rows_nor_position_behind(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = services.app
+    orgs = [register(app, name=f"Org {n}") for n in range(3)]
+    real_fold = projection_module.fold_row
+    folded: list[int] = []
+
+    def fold_then_crash(row: OrganizationRow | None, event: Any, position: int) -> OrganizationRow:
+        folded.append(position)
+        if len(folded) == 3:
+            raise RuntimeError("the process dies here")
+        return real_fold(row, event, position)
+
+    monkeypatch.setattr(projection_module, "fold_row", fold_then_crash)
+    with pytest.raises(RuntimeError):
+        services.read_model.catch_up()
+    assert services.read_model.views.position() == 0
+    assert services.read_model.views.access_row(str(orgs[0])) is None
+
+    monkeypatch.setattr(projection_module, "fold_row", real_fold)
+    assert services.read_model.catch_up() == app.recorder.max_notification_id()
+    assert rebuild_views(services).consistent
+
+
+def test_reading_an_applied_position_again_changes_nothing(services: Services) -> None:
+    org = register(services.app)
+    services.read_model.catch_up()
+    before = services.read_model.views.snapshot()
+    notifications = services.app.recorder.select_notifications(start=1, limit=10)
+    replay = [
+        (services.app.mapper.to_domain_event(n), Tracking("SuiteSubscriptions", n.id))
+        for n in notifications
+    ]
+    assert services.read_model.follower.projection.process_events(replay) == 0
+    assert services.read_model.views.snapshot() == before
+    assert services.read_model.access(org)["version"] == 1
+
+
+def test_min_position_beyond_the_log_is_refused_rather_than_answered_stale(
+    store_url: str, clock: ManualClock, catalog: Catalog
+) -> None:
+    settings = ViewSettings(follow_on_read=True, min_position_timeout=0.05)
+    built = build_services(store_url, clock=clock, catalog=catalog, view_settings=settings)
+    try:
+        org = register(built.app)
+        with pytest.raises(ViewNotCaughtUp) as refused:
+            built.read_model.access(org, min_position=1_000)
+        assert refused.value.details["min_position"] == 1_000
+    finally:
+        built.close()
+
+
+def test_with_a_worker_following_reads_wait_for_it_and_never_answer_stale(
+    shared_store_url: str, clock: ManualClock, catalog: Catalog
+) -> None:
+    api = build_services(
+        shared_store_url, clock=clock, catalog=catalog, view_settings=WORKER_FOLLOWS
+    )
+    worker = build_services(
+        shared_store_url, clock=clock, catalog=catalog, view_settings=WORKER_FOLLOWS
+    )
+    try:
+        org = register(api.app)
+        started = api.app.start_trial(org, by="u-owner")
+        with pytest.raises(ViewNotCaughtUp):
+            api.read_model.access(org, min_position=started.position)
+        with pytest.raises(ViewNotCaughtUp):  # exists in the log, not yet in the view
+            api.read_model.access(org)
+
+        worker.read_model.catch_up()
+        view = api.read_model.access(org, min_position=started.position)
+        assert view["bundle"]["state"] == "trial"
+        assert api.read_model.lag() == {
+            "latest_position": started.position,
+            "view_position": started.position,
+            "lag": 0,
+        }
+    finally:
+        api.close()
+        worker.close()
+
+
+def test_concurrent_followers_apply_every_event_exactly_once(
+    shared_store_url: str, clock: ManualClock, catalog: Catalog
+) -> None:
+    writer = build_services(
+        shared_store_url, clock=clock, catalog=catalog, view_settings=API_FOLLOWS
+    )
+    followers = [
+        build_services(shared_store_url, clock=clock, catalog=catalog, view_settings=API_FOLLOWS)
+        for _ in range(3)
+    ]
+    try:
+        for n in range(20):
+            org = register(writer.app, name=f"Org {n}")
+            writer.app.start_trial(org, by="u-owner")
+        for follower in followers:
+            follower.read_model.follower.batch_size = 3  # many small, interleaved batches
+        errors: list[BaseException] = []
+
+        def follow(services: Services) -> None:
+            try:
+                services.read_model.catch_up()
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=follow, args=(f,)) for f in followers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        report = rebuild_views(writer)
+        assert report.consistent, report.differences
+        assert report.organizations == 20
+        rows = writer.read_model.views.snapshot().access.values()
+        assert {row.version for row in rows} == {2}
+    finally:
+        writer.close()
+        for follower in followers:
+            follower.close()
+
+
+def test_rebuild_reports_each_differing_field_and_apply_swaps_the_rebuilt_rows_in(
+    services: Services,
+) -> None:
+    org = register(services.app)
+    services.app.start_trial(org, by="u-owner")
+    services.read_model.catch_up()
+    assert rebuild_views(services).consistent
+
+    views = services.read_model.views
+    with views.changes() as changes:  # damage the live row behind the projection's back
+        row = changes.row(str(org))
+        assert row is not None
+        changes.put(
+            OrganizationRow(row.organization_id, row.facts, version=99, position=row.position)
+        )
+
+    report = rebuild_views(services)
+    assert [(d.organization_id, d.field, d.live, d.rebuilt) for d in report.differences] == [
+        (str(org), "access.version", 99, 2),
+        (str(org), "directory.version", 99, 2),
+    ]
+    assert not report.applied
+
+    applied = rebuild_views(services, apply=True)
+    assert applied.applied
+    assert applied.applied_position == applied.latest_position
+    assert services.read_model.access(org)["version"] == 2
+    assert rebuild_views(services).consistent
+
+
+def test_rebuild_calls_progress_and_leaves_no_fresh_tables_behind(services: Services) -> None:
+    for n in range(3):
+        register(services.app, name=f"Org {n}")
+    calls: list[tuple[int, int]] = []
+    report = rebuild_views(services, progress=lambda done, target: calls.append((done, target)))
+    assert report.organizations == 3
+    assert calls
+    assert calls[-1][0] == report.live_position
+    tables = services.tables
+    if tables.kind == "memory":
+        return
+    with tables.transaction() as cursor:
+        if tables.kind == "sqlite":
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        else:
+            cursor.execute("SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public'")
+        names = [row["name"] for row in cursor.fetchall()]
+    assert not [name for name in names if name.startswith("rebuild_")]
+
+
+def test_an_organization_id_is_one_uuid_per_row(services: Services) -> None:
+    org = register(services.app)
+    services.read_model.catch_up()
+    entry = services.read_model.organizations()["organizations"][0]
+    assert UUID(entry["id"]) == org
