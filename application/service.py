@@ -27,7 +27,7 @@ from domain.bundle_state import effective_state, start_trial_refusal, upgrade_re
 from domain.carry_over import who_may_start_trial
 from domain.catalog import Catalog
 from domain.clock import Clock
-from domain.errors import StateConflict
+from domain.errors import InvalidRequest, StateConflict
 from domain.events import OrganizationEvent
 from domain.facts import OrganizationFacts, facts_from_dict, facts_to_dict
 from domain.organization import Organization
@@ -323,6 +323,14 @@ class SuiteSubscriptions(Application[UUID]):
     ) -> dict[str, Any]:
         """The organization's stream, oldest first, a page at a time."""
         self.get_organization(organization_id)  # 404 for unknown organizations
+        fields: dict[str, list[str]] = {}
+        if limit < 1:
+            fields["limit"] = ["must be at least 1"]
+        if after < 0:
+            fields["after"] = ["must not be negative"]
+        if fields:
+            # SQLite reads a negative LIMIT as "no limit": refuse before any query.
+            raise InvalidRequest("The page is invalid.", details={"fields": fields})
         notifications = select_organization_notifications(
             self.recorder, organization_id, after, limit + 1
         )

@@ -400,3 +400,17 @@ def test_the_stream_of_an_organization_skips_other_organizations_events(
     registered = app.organization_events(org, limit=1)
     page = app.organization_events(org, after=registered["next"], limit=5)
     assert [e["type"] for e in page["events"]] == ["StandaloneSubscriptionRecorded"]
+
+
+@pytest.mark.parametrize(
+    ("after", "limit", "field"),
+    [(0, 0, "limit"), (0, -2, "limit"), (-1, 10, "after")],
+    ids=["empty page", "negative page", "negative position"],
+)
+def test_a_page_that_cannot_be_served_is_refused(
+    app: SuiteSubscriptions, after: int, limit: int, field: str
+) -> None:
+    org = organization_in_trial(app)
+    with pytest.raises(InvalidRequest) as refused:
+        app.organization_events(org, after=after, limit=limit)
+    assert list(refused.value.details["fields"]) == [field]
