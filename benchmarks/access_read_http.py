@@ -88,6 +88,8 @@ def _populate(url: str, profile: Profile) -> str:
         save_all(app, (registered_with_crm(catalog) for _ in range(others)))
         [organization_id] = save_all(app, [registered_with_crm(catalog, services.clock.now())])
         app.start_trial(organization_id, by=SUPER_ADMIN)
+        # What `suitesub worker` does on PostgreSQL: bring the views up to the log.
+        services.read_model.catch_up()
     finally:
         services.close()
     return str(organization_id)
