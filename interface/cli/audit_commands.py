@@ -45,6 +45,7 @@ from application.audit_verification import (
     verify_log,
 )
 from application.bootstrap import Services, build_services
+from application.projections.rebuild import RebuildReport, rebuild_views
 from domain.errors import DomainError, NotFound
 from interface.cli import main
 
@@ -487,6 +488,92 @@ def export(ctx: click.Context, organization: str | None, since: str | None, quie
         _write_json_lines(
             event.to_dict() for event in iterate_log(services.app, log_filter, progress=progress)
         )
+
+
+# ---------------------------------------------------------------------------
+# rebuild
+# ---------------------------------------------------------------------------
+
+
+@audit.command()
+@click.option("--apply", "apply_rebuilt", is_flag=True, help="Swap the rebuilt views in.")
+@click.option("--format", "output_format", type=FORMATS, help="Default: table on a terminal.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+def rebuild(
+    ctx: click.Context, apply_rebuilt: bool, output_format: str | None, quiet: bool
+) -> None:
+    """Rebuild every projection from the log into fresh tables and compare with the live ones.
+
+    Reports each difference (organization, field, live, rebuilt); exits 1 when
+    any differ. With --apply the rebuilt views replace the live ones atomically.
+    """
+    services = _services(ctx)
+    as_json = _wants_json(output_format)
+    with _rebuild_progress(quiet or as_json) as progress:
+        report = rebuild_views(services, apply=apply_rebuilt, progress=progress)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, default=str))
+    else:
+        _print_rebuild(report)
+    if not report.consistent:
+        ctx.exit(1)
+
+
+@contextmanager
+def _rebuild_progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+    if quiet or not _is_terminal(sys.stderr):
+        yield None
+        return
+    with Progress(
+        TextColumn("[bold]rebuild"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("rebuild", total=None)
+        yield lambda position, target: bar.update(task, completed=position, total=target)
+
+
+def _print_rebuild(report: RebuildReport) -> None:
+    console = _console()
+    if report.differences:
+        table = Table(title="differences", title_justify="left")
+        for column in ("organization", "field", "live", "rebuilt"):
+            table.add_column(column, overflow="fold")
+        for difference in report.differences:
+            table.add_row(
+                difference.organization_id,
+                difference.field,
+                _shown(difference.live),
+                _shown(difference.rebuilt),
+            )
+        console.print(table)
+    console.print(_rebuild_summary(report))
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return "-" if value is None else str(value)
+
+
+def _rebuild_summary(report: RebuildReport) -> str:
+    organizations = len({d.organization_id for d in report.differences})
+    scope = f"{report.organizations} organization(s) rebuilt up to position {report.live_position}"
+    if report.consistent:
+        summary = f"0 differences: {scope}; the live views match the log."
+    else:
+        summary = (
+            f"{len(report.differences)} difference(s) in {organizations} organization(s): {scope}."
+        )
+    if report.applied:
+        summary += f" Applied: the rebuilt views are live (position {report.applied_position})."
+    elif not report.consistent:
+        summary += " Run with --apply to replace the live views."
+    return summary
 
 
 __all__ = ["audit"]

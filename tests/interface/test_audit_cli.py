@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from application.bootstrap import Services, build_services
+from application.projections.rows import OrganizationRow
 from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.tamper_evidence import GENESIS_LINK, chain_link
@@ -528,3 +529,45 @@ def test_a_saved_digest_detects_a_removed_organization(
     assert [(o, f) for o, _, f in faults(result)] == [
         (str(sqlite_story.globex), "organization_removed")
     ]
+
+
+# ---------------------------------------------------------------------------
+# rebuild
+# ---------------------------------------------------------------------------
+
+
+def test_rebuild_reports_a_corrupted_view_row_and_apply_repairs_it(
+    services: Services, story: Story
+) -> None:
+    services.read_model.catch_up()
+    assert audit(services, "rebuild", "--format", "table").exit_code == 0
+
+    views = services.read_model.views
+    with views.changes() as changes:  # damage the live row behind the projection's back
+        row = changes.row(str(story.globex))
+        assert row is not None
+        changes.put(
+            OrganizationRow(row.organization_id, row.facts, version=99, position=row.position)
+        )
+
+    reported = audit(services, "rebuild", "--format", "json")
+    assert reported.exit_code == 1
+    report = json.loads(reported.stdout)
+    assert report["applied"] is False
+    assert [
+        (d["organization_id"], d["field"], d["live"], d["rebuilt"]) for d in report["differences"]
+    ] == [
+        (str(story.globex), "access.version", 99, row.version),
+        (str(story.globex), "directory.version", 99, row.version),
+    ]
+    table = audit(services, "rebuild", "--format", "table")
+    assert "access.version" in table.stdout
+    assert "2 difference(s) in 1 organization(s)" in table.stdout
+
+    applied = audit(services, "rebuild", "--apply", "--format", "table")
+    assert applied.exit_code == 1  # it found the difference, and repaired it
+    assert "Applied" in applied.stdout
+    assert services.read_model.access(story.globex)["version"] == row.version
+    again = audit(services, "rebuild")
+    assert again.exit_code == 0
+    assert json.loads(again.stdout)["differences"] == []
