@@ -96,6 +96,13 @@ def parse_catalog(document: Mapping[str, Any], source: str) -> Catalog:
     for key, template in (("urls.standalone", standalone_url), ("urls.bundle", bundle_url)):
         if "{service}" not in template or "{org_id}" not in template:
             raise CatalogError(source, key, "must contain {service} and {org_id}")
+        try:
+            template.format(service="crm", org_id="org")
+        except (KeyError, IndexError, ValueError) as error:
+            # Found now rather than on the first access view that formats it.
+            raise CatalogError(
+                source, key, f"unknown placeholder or stray brace: {error}"
+            ) from None
 
     raw_services = document.get("services")
     if not isinstance(raw_services, list) or not raw_services:

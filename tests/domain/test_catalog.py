@@ -99,6 +99,22 @@ def replaced(old: str, new: str) -> str:
         ),
         (
             replaced(
+                'bundle = "https://crmplus.suite.example/{org_id}/{service}"',
+                'bundle = "https://crmplus.suite.example/{org_id}/{service}/{region}"',
+            ),
+            "urls.bundle",
+            "unknown placeholder",
+        ),
+        (
+            replaced(
+                'bundle = "https://crmplus.suite.example/{org_id}/{service}"',
+                'bundle = "https://crmplus.suite.example/{org_id}/{service}/}"',
+            ),
+            "urls.bundle",
+            "stray brace",
+        ),
+        (
+            replaced(
                 "usable_in_bundle_during_trial = true", 'usable_in_bundle_during_trial = "yes"'
             ),
             "services[0].usable_in_bundle_during_trial",
@@ -119,6 +135,8 @@ def replaced(old: str, new: str) -> str:
         "boolean price",
         "unknown billing period",
         "URL template without placeholders",
+        "URL template with an unknown placeholder",
+        "URL template with a stray brace",
         "flag that is not a boolean",
         "bad TOML syntax",
     ],
