@@ -16,6 +16,7 @@ validation, card data) never reach this and never consume a key.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ from interface.errors import ApiError, describe_error
 from interface.request_guard import current_principal, json_body
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+KEY_PATTERN = re.compile(rf"[!-~]{{1,{MAX_KEY_LENGTH}}}")
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
@@ -44,7 +46,7 @@ def _json_response(status: int, body: str, headers: dict[str, str] | None = None
 
 def idempotency_key(*, required: bool) -> str | None:
     key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None or key == "":
+    if key is None:
         if required:
             raise ApiError(
                 400,
@@ -53,13 +55,26 @@ def idempotency_key(*, required: bool) -> str | None:
                 "reused only to retry the same request).",
             )
         return None
-    if len(key) > MAX_KEY_LENGTH or not key.isprintable() or not key.isascii():
+    if not KEY_PATTERN.fullmatch(key):
         raise ApiError(
             400,
             "invalid_idempotency_key",
-            f"The Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",
+            f"The Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters "
+            "(a UUID is a good choice).",
         )
     return key
+
+
+def idempotency_header(*, required: bool) -> dict[str, Any]:
+    """The header as an OpenAPI parameter (``@blp.doc(parameters=[...])``)."""
+    return {
+        "in": "header",
+        "name": IDEMPOTENCY_HEADER,
+        "required": required,
+        "description": "A new random value per request; resend it only to retry the same "
+        "request. Required on the upgrade.",
+        "schema": {"type": "string", "pattern": f"^[!-~]{{1,{MAX_KEY_LENGTH}}}$"},
+    }
 
 
 def run_idempotently(

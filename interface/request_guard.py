@@ -44,8 +44,8 @@ def _is_json_mimetype(mimetype: str) -> bool:
 
 
 def guard_request() -> None:
-    if not request.path.startswith(API_PREFIX):
-        return
+    if not request.path.startswith(API_PREFIX) or request.routing_exception is not None:
+        return  # unknown routes and methods get their 404/405 first
     principal = authenticate(request.headers.get("Authorization"), current_app.config["JWT_SECRET"])
     g.principal = principal
     organization_id = (request.view_args or {}).get("organization_id")

@@ -13,7 +13,7 @@ from application.bootstrap import Services
 from application.upgrade import PurchaseRequest
 from domain.quote import AddOnRequest, UpgradeRequest
 from interface import schemas as s
-from interface.idempotent import run_idempotently
+from interface.idempotent import idempotency_header, run_idempotently
 from interface.request_guard import current_principal
 from interface.routes.documentation import errors
 
@@ -57,6 +57,7 @@ class Organizations(MethodView):
     @blp.arguments(s.RegisterOrganizationSchema)
     @blp.response(201, s.OrganizationSchema)
     @errors(403, 422)
+    @blp.doc(parameters=[idempotency_header(required=False)])
     def post(self, body: dict[str, Any]) -> Response:
         """Register an organization (operator)."""
         current_principal().require_operator()
@@ -79,6 +80,7 @@ class StandaloneSubscription(MethodView):
     @blp.arguments(s.StandaloneSubscriptionSchema)
     @blp.response(200, s.SubscriptionRecordedSchema)
     @errors(403, 404, 409, 422)
+    @blp.doc(parameters=[idempotency_header(required=False)])
     def put(self, body: dict[str, Any], organization_id: UUID, service: str) -> Response:
         """Record a paid standalone subscription of one service (operator)."""
         user = _authorized(organization_id)
@@ -104,6 +106,7 @@ class ServiceAdmins(MethodView):
     @blp.arguments(s.ServiceAdminsSchema)
     @blp.response(200, s.SubscriptionRecordedSchema)
     @errors(403, 404, 422)
+    @blp.doc(parameters=[idempotency_header(required=False)])
     def put(self, body: dict[str, Any], organization_id: UUID, service: str) -> Response:
         """Change a service's super admin and admins (operator, or its super admin)."""
         user = _authorized(organization_id)
@@ -155,6 +158,7 @@ class Trial(MethodView):
     @blp.arguments(s.EmptySchema)
     @blp.response(201, s.TrialCommandSchema)
     @errors(403, 404, 409, 422)
+    @blp.doc(parameters=[idempotency_header(required=False)])
     def post(self, _body: dict[str, Any], organization_id: UUID) -> Response:
         """Start the bundle trial (the carry-over rule decides who may)."""
         return _trial_command(organization_id, 201, services().app.start_trial)
@@ -165,6 +169,7 @@ class TrialExtension(MethodView):
     @blp.arguments(s.EmptySchema)
     @blp.response(200, s.TrialCommandSchema)
     @errors(403, 404, 409, 422)
+    @blp.doc(parameters=[idempotency_header(required=False)])
     def post(self, _body: dict[str, Any], organization_id: UUID) -> Response:
         """Extend the trial once, from 7 days before its end."""
         return _trial_command(organization_id, 200, services().app.extend_trial)
@@ -175,6 +180,7 @@ class TrialCancellation(MethodView):
     @blp.arguments(s.EmptySchema)
     @blp.response(200, s.TrialCommandSchema)
     @errors(403, 404, 409, 422)
+    @blp.doc(parameters=[idempotency_header(required=False)])
     def post(self, _body: dict[str, Any], organization_id: UUID) -> Response:
         """Cancel the trial: services not purchased fall to their free editions."""
         return _trial_command(organization_id, 200, services().app.cancel_trial)
@@ -197,6 +203,7 @@ class Upgrade(MethodView):
     @blp.arguments(s.UpgradeRequestSchema)
     @blp.response(201, s.ReceiptSchema)
     @errors(400, 402, 403, 404, 409, 422, 502)
+    @blp.doc(parameters=[idempotency_header(required=True)])
     def post(self, body: dict[str, Any], organization_id: UUID) -> Response:
         """Buy the bundle (Idempotency-Key required): checkout, charge, record."""
         user = _authorized(organization_id)
