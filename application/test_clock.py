@@ -71,9 +71,11 @@ class TestClock:
     def attach(self, offset: TestClockOffset) -> None:
         self._offset = offset
 
+    def offset(self) -> timedelta:
+        return timedelta(0) if self._offset is None else self._offset.offset()
+
     def now(self) -> datetime:
-        shift = timedelta(0) if self._offset is None else self._offset.offset()
-        return self.base.now() + shift
+        return self.base.now() + self.offset()
 
     def advance(self, seconds: int) -> datetime:
         if self._offset is None:

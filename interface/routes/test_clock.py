@@ -36,8 +36,9 @@ def _test_clock() -> TestClock:
 
 
 def _reading(clock: TestClock) -> dict[str, Any]:
-    now = clock.now()
-    return {"now": now.isoformat(), "offset_seconds": int((now - clock.base.now()).total_seconds())}
+    offset = clock.offset()
+    now = clock.base.now() + offset
+    return {"now": now.isoformat(), "offset_seconds": int(offset.total_seconds())}
 
 
 @blp.route("")
