@@ -36,6 +36,8 @@ from application.audit import (
 from domain.tamper_evidence import GENESIS_LINK, canonical_json, chain_link
 
 DIGEST_FORMAT = "suitesub-audit-digest/1"
+#: Organizations checked between two calls of ``chain_progress``.
+CHAIN_PROGRESS_EVERY = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,6 @@ class VerificationReport:
     organizations: int = 0
     position: int = 0
     faults: list[Fault] = field(default_factory=list)
-    heads: list[ChainHead] = field(default_factory=list)
     digest_checked: bool = False
 
     @property
@@ -155,8 +156,13 @@ def verify_log(
     page_size: int = PAGE_SIZE,
     progress: Progress | None = None,
     on_fault: Callable[[Fault], None] | None = None,
+    chain_progress: Callable[[int, int], None] | None = None,
 ) -> VerificationReport:
-    """Check the whole log; every problem becomes a :class:`Fault` in the report."""
+    """Check the whole log; every problem becomes a :class:`Fault` in the report.
+
+    ``progress(position)`` follows pass 1 through the log;
+    ``chain_progress(organizations done, organizations)`` follows pass 2.
+    """
     report = VerificationReport()
 
     def found(fault: Fault) -> None:
@@ -172,12 +178,12 @@ def verify_log(
     report.organizations = len(seen)
 
     expected = {} if saved_digest is None else {h.organization_id: h for h in saved_digest.heads}
-    for organization_id in sorted(seen):
-        head = _check_chain(
+    for done, organization_id in enumerate(sorted(seen), start=1):
+        _check_chain(
             app, organization_id, seen[organization_id], expected.pop(organization_id, None), found
         )
-        if head is not None:
-            report.heads.append(head)
+        if chain_progress is not None and (done % CHAIN_PROGRESS_EVERY == 0 or done == len(seen)):
+            chain_progress(done, len(seen))
     for missing in expected.values():
         found(
             Fault(
@@ -261,11 +267,10 @@ def _check_chain(
     seen: _Seen,
     saved_head: ChainHead | None,
     found: Callable[[Fault], None],
-) -> ChainHead | None:
+) -> None:
     """Pass 2 for one organization: contiguous versions and every link."""
     previous_link: str | None = GENESIS_LINK
     expected_version = 1
-    head: ChainHead | None = None
     for stored in _stored_events(app, organization_id):
         version = stored.originator_version
         if version != expected_version:
@@ -287,7 +292,12 @@ def _check_chain(
         if version in seen.undecodable:
             previous_link = None
             continue
-        event = decode_stored_event(app, _as_notification(stored))
+        try:
+            event = decode_stored_event(app, _as_notification(stored))
+        except UndecodableEvent as error:  # recorded after pass 1 read the log
+            found(Fault(organization_id, version, "undecodable", error.reason))
+            previous_link = None
+            continue
         if event.chain is None:
             found(Fault(organization_id, version, "chain_missing", "the event carries no link"))
         elif previous_link is not None:
@@ -305,8 +315,6 @@ def _check_chain(
                     )
                 )
         previous_link = event.chain
-        if event.chain is not None:
-            head = ChainHead(organization_id, version, event.chain)
         if (
             saved_head is not None
             and version == saved_head.version
@@ -331,7 +339,6 @@ def _check_chain(
                 f"version {last_version}",
             )
         )
-    return head
 
 
 def _as_notification(stored: StoredEvent) -> Notification:

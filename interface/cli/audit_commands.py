@@ -25,7 +25,14 @@ from uuid import UUID
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from application.audit import (
@@ -92,25 +99,35 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
+class _ProgressBar:
+    """One rich task: called with the log position reached; ``phase`` starts a new count."""
+
+    def __init__(self, bar: Progress, task: TaskID) -> None:
+        self._bar = bar
+        self._task = task
+
+    def __call__(self, position: int) -> None:
+        self._bar.update(self._task, completed=position)
+
+    def phase(self, description: str, done: int, total: int) -> None:
+        self._bar.update(self._task, description=description, completed=done, total=total)
+
+
 @contextmanager
-def _progress(
-    description: str, total: int | None, quiet: bool
-) -> Iterator[Callable[[int], None] | None]:
+def _progress(description: str, total: int | None, quiet: bool) -> Iterator[_ProgressBar | None]:
     """A rich progress bar over log positions, on stderr, only for a person watching."""
     if quiet or not total or not _is_terminal(sys.stderr):
         yield None
         return
-    console = Console(stderr=True)
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=Console(stderr=True),
         transient=True,
     ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda position: bar.update(task, completed=position)
+        yield _ProgressBar(bar, bar.add_task(description, total=total))
 
 
 def _time_option(value: str | None) -> datetime | None:
@@ -162,7 +179,7 @@ PIPED_TABLE_WIDTH = 200
 
 def _console() -> Console:
     width = None if _is_terminal(sys.stdout) else PIPED_TABLE_WIDTH
-    return Console(file=sys.stdout, soft_wrap=False, width=width)
+    return Console(file=sys.stdout, soft_wrap=False, width=width, highlight=False)
 
 
 def _total_positions(services: Services) -> int:
@@ -399,8 +416,15 @@ def verify(
             raise AuditCommandError(msg) from None
     services = _services(ctx)
     as_json = _wants_json(output_format)
-    with _progress("verify", _total_positions(services), quiet or as_json) as progress:
-        report = verify_log(services.app, saved_digest=saved, progress=progress)
+    with _progress("verify: log", _total_positions(services), quiet or as_json) as progress:
+        report = verify_log(
+            services.app,
+            saved_digest=saved,
+            progress=progress,
+            chain_progress=None
+            if progress is None
+            else lambda done, total: progress.phase("verify: chains", done, total),
+        )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
