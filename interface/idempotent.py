@@ -33,6 +33,10 @@ KEY_PATTERN = re.compile(rf"[!-~]{{1,{MAX_KEY_LENGTH}}}")
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
 def _stored(status: int) -> bool:
     return status < 500 and status != 409
 
@@ -89,7 +93,7 @@ def run_idempotently(
     """Do ``work`` once per key; answer ``status`` with ``schema``'s dump of its result."""
     key = idempotency_key(required=required)
     if key is None:
-        return _json_response(status, json.dumps(schema.dump(work())))
+        return _json_response(status, _dumps(schema.dump(work())))
     principal = current_principal()
     claim = services.idempotency.claim(
         scope=organization_id or "-",
@@ -102,13 +106,13 @@ def run_idempotently(
     if claim.replay is not None:
         return _json_response(claim.replay.status, claim.replay.body, {REPLAYED_HEADER: "true"})
     try:
-        body = json.dumps(schema.dump(work()))
+        body = _dumps(schema.dump(work()))
     except Exception as error:
         answer_status, answer, headers = describe_error(error)
         if _stored(answer_status):
-            services.idempotency.finish(claim, answer_status, json.dumps(answer))
+            services.idempotency.finish(claim, answer_status, _dumps(answer))
         else:
             services.idempotency.release(claim)
-        return _json_response(answer_status, json.dumps(answer), headers)
+        return _json_response(answer_status, _dumps(answer), headers)
     services.idempotency.finish(claim, status, body)
     return _json_response(status, body)
