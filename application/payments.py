@@ -148,7 +148,7 @@ class SandboxGateway:
         return existing
 
     def lookup(self, key: str) -> ChargeResult | None:
-        with self._tables.transaction() as cursor:
+        with self._tables.read() as cursor:
             self._tables.execute(
                 cursor,
                 f"SELECT {_COLUMNS} FROM sandbox_charges WHERE idempotency_key = %s",  # noqa: S608
@@ -159,7 +159,7 @@ class SandboxGateway:
 
     def count_charges(self) -> int:
         """How many successful charges exist (tests: "charged exactly once")."""
-        with self._tables.transaction() as cursor:
+        with self._tables.read() as cursor:
             self._tables.execute(
                 cursor, "SELECT COUNT(*) AS n FROM sandbox_charges WHERE status = %s", (SUCCEEDED,)
             )

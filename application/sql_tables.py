@@ -49,6 +49,14 @@ class SqlTables:
         """A context manager: a cursor in a transaction committed on success."""
         raise NotImplementedError
 
+    def read(self) -> Any:
+        """A context manager: a cursor for reading only.
+
+        Reads must not take the library's in-process writer lock: a clock
+        reading inside someone else's write would otherwise wait for itself.
+        """
+        raise NotImplementedError
+
 
 class SQLiteTables(SqlTables):
     kind = "sqlite"
@@ -62,6 +70,11 @@ class SQLiteTables(SqlTables):
         with self._datastore.transaction(commit=True) as cursor:
             yield cursor
 
+    @contextmanager
+    def read(self) -> Iterator[Any]:
+        with self._datastore.transaction(commit=False) as cursor:
+            yield cursor
+
 
 class PostgresTables(SqlTables):
     kind = "postgres"
@@ -72,6 +85,11 @@ class PostgresTables(SqlTables):
     @contextmanager
     def transaction(self) -> Iterator[Any]:
         with self._datastore.transaction(commit=True) as cursor:
+            yield cursor
+
+    @contextmanager
+    def read(self) -> Iterator[Any]:
+        with self._datastore.transaction(commit=False) as cursor:
             yield cursor
 
 
@@ -99,6 +117,9 @@ class MemoryTables(SqlTables):
                 self._connection.rollback()
                 raise
             self._connection.commit()
+
+    def read(self) -> Any:
+        return self.transaction()  # one connection under a re-entrant lock
 
 
 def tables_for(recorder: ApplicationRecorder) -> SqlTables:

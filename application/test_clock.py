@@ -33,7 +33,7 @@ class TestClockOffset:
         tables.create([TEST_CLOCK_TABLE])
 
     def offset(self) -> timedelta:
-        with self._tables.transaction() as cursor:
+        with self._tables.read() as cursor:
             self._tables.execute(cursor, "SELECT offset_seconds FROM test_clock WHERE id = 1")
             row = cursor.fetchone()
         return timedelta(seconds=0 if row is None else int(row["offset_seconds"]))
