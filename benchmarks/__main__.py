@@ -42,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
             label = f"{benchmark.name} [{store_kind}]"
             print(f"… {label}", file=sys.stderr, flush=True)
             try:
+                benchmark_started = time.perf_counter()
                 results.extend(run_benchmark(benchmark, profile, store_kind))
+                took = time.perf_counter() - benchmark_started
+                print(f"  {label}: {took:.1f} s", file=sys.stderr, flush=True)
             except Exception:
                 failures += 1
                 print(f"FAILED {label}:\n{traceback.format_exc()}", file=sys.stderr)

@@ -33,7 +33,8 @@ class Profile:
     """How big each benchmark runs. ``tiny`` only proves the code still runs."""
 
     name: str
-    commands: int  # start-trial commands per measured round
+    commands: int  # start-trial commands at most
+    command_seconds: float  # ...or until this much time went into measured commands
     rounds: int  # measured rounds (best one counts), baseline and subject interleaved
     load_repeats: int  # aggregate loads per measured round
     log_events: int  # size of the log for rebuild and verify
@@ -42,12 +43,18 @@ class Profile:
 
 
 PROFILES = {
-    "tiny": Profile("tiny", commands=10, rounds=1, load_repeats=5, log_events=400,
-                    http_seconds=0.3, http_connections=2),
-    "quick": Profile("quick", commands=300, rounds=3, load_repeats=200, log_events=100_000,
-                     http_seconds=3.0, http_connections=8),
-    "full": Profile("full", commands=2000, rounds=5, load_repeats=1000, log_events=1_000_000,
-                    http_seconds=15.0, http_connections=16),
+    "tiny": Profile(
+        "tiny", commands=10, command_seconds=1.0, rounds=1, load_repeats=5,
+        log_events=400, http_seconds=0.3, http_connections=2,
+    ),
+    "quick": Profile(
+        "quick", commands=1000, command_seconds=3.0, rounds=3, load_repeats=200,
+        log_events=100_000, http_seconds=3.0, http_connections=8,
+    ),
+    "full": Profile(
+        "full", commands=10_000, command_seconds=30.0, rounds=5, load_repeats=1000,
+        log_events=1_000_000, http_seconds=15.0, http_connections=16,
+    ),
 }  # fmt: skip
 
 
