@@ -54,13 +54,20 @@ def serve(host: str, port: int, workers: int, test_clock: bool) -> None:
     settings = database_settings()  # fail fast on a bad URL, before forking
     _secret()  # create the dev secret once, before the workers race for it
     base_url = f"http://{host}:{port}"
+    # As invoked (e.g. .venv/bin/suitesub under `make run`), so the hint can be pasted.
+    me = sys.argv[0] if "/" in sys.argv[0] else "suitesub"
+    enabled = os.environ.get("SUITE_TEST_CLOCK", "").strip().lower() in ("1", "true", "yes", "on")
+    clock = "on (POST /v1/test-clock)" if enabled else "off"
     click.echo(
-        f"Suite Subscriptions API on {base_url} ({workers} workers, store: {settings.url})\n"
+        f"Suite Subscriptions API on {base_url} ({workers} workers, store: {settings.url}, "
+        f"test clock: {clock})\n"
         f"  docs:            {base_url}/docs   (OpenAPI: {base_url}/openapi.json)\n"
-        f"  operator token:  suitesub token --operator\n"
-        f"  user token:      suitesub token --user u-alice --org <organization id>\n"
-        f'  try:             curl -H "Authorization: Bearer $(suitesub token --operator)" '
-        f"{base_url}/readyz"
+        f"  operator token:  {me} token --operator\n"
+        f"  user token:      {me} token --user u-alice --org <organization id>\n"
+        f'  try:             curl -H "Authorization: Bearer $({me} token --operator)" '
+        f"{base_url}/v1/organizations -H 'Content-Type: application/json' "
+        f"""-d '{{"name": "Acme KK", "country": "JP", "owner_user_id": "u-owner"}}'\n"""
+        f"  walk-through:    docs/api.md"
     )
 
     class Server(BaseApplication):  # type: ignore[misc]
