@@ -11,6 +11,7 @@ from application.service import SuiteSubscriptions
 from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.facts import OrganizationFacts, facts_from_dict, facts_to_dict
+from domain.organization import Organization
 from tests.application.helpers import CONTACT, PAYMENT, SPEC_REQUEST, record_crm, register
 
 
@@ -95,7 +96,7 @@ def test_loading_through_snapshots_gives_the_facts_of_folding_every_event(
     facts: OrganizationFacts | None = None
     for event in app.events.get(org):
         facts = event.fold(facts)  # type: ignore[attr-defined]
-        loaded = app.repository.get(org, version=event.originator_version)
+        loaded: Organization = app.repository.get(org, version=event.originator_version)
         assert loaded.facts == facts, event.originator_version
     latest = app.facts(org)
     assert latest.bundle_state == "active"

@@ -12,6 +12,7 @@ from eventsourcing.persistence import StoredEvent
 
 from application.service import SuiteSubscriptions
 from domain.tamper_evidence import GENESIS_LINK, chain_link, event_data
+from tests.domain.builders import ORG_ID
 from tests.domain.event_story import memory_app, record_every_event_type, stored_events
 
 
@@ -58,7 +59,7 @@ def test_the_last_link_is_the_facts_chain_head(
     story: tuple[SuiteSubscriptions, list[StoredEvent]],
 ) -> None:
     app, events = story
-    assert app.facts(events[0].originator_id).chain_head == stored_link(app, events[-1])
+    assert app.facts(ORG_ID).chain_head == stored_link(app, events[-1])
 
 
 @pytest.mark.parametrize(
