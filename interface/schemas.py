@@ -85,6 +85,16 @@ class AccessQuerySchema(StrictSchema):
     min_position = fields.Integer(load_default=None, validate=validate.Range(0, 2**62))
 
 
+class DirectoryQuerySchema(StrictSchema):
+    state = fields.String(
+        load_default=None,
+        validate=validate.OneOf(["none", "trial", "trial_expired", "cancelled", "active"]),
+    )
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
+    after = fields.UUID(load_default=None)
+    min_position = fields.Integer(load_default=None, validate=validate.Range(0, 2**62))
+
+
 class TestClockAdvanceSchema(StrictSchema):
     __test__ = False
     advance_days = fields.Integer(strict=True, validate=validate.Range(0, 3650))
@@ -222,6 +232,33 @@ class EventPageSchema(Schema):
     next = fields.Integer(required=True, allow_none=True)
 
 
+class DirectoryEntrySchema(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    state = fields.String(required=True, metadata={"description": "The state shown now"})
+    recorded_state = fields.String(
+        required=True, metadata={"description": "The state the events recorded"}
+    )
+    trial_ends_at = fields.String(required=True, allow_none=True)
+    version = fields.Integer(required=True)
+    position = fields.Integer(required=True)
+
+
+class DirectoryPageSchema(Schema):
+    organizations = fields.List(fields.Nested(DirectoryEntrySchema), required=True)
+    next = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Pass as `after` for the next page; null on the last"},
+    )
+
+
+class ViewLagSchema(Schema):
+    latest_position = fields.Integer(required=True)
+    view_position = fields.Integer(required=True)
+    lag = fields.Integer(required=True)
+
+
 class TestClockSchema(Schema):
     __test__ = False
     now = fields.String(required=True)
@@ -230,6 +267,7 @@ class TestClockSchema(Schema):
 
 class HealthSchema(Schema):
     status = fields.String(required=True)
+    views = fields.Nested(ViewLagSchema, metadata={"description": "Readiness only"})
 
 
 class ErrorContentSchema(Schema):

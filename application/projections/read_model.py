@@ -11,13 +11,14 @@ Who keeps the views current is a setting (``SUITE_VIEW_FOLLOWER``):
 
 ``min_position`` (read-your-writes) waits at most ``SUITE_MIN_POSITION_TIMEOUT``
 seconds (default 2) and then refuses with ``view_not_caught_up`` (HTTP 503,
-``Retry-After``): a caller never gets an older view than it asked for.
+``Retry-After``): a caller never gets an older view than it asked for. A
+position beyond the log's end is refused at once (422
+``min_position_ahead_of_log``).
 """
 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -166,38 +167,43 @@ class ReadModel:
         return self.follower.lag()
 
     def catch_up(self) -> int:
+        """Apply whatever the log has that the views have not; the views' position."""
         return self.follower.catch_up()
 
     # -- read-your-writes -----------------------------------------------------
 
     def wait_for(self, min_position: int | None) -> None:
-        """Return once the views have applied ``min_position`` (bounded wait)."""
+        """Return once the views have applied ``min_position`` (bounded wait).
+
+        A position beyond the log's end was never handed out by this store
+        (commands answer after their events are committed): it is refused at
+        once with ``min_position_ahead_of_log`` rather than held for the
+        whole timeout.
+        """
+        if min_position is not None:
+            latest = self.follower.latest_position()
+            if min_position > latest:
+                raise InvalidRequest(
+                    "min_position is beyond the event log's last position.",
+                    code="min_position_ahead_of_log",
+                    details={
+                        "min_position": [f"must be at most {latest}, the log's last position"]
+                    },
+                )
         if self.settings.follow_on_read:
             position = self.follower.catch_up()
-            if min_position is None or position >= min_position:
-                return
         elif min_position is None:
             return
-        timeout = self.settings.min_position_timeout
-        try:
-            if self.settings.follow_on_read:
-                self._catch_up_until(min_position, timeout)
-            else:
-                self.views.wait(self.app.name, min_position, timeout=timeout)
-        except TimeoutError:
-            raise ViewNotCaughtUp(min_position, self.views.position()) from None
-
-    def _catch_up_until(self, min_position: int, timeout: float) -> None:
-        # The position is not in the log yet (a write still committing, or a
-        # position from another store): keep applying until it is, or time out.
-        deadline = time.monotonic() + timeout
-        interval = 0.005
-        while self.follower.catch_up() < min_position:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            time.sleep(min(interval, remaining))
-            interval = min(interval * 2, 0.1)
+        else:
+            try:
+                self.views.wait(
+                    self.app.name, min_position, timeout=self.settings.min_position_timeout
+                )
+            except TimeoutError:
+                raise ViewNotCaughtUp(min_position, self.views.position()) from None
+            return
+        if min_position is not None and position < min_position:  # pragma: no cover
+            raise ViewNotCaughtUp(min_position, position)
 
     def _wait_for_registration(self, organization_id: UUID) -> Any:
         """A row missing from the view: unknown organization, or one not applied yet."""

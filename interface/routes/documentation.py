@@ -24,6 +24,7 @@ _ERROR_DESCRIPTIONS = {
     415: "The body is not JSON",
     422: "Validation failed (field-level details), or raw card data",
     502: "payment_gateway_error: nothing was charged, safe to retry",
+    503: "view_not_caught_up: min_position not reached in time; retry after Retry-After",
 }
 
 _ALWAYS = (401, 500)

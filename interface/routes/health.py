@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -30,11 +31,11 @@ class Readiness(MethodView):
     @blp.response(200, s.HealthSchema)
     @blp.alt_response(503, schema=s.ErrorAnswerSchema, description="The database does not answer")
     @blp.doc(security=[])
-    def get(self) -> dict[str, str]:
-        """The database answers (a read of the event log)."""
+    def get(self) -> dict[str, Any]:
+        """The database answers; ``views.lag`` = latest log position − views' position."""
         try:
-            services().app.recorder.max_notification_id()
+            lag = services().read_model.lag()
         except Exception:
             log.exception("readiness check failed")
             raise ApiError(503, "database_unavailable", "The database does not answer.") from None
-        return {"status": "ready"}
+        return {"status": "ready", "views": lag}

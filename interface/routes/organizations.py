@@ -54,6 +54,20 @@ def _bundle(organization_id: UUID) -> dict[str, Any]:
 
 @blp.route("")
 class Organizations(MethodView):
+    @blp.arguments(s.DirectoryQuerySchema, location="query")
+    @blp.response(200, s.DirectoryPageSchema)
+    @errors(403, 422, 503)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """The organization directory (operator), by id; ``next`` is the cursor."""
+        current_principal().require_operator()
+        after = query["after"]
+        return services().read_model.organizations(
+            state=query["state"],
+            after=None if after is None else str(after),
+            limit=query["limit"],
+            min_position=query["min_position"],
+        )
+
     @blp.arguments(s.RegisterOrganizationSchema)
     @blp.response(201, s.OrganizationSchema)
     @errors(403, 422)
@@ -236,7 +250,7 @@ class Upgrade(MethodView):
 class Access(MethodView):
     @blp.arguments(s.AccessQuerySchema, location="query")
     @blp.response(200, s.AccessViewSchema)
-    @errors(404, 422)
+    @errors(404, 422, 503)
     def get(self, query: dict[str, Any], organization_id: UUID) -> dict[str, Any]:
         """The access view: each service's edition, contract, access and URL."""
         _authorized(organization_id)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -28,7 +27,6 @@ from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.errors import InvalidRequest
 from tests.application.helpers import record_crm, record_desk, register
-from tests.conftest import empty_postgres_tables
 
 API_FOLLOWS = ViewSettings(follow_on_read=True, min_position_timeout=2.0)
 WORKER_FOLLOWS = ViewSettings(follow_on_read=False, min_position_timeout=0.05)
@@ -39,16 +37,6 @@ def services(store_url: str, clock: ManualClock, catalog: Catalog) -> Iterator[S
     built = build_services(store_url, clock=clock, catalog=catalog, view_settings=API_FOLLOWS)
     yield built
     built.close()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def shared_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A store several processes (here: several Services) can share."""
-    if request.param == "postgres":
-        url: str = request.getfixturevalue("postgres_database")
-        empty_postgres_tables(url)
-        return url
-    return f"sqlite:///{tmp_path}/shared.sqlite3"
 
 
 def without_position(view: dict[str, Any]) -> dict[str, Any]:
@@ -170,18 +158,12 @@ def test_reading_an_applied_position_again_changes_nothing(services: Services) -
     assert services.read_model.access(org)["version"] == 1
 
 
-def test_min_position_beyond_the_log_is_refused_rather_than_answered_stale(
-    store_url: str, clock: ManualClock, catalog: Catalog
-) -> None:
-    settings = ViewSettings(follow_on_read=True, min_position_timeout=0.05)
-    built = build_services(store_url, clock=clock, catalog=catalog, view_settings=settings)
-    try:
-        org = register(built.app)
-        with pytest.raises(ViewNotCaughtUp) as refused:
-            built.read_model.access(org, min_position=1_000)
-        assert refused.value.details["min_position"] == 1_000
-    finally:
-        built.close()
+def test_min_position_beyond_the_log_is_refused_at_once(services: Services) -> None:
+    org = register(services.app)
+    with pytest.raises(InvalidRequest) as refused:
+        services.read_model.access(org, min_position=1_000)
+    assert refused.value.code == "min_position_ahead_of_log"
+    assert "min_position" in refused.value.details
 
 
 def test_with_a_worker_following_reads_wait_for_it_and_never_answer_stale(

@@ -1,0 +1,73 @@
+"""The trial-expiry sweep: record TrialExpired for trials whose end has passed.
+
+Views show an ended trial as ``trial_expired`` at once; the sweep makes the
+log say so too (the decision screen, audits and exports read the log).
+
+- *which* trials: the directory's index on ``trial_ends_at`` (recorded state
+  ``trial``, end ≤ now), after bringing the views up to the log's end;
+- *bounded*: at most ``batch`` organizations per run;
+- *idempotent and safe with several sweepers*: the aggregate decides again on
+  its current state — a trial extended, cancelled, upgraded or already
+  expired in the meantime is left alone (``expire_trial`` changes nothing),
+  and two sweepers racing on one organization meet the optimistic version
+  check: the loser retries on the fresh state and finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from application.errors import ConcurrentModification
+
+if TYPE_CHECKING:
+    from application.bootstrap import Services
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SWEEP_BATCH = 100
+
+
+@dataclass
+class SweepReport:
+    #: Organizations whose TrialExpired this run recorded.
+    expired: list[str] = field(default_factory=list)
+    #: Due in the view, but the aggregate found nothing to record (another
+    #: sweeper won, or the trial was extended, cancelled or upgraded).
+    unchanged: list[str] = field(default_factory=list)
+    #: Kept changing under us; the next run tries again.
+    failed: list[str] = field(default_factory=list)
+    #: Whether the batch was full (more may be due).
+    more: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "expired": self.expired,
+            "unchanged": self.unchanged,
+            "failed": self.failed,
+            "more": self.more,
+        }
+
+
+def expire_due_trials(services: Services, *, batch: int = DEFAULT_SWEEP_BATCH) -> SweepReport:
+    """One bounded sweep; see the module doc."""
+    if batch < 1:
+        msg = "batch must be at least 1"
+        raise ValueError(msg)
+    services.read_model.catch_up()
+    now = services.clock.now()
+    due = services.read_model.views.trials_due(now=now, limit=batch)
+    report = SweepReport(more=len(due) == batch)
+    for organization_id in due:
+        try:
+            result = services.app.expire_trial(UUID(organization_id))
+        except ConcurrentModification:
+            log.warning("expiry sweep: %s kept changing; left for the next run", organization_id)
+            report.failed.append(organization_id)
+            continue
+        (report.expired if result.changed else report.unchanged).append(organization_id)
+    if report.expired:
+        log.info("expiry sweep: recorded TrialExpired for %d organizations", len(report.expired))
+    return report

@@ -1,0 +1,99 @@
+"""``suitesub worker``: follow the log into the views, sweep expired trials,
+reconcile abandoned checkouts — in one loop, until stopped.
+
+On PostgreSQL the loop wakes on the events table's ``NOTIFY`` (and polls
+every ``poll_interval`` in case a notification is missed); on SQLite it
+polls. Any number of workers may run: the views' write lock makes them apply
+each event once, the sweep and reconciliation are idempotent.
+
+A failure to apply the log stops the worker with an error (the views never
+skip an event; the supervisor restarts it and it resumes from the tracked
+position). A failed chore (sweep, reconcile) is logged and retried at its
+next turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from application.expiry import DEFAULT_SWEEP_BATCH, expire_due_trials
+
+if TYPE_CHECKING:
+    from application.bootstrap import Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    poll_interval: float = 1.0
+    sweep_interval: float = 60.0
+    sweep_batch: int = DEFAULT_SWEEP_BATCH
+    reconcile_interval: float = 300.0
+
+
+class _Periodic:
+    """A chore due every ``interval`` seconds (at once on the first turn)."""
+
+    def __init__(self, name: str, interval: float, chore: Callable[[], bool]) -> None:
+        self.name = name
+        self.interval = interval
+        self.chore = chore
+        self.next_at = 0.0
+
+    def run_if_due(self, now: float) -> None:
+        if self.interval <= 0 or now < self.next_at:
+            return
+        try:
+            more = self.chore()
+        except Exception:
+            log.exception("worker: %s failed; retrying in %.0f s", self.name, self.interval)
+            more = False
+        # A full batch means more is due: come back at the next turn.
+        self.next_at = now if more else now + self.interval
+
+
+class Worker:
+    def __init__(self, services: Services, settings: WorkerSettings | None = None) -> None:
+        self.services = services
+        self.settings = settings or WorkerSettings()
+        self._chores = [
+            _Periodic("expiry sweep", self.settings.sweep_interval, self._sweep),
+            _Periodic("checkout reconciliation", self.settings.reconcile_interval, self._reconcile),
+        ]
+
+    def run(self, stop: threading.Event) -> None:
+        """Follow the log and run the chores until ``stop`` is set."""
+        log.info(
+            "worker: following the log from position %d", self.services.read_model.views.position()
+        )
+        self.services.read_model.follower.follow(
+            stop, poll_interval=self.settings.poll_interval, between_batches=self.run_chores
+        )
+
+    def run_once(self) -> None:
+        """Catch up, run every chore once, catch up with what they recorded (``--once``)."""
+        self.services.read_model.catch_up()
+        for chore in self._chores:
+            chore.next_at = 0.0
+            chore.run_if_due(time.monotonic())
+        self.services.read_model.catch_up()
+
+    def run_chores(self) -> None:
+        now = time.monotonic()
+        for chore in self._chores:
+            chore.run_if_due(now)
+
+    def _sweep(self) -> bool:
+        return expire_due_trials(self.services, batch=self.settings.sweep_batch).more
+
+    def _reconcile(self) -> bool:
+        report = self.services.checkouts.reconcile()
+        if report.completed or report.failed:
+            log.info("worker: reconciled checkouts %s", report.to_dict())
+        return False

@@ -1,0 +1,159 @@
+"""``suitesub worker`` and ``suitesub expire-trials``.
+
+Both work on the store named by ``SUITE_DATABASE_URL`` and, when the service
+runs with the test clock (``SUITE_TEST_CLOCK=1``), on the same shifted time
+as the API (the offset is kept in the database).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+import click
+
+from interface.cli import main
+
+log = logging.getLogger("suitesub.worker")
+
+
+def _test_clock_enabled() -> bool:
+    return os.environ.get("SUITE_TEST_CLOCK", "").lower() in ("1", "true", "yes", "on")
+
+
+def _services() -> Any:
+    from application.bootstrap import build_services
+    from application.settings import SettingsError
+
+    try:
+        return build_services(test_clock=_test_clock_enabled())
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.command()
+@click.option(
+    "--poll-interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.01, 60),
+    help="Seconds between looks at the log when no NOTIFY arrives (SQLite always polls).",
+)
+@click.option(
+    "--sweep-interval",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0, 86400),
+    help="Seconds between expiry sweeps (0: no sweep).",
+)
+@click.option(
+    "--sweep-batch",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="At most this many trials expired per sweep.",
+)
+@click.option(
+    "--reconcile-interval",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(0, 86400),
+    help="Seconds between checkout reconciliations (0: none).",
+)
+@click.option("--once", is_flag=True, help="Catch up, sweep and reconcile once, then exit.")
+def worker(
+    poll_interval: float,
+    sweep_interval: float,
+    sweep_batch: int,
+    reconcile_interval: float,
+    once: bool,
+) -> None:
+    """Follow the event log into the views; sweep expired trials; reconcile checkouts.
+
+    Run one or more beside the API on PostgreSQL. Stops cleanly on SIGTERM or
+    Ctrl-C; resumes from the views' tracked position when started again.
+    """
+    from application.worker import Worker, WorkerSettings
+
+    logging.basicConfig(
+        level=os.environ.get("SUITE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    settings = WorkerSettings(
+        poll_interval=poll_interval,
+        sweep_interval=sweep_interval,
+        sweep_batch=sweep_batch,
+        reconcile_interval=reconcile_interval,
+    )
+    services = _services()
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("worker: stopping (signal %d)", signum)
+        stop.set()
+
+    previous = {
+        signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        if once:
+            Worker(services, settings).run_once()
+        else:
+            Worker(services, settings).run(stop)
+        log.info("worker: stopped at position %d", services.read_model.views.position())
+    except Exception as error:
+        log.exception("worker: stopped by an error; it resumes from its position when restarted")
+        raise SystemExit(1) from error
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        services.close()
+
+
+@main.command("expire-trials")
+@click.option(
+    "--batch",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="At most this many trials are expired in this run.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+def expire_trials(batch: int, output_format: str) -> None:
+    """Record TrialExpired for trials whose end has passed (idempotent, bounded).
+
+    Exit status 0 whether or not anything was due; ``more`` says whether the
+    batch was full and another run would find more.
+    """
+    from application.expiry import expire_due_trials
+
+    services = _services()
+    try:
+        report = expire_due_trials(services, batch=batch)
+    finally:
+        services.close()
+    if output_format == "json":
+        json.dump(report.to_dict(), sys.stdout)
+        sys.stdout.write("\n")
+        return
+    click.echo(f"expired: {len(report.expired)}")
+    for organization_id in report.expired:
+        click.echo(f"  {organization_id}")
+    if report.unchanged:
+        click.echo(f"already decided: {len(report.unchanged)}")
+    if report.failed:
+        click.echo(f"left for the next run (kept changing): {len(report.failed)}")
+    if report.more:
+        click.echo("the batch was full: run again for more")
