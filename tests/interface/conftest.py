@@ -93,7 +93,7 @@ class Caller:
             headers=operator_headers(),
         )
         assert answer.status_code == 201, answer.json
-        organization_id: str = answer.json["id"]
+        organization_id: str = payload(answer)["id"]
         return organization_id
 
     def subscribe(self, org: str, service: str, plan: dict[str, Any]) -> Any:
@@ -151,6 +151,13 @@ class Caller:
 @pytest.fixture
 def caller(client: FlaskClient) -> Caller:
     return Caller(client)
+
+
+def payload(answer: Any) -> Any:
+    """The JSON body of an answer (asserting there is one)."""
+    data = answer.get_json()
+    assert data is not None, answer.get_data(as_text=True)
+    return data
 
 
 def error_code(answer: Any) -> str:

@@ -117,7 +117,7 @@ def _claims(**changes: object) -> dict[str, object]:
             bearer(jwt.encode(_claims(), "another-secret-" + "y" * 40, algorithm="HS256")),
             "invalid_token",
         ),
-        ("alg none", bearer(jwt.encode(_claims(), None, algorithm="none")), "invalid_token"),
+        ("alg none", bearer(jwt.encode(_claims(), "", algorithm="none")), "invalid_token"),
         (
             "HS512",
             bearer(jwt.encode(_claims(), SECRET * 2, algorithm="HS512")),

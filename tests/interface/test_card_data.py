@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,7 +75,7 @@ def test_a_submitted_card_number_is_nowhere_in_the_database_file_or_logs(
     org = caller.register()
     caller.subscribe(org, "crm", CRM_YEARLY)
 
-    attempts = [
+    attempts: list[dict[str, Any]] = [
         {"card_number": CARD_NUMBER, "cvc": "123"},
         {"payment_token": CARD_NUMBER},
         {"billing_contact": {**UPGRADE_BODY["billing_contact"], "company_name": SPACED}},

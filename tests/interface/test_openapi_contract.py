@@ -14,6 +14,7 @@ known add-on codes, seats against current licenses, dates in order).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -73,7 +74,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_the_api_honours_its_openapi_contract(case: schemathesis.Case) -> None:
+def test_the_api_honours_its_openapi_contract(case: schemathesis.Case[Any]) -> None:
     org = _SEEDED["organization_id"]
     token = _token_for(case.method, case.path, org)
     case.call_and_validate(headers={"Authorization": f"Bearer {token}"})

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from application.bootstrap import Services
 from domain.clock import ManualClock
 from interface.app import create_app
-from tests.interface.conftest import SECRET, Caller, error_code, operator_headers
+from tests.interface.conftest import SECRET, Caller, error_code, operator_headers, payload
 
 
 def test_malformed_json_is_400(caller: Caller) -> None:
@@ -46,7 +46,7 @@ def test_invalid_fields_are_422_with_field_level_details(caller: Caller) -> None
 
     assert answer.status_code == 422
     assert error_code(answer) == "validation_failed"
-    fields = answer.json["error"]["details"]["fields"]
+    fields = payload(answer)["error"]["details"]["fields"]
     assert set(fields) == {"name", "country", "color"}
 
 
@@ -138,7 +138,7 @@ def test_the_test_clock_only_moves_forward(caller: Caller) -> None:
     )
 
     assert backwards.status_code == both.status_code == 422
-    assert seconds.json["now"] == "2026-11-26T09:01:30+00:00"
+    assert payload(seconds)["now"] == "2026-11-26T09:01:30+00:00"
     assert caller.client.get("/v1/test-clock", headers=operator_headers()).json == seconds.json
 
 
@@ -197,7 +197,7 @@ def test_an_unexpected_error_is_500_json_with_the_trace_only_in_the_log(
 
 def test_health_and_readiness_need_no_token(client: FlaskClient) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
-    assert client.get("/readyz").json["status"] == "ready"
+    assert payload(client.get("/readyz"))["status"] == "ready"
 
 
 def test_the_docs_page_is_served_without_a_cdn(client: FlaskClient) -> None:
@@ -206,4 +206,4 @@ def test_the_docs_page_is_served_without_a_cdn(client: FlaskClient) -> None:
     assert "/docs/assets/swagger-ui-bundle.js" in page
     assert "http" not in page.replace("/openapi.json", "")
     assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
-    assert client.get("/openapi.json").json["openapi"].startswith("3.")
+    assert payload(client.get("/openapi.json"))["openapi"].startswith("3.")

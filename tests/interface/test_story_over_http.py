@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from application.bootstrap import Services
-from tests.interface.conftest import UPGRADE_BODY, Caller, error_code, operator_headers
+from tests.interface.conftest import UPGRADE_BODY, Caller, error_code, operator_headers, payload
 
 
 def test_a_trial_that_would_lose_desk_data_is_refused_with_what_to_fix(caller: Caller) -> None:
@@ -303,5 +303,5 @@ def test_every_command_answer_carries_version_and_position(caller: Caller) -> No
         headers=operator_headers(),
     )
 
-    assert registered.json["version"] == 1
-    assert registered.json["position"] >= 1
+    assert payload(registered)["version"] == 1
+    assert payload(registered)["position"] >= 1
