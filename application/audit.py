@@ -208,11 +208,15 @@ def iterate_log(
     """The stored events that pass ``log_filter``, in log order.
 
     Raises :class:`UndecodableEvent` on an event that does not decode
-    (``verify`` reports those; listing cannot show them).
+    (``verify`` reports those; listing cannot show them), and
+    :class:`OrganizationNotFound` when the filter names an organization the
+    log does not have (a mistyped id must not look like an empty history).
     """
     log_filter = log_filter or LogFilter()
     notifications: Iterator[Notification]
     if log_filter.organization_id is not None:
+        if not _exists(app, log_filter.organization_id):
+            raise OrganizationNotFound(log_filter.organization_id)
         notifications = iterate_organization_notifications(
             app, log_filter.organization_id, page_size=page_size
         )
@@ -325,7 +329,8 @@ def replay(
 
     ``as_of`` includes events recorded at exactly that time; ``version``
     replays up to and including that event and shows the view at its time.
-    With neither, the replay runs to ``now`` (default: the last event's time).
+    With neither, every event counts and the view is taken at ``now`` (or at
+    the last event's time, if that is later).
     """
     if as_of is not None and version is not None:
         msg = "Give either an as-of time or a version, not both."
@@ -374,7 +379,14 @@ def replay(
         msg = f"Organization {organization_id} has no version {version} (latest {last.version})."
         raise InvalidRequest(msg, code="version_not_found", details={"latest": last.version})
 
-    moment = last.at if version is not None else (as_of or now or last.at)
+    if version is not None:
+        moment = last.at
+    elif as_of is not None:
+        moment = as_of
+    else:
+        # "Now": the whole stream, seen no earlier than its last decision (a
+        # log written under a test clock may be ahead of this process's clock).
+        moment = max(now or last.at, last.at)
     if explain and moment > last.at:
         steps.extend(_time_steps(facts, catalog, last.at, moment))
     return Replay(

@@ -122,6 +122,18 @@ def test_events_table_is_readable_and_refuses_unknown_types(
     assert "Unknown event type 'TrialStartd'" in unknown.output
 
 
+def test_listing_an_unknown_organization_is_an_error_not_an_empty_history(
+    services: Services, story: Story
+) -> None:
+    for command in ("events", "export"):
+        result = audit(services, command, "--org", "6f1c0a4e-0000-4000-8000-000000000000")
+        assert result.exit_code == 2
+        assert "No organization 6f1c0a4e-0000-4000-8000-000000000000" in result.output
+    malformed = audit(services, "events", "--org", "acme")
+    assert malformed.exit_code == 2
+    assert "not an organization id" in malformed.output
+
+
 # ---------------------------------------------------------------------------
 # replay
 # ---------------------------------------------------------------------------
