@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
+import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
@@ -22,6 +24,7 @@ from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.tamper_evidence import GENESIS_LINK, chain_link
 from interface.cli import main
+from tests.conftest import empty_postgres_tables
 from tests.interface.audit_story import DAY, HOUR, Story, tell_story
 
 SECOND = timedelta(seconds=1)
@@ -371,48 +374,82 @@ def test_commands_use_the_store_named_by_suite_database_url(
 
 
 # ---------------------------------------------------------------------------
-# tamper evidence: edit a SQLite file behind the service's back
+# tamper evidence: edit the stored rows behind the service's back
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sqlite_services(tmp_path: Path, clock: ManualClock, catalog: Catalog) -> Iterator[Services]:
-    built = build_services(f"sqlite:///{tmp_path}/tampered.sqlite3", clock=clock, catalog=catalog)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def tampered_services(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock, catalog: Catalog
+) -> Iterator[Services]:
+    """A store someone with database access will edit: a SQLite file or PostgreSQL."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_database")
+        empty_postgres_tables(url)
+    else:
+        url = f"sqlite:///{tmp_path}/tampered.sqlite3"
+    built = build_services(url, clock=clock, catalog=catalog)
     yield built
     built.close()
 
 
 @pytest.fixture
-def sqlite_story(sqlite_services: Services, clock: ManualClock) -> Story:
-    return tell_story(sqlite_services.app, clock)
+def tampered_story(tampered_services: Services, clock: ManualClock) -> Story:
+    return tell_story(tampered_services.app, clock)
 
 
 class StoredLog:
-    """Raw access to the events table, as someone with the database file has."""
+    """Raw access to the events table, as someone with database access has."""
 
     def __init__(self, services: Services) -> None:
-        assert services.settings.sqlite_path is not None
-        self.path = services.settings.sqlite_path
+        self.settings = services.settings
+        self.table = str(services.app.recorder.events_table_name)  # type: ignore[attr-defined]
+        self.sqlite = services.settings.sqlite_path is not None
+        self.position_column = "rowid" if self.sqlite else "notification_id"
 
-    def rowid(self, organization: object, version: int) -> int:
-        with sqlite3.connect(self.path) as db:
-            (rowid,) = db.execute(
-                "SELECT rowid FROM stored_events "
-                "WHERE originator_id = ? AND originator_version = ?",
-                (str(organization).replace("-", ""), version),
-            ).fetchone()
-        return int(rowid)
+    def _run(self, statement: str, *params: object) -> list[tuple[Any, ...]]:
+        statement = statement.format(table=self.table, position=self.position_column)
+        if self.settings.sqlite_path is not None:
+            with sqlite3.connect(self.settings.sqlite_path) as db:
+                return db.execute(statement, params).fetchall()
+        with psycopg.connect(self.settings.url, autocommit=True) as db:
+            cursor = db.execute(statement.replace("?", "%s"), params)  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description else []
 
-    def execute(self, statement: str, *params: object) -> None:
-        with sqlite3.connect(self.path) as db:
-            db.execute(statement, params)
+    def _id(self, organization: UUID) -> object:
+        return organization.hex if self.sqlite else organization
 
-    def state(self, rowid: int) -> bytes:
-        with sqlite3.connect(self.path) as db:
-            (state,) = db.execute(
-                "SELECT state FROM stored_events WHERE rowid = ?", (rowid,)
-            ).fetchone()
+    def position(self, organization: UUID, version: int) -> int:
+        [(position,)] = self._run(
+            "SELECT {position} FROM {table} WHERE originator_id = ? AND originator_version = ?",
+            self._id(organization),
+            version,
+        )
+        return int(position)
+
+    def state(self, position: int) -> bytes:
+        [(state,)] = self._run("SELECT state FROM {table} WHERE {position} = ?", position)
         return bytes(state)
+
+    def set_state(self, position: int, state: bytes) -> None:
+        self._run("UPDATE {table} SET state = ? WHERE {position} = ?", state, position)
+
+    def set_version(self, position: int, version: int) -> None:
+        self._run(
+            "UPDATE {table} SET originator_version = ? WHERE {position} = ?", version, position
+        )
+
+    def swap_positions(self, first: int, second: int) -> None:
+        self._run("UPDATE {table} SET {position} = -1 WHERE {position} = ?", first)
+        self._run("UPDATE {table} SET {position} = ? WHERE {position} = ?", first, second)
+        self._run("UPDATE {table} SET {position} = ? WHERE {position} = -1", second)
+
+    def delete(self, *positions: int) -> None:
+        for position in positions:
+            self._run("DELETE FROM {table} WHERE {position} = ?", position)
+
+    def delete_organization(self, organization: UUID) -> None:
+        self._run("DELETE FROM {table} WHERE originator_id = ?", self._id(organization))
 
 
 def faults(result: Result) -> list[tuple[str, int | None, str]]:
@@ -421,125 +458,110 @@ def faults(result: Result) -> list[tuple[str, int | None, str]]:
 
 
 def test_verify_detects_a_changed_payload_byte(
-    sqlite_services: Services, sqlite_story: Story
+    tampered_services: Services, tampered_story: Story
 ) -> None:
-    log = StoredLog(sqlite_services)
-    rowid = log.rowid(sqlite_story.acme, 5)  # TrialStarted by u-alice
-    state = log.state(rowid)
+    log = StoredLog(tampered_services)
+    position = log.position(tampered_story.acme, 5)  # TrialStarted by u-alice
+    state = log.state(position)
     assert b"u-alice" in state
-    log.execute(
-        "UPDATE stored_events SET state = ? WHERE rowid = ?",
-        state.replace(b"u-alice", b"u-alicf"),
-        rowid,
-    )
+    log.set_state(position, state.replace(b"u-alice", b"u-alicf"))
 
-    result = audit(sqlite_services, "verify", "--format", "json")
+    result = audit(tampered_services, "verify", "--format", "json")
 
     assert result.exit_code == 1
-    assert faults(result) == [(str(sqlite_story.acme), 5, "chain_broken")]
-    table = audit(sqlite_services, "verify", "--format", "table")
+    assert faults(result) == [(str(tampered_story.acme), 5, "chain_broken")]
+    table = audit(tampered_services, "verify", "--format", "table")
     assert table.exit_code == 1
     assert "chain_broken" in table.stdout
     assert "FAILED: 1 fault(s)" in table.stdout
 
 
 def test_verify_reports_an_event_that_no_longer_decodes(
-    sqlite_services: Services, sqlite_story: Story
+    tampered_services: Services, tampered_story: Story
 ) -> None:
-    log = StoredLog(sqlite_services)
-    rowid = log.rowid(sqlite_story.globex, 2)
-    state = log.state(rowid)
-    log.execute(
-        "UPDATE stored_events SET state = ? WHERE rowid = ?", state.replace(b"{", b"[", 1), rowid
-    )
+    log = StoredLog(tampered_services)
+    position = log.position(tampered_story.globex, 2)
+    log.set_state(position, log.state(position).replace(b"{", b"[", 1))
 
-    result = audit(sqlite_services, "verify", "--format", "json")
+    result = audit(tampered_services, "verify", "--format", "json")
 
     assert result.exit_code == 1
-    assert (str(sqlite_story.globex), 2, "undecodable") in faults(result)
-    listing = audit(sqlite_services, "export")
+    assert (str(tampered_story.globex), 2, "undecodable") in faults(result)
+    listing = audit(tampered_services, "export")
     assert listing.exit_code == 2
-    assert f"position {rowid}" in listing.output
+    assert f"position {position}" in listing.output
 
 
-def test_verify_detects_a_deleted_event(sqlite_services: Services, sqlite_story: Story) -> None:
-    log = StoredLog(sqlite_services)
-    log.execute("DELETE FROM stored_events WHERE rowid = ?", log.rowid(sqlite_story.acme, 7))
+def test_verify_detects_a_deleted_event(tampered_services: Services, tampered_story: Story) -> None:
+    log = StoredLog(tampered_services)
+    log.delete(log.position(tampered_story.acme, 7))
 
-    result = audit(sqlite_services, "verify", "--format", "json")
+    result = audit(tampered_services, "verify", "--format", "json")
 
     assert result.exit_code == 1
-    assert faults(result) == [(str(sqlite_story.acme), 7, "missing_versions")]
+    assert faults(result) == [(str(tampered_story.acme), 7, "missing_versions")]
 
 
 def test_verify_detects_two_events_swapped_in_the_log_order(
-    sqlite_services: Services, sqlite_story: Story
+    tampered_services: Services, tampered_story: Story
 ) -> None:
-    log = StoredLog(sqlite_services)
-    first, second = log.rowid(sqlite_story.acme, 6), log.rowid(sqlite_story.acme, 7)
-    log.execute("UPDATE stored_events SET rowid = -1 WHERE rowid = ?", first)
-    log.execute("UPDATE stored_events SET rowid = ? WHERE rowid = ?", first, second)
-    log.execute("UPDATE stored_events SET rowid = ? WHERE rowid = -1", second)
+    log = StoredLog(tampered_services)
+    log.swap_positions(log.position(tampered_story.acme, 6), log.position(tampered_story.acme, 7))
 
-    result = audit(sqlite_services, "verify", "--format", "json")
+    result = audit(tampered_services, "verify", "--format", "json")
 
     assert result.exit_code == 1
-    assert faults(result) == [(str(sqlite_story.acme), 6, "out_of_order")]
+    assert faults(result) == [(str(tampered_story.acme), 6, "out_of_order")]
 
 
 def test_verify_detects_two_events_swapped_in_content(
-    sqlite_services: Services, sqlite_story: Story
+    tampered_services: Services, tampered_story: Story
 ) -> None:
-    log = StoredLog(sqlite_services)
-    first, second = log.rowid(sqlite_story.acme, 6), log.rowid(sqlite_story.acme, 7)
-    log.execute("UPDATE stored_events SET originator_version = -1 WHERE rowid = ?", first)
-    log.execute("UPDATE stored_events SET originator_version = 6 WHERE rowid = ?", second)
-    log.execute("UPDATE stored_events SET originator_version = 7 WHERE rowid = ?", first)
+    log = StoredLog(tampered_services)
+    first = log.position(tampered_story.acme, 6)
+    second = log.position(tampered_story.acme, 7)
+    log.set_version(first, -1)
+    log.set_version(second, 6)
+    log.set_version(first, 7)
 
-    result = audit(sqlite_services, "verify", "--format", "json")
+    result = audit(tampered_services, "verify", "--format", "json")
 
     assert result.exit_code == 1
     found = faults(result)
-    assert (str(sqlite_story.acme), 6, "chain_broken") in found
-    assert (str(sqlite_story.acme), 7, "chain_broken") in found
-    assert (str(sqlite_story.acme), 6, "out_of_order") in found
+    assert (str(tampered_story.acme), 6, "chain_broken") in found
+    assert (str(tampered_story.acme), 7, "chain_broken") in found
+    assert (str(tampered_story.acme), 6, "out_of_order") in found
 
 
 def test_a_saved_digest_detects_a_truncated_tail(
-    sqlite_services: Services, sqlite_story: Story, tmp_path: Path
+    tampered_services: Services, tampered_story: Story, tmp_path: Path
 ) -> None:
     saved = tmp_path / "digest.json"
-    assert audit(sqlite_services, "digest", "--output", str(saved)).exit_code == 0
-    log = StoredLog(sqlite_services)
-    last = sqlite_story.acme_versions
-    log.execute(
-        "DELETE FROM stored_events WHERE rowid IN (?, ?)",
-        log.rowid(sqlite_story.acme, last),
-        log.rowid(sqlite_story.acme, last - 1),
-    )
+    assert audit(tampered_services, "digest", "--output", str(saved)).exit_code == 0
+    log = StoredLog(tampered_services)
+    last = tampered_story.acme_versions
+    log.delete(log.position(tampered_story.acme, last), log.position(tampered_story.acme, last - 1))
 
     # Without the digest the shorter chain is internally sound...
-    assert audit(sqlite_services, "verify").exit_code == 0
+    assert audit(tampered_services, "verify").exit_code == 0
     # ...the saved digest proves the tail is gone.
-    result = audit(sqlite_services, "verify", "--digest", str(saved), "--format", "json")
+    result = audit(tampered_services, "verify", "--digest", str(saved), "--format", "json")
     assert result.exit_code == 1
-    assert faults(result) == [(str(sqlite_story.acme), last - 1, "truncated")]
+    assert faults(result) == [(str(tampered_story.acme), last - 1, "truncated")]
 
 
 def test_a_saved_digest_detects_a_removed_organization(
-    sqlite_services: Services, sqlite_story: Story, tmp_path: Path
+    tampered_services: Services, tampered_story: Story, tmp_path: Path
 ) -> None:
     saved = tmp_path / "digest.json"
-    assert audit(sqlite_services, "digest", "--output", str(saved)).exit_code == 0
-    StoredLog(sqlite_services).execute(
-        "DELETE FROM stored_events WHERE originator_id = ?", sqlite_story.globex.hex
-    )
+    assert audit(tampered_services, "digest", "--output", str(saved)).exit_code == 0
+    StoredLog(tampered_services).delete_organization(tampered_story.globex)
 
-    result = audit(sqlite_services, "verify", "--digest", str(saved), "--format", "json")
+    result = audit(tampered_services, "verify", "--digest", str(saved), "--format", "json")
 
     assert result.exit_code == 1
     assert [(o, f) for o, _, f in faults(result)] == [
-        (str(sqlite_story.globex), "organization_removed")
+        (str(tampered_story.globex), "organization_removed")
     ]
 
 
