@@ -153,3 +153,39 @@ def test_the_whole_story_over_http_with_two_workers_on_one_sqlite_file(
     with sqlite3.connect(database) as connection:
         (charges,) = connection.execute("SELECT COUNT(*) FROM sandbox_charges").fetchone()
     assert charges == 1
+
+
+def test_two_workers_share_one_sqlite_file_under_concurrent_writes(
+    server: tuple[Http, Path],
+) -> None:
+    http, database = server
+    operator = mint_token(SECRET, user_id="ops-1", operator=True)
+
+    def register(index: int) -> int:
+        body = {"name": f"Org {index}", "country": "JP", "owner_user_id": f"u-{index}"}
+        return http.call("POST", "/v1/organizations", operator, body)[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(register, range(24)))
+    assert statuses == [201] * 24
+
+    org = http.call(
+        "POST",
+        "/v1/organizations",
+        operator,
+        {"name": "Race", "country": "JP", "owner_user_id": "u"},
+    )[1]["id"]
+    base = f"/v1/organizations/{org}"
+    owner = mint_token(SECRET, user_id="u", organization_id=org)
+    total = http.call("POST", f"{base}/upgrade/quote", owner, UPGRADE_BODY)[1]["total"]
+    purchase = {**UPGRADE_BODY, "payment_token": "tok_visa", "expected_total": total}
+
+    def buy(key: str) -> int:
+        return http.call("POST", f"{base}/upgrade", owner, purchase, Idempotency_Key=key)[0]
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = sorted(pool.map(buy, ["a", "b", "c", "d"]))
+    assert outcomes == [201, 409, 409, 409]
+    with sqlite3.connect(database) as connection:
+        (charges,) = connection.execute("SELECT COUNT(*) FROM sandbox_charges").fetchone()
+    assert charges == 1
