@@ -30,7 +30,7 @@ from domain.clock import ensure_utc
 from domain.errors import InvalidRequest, NotAllowed, NotFound, StateConflict
 from domain.facts import GENESIS_LINK, BundleState, OrganizationFacts
 from domain.quote import Quote, UpgradeRequest, compute_quote
-from domain.tamper_evidence import chain_link, event_data
+from domain.tamper_evidence import chain_link, event_data, require_plain_json
 
 MAX_NAME_LENGTH = 200
 
@@ -89,13 +89,15 @@ class Organization(Aggregate):
         """Add the hash-chain link before the event exists, so it is stored with it."""
         at = ensure_utc(kwargs["timestamp"])
         kwargs["timestamp"] = at
+        data = event_data(kwargs)
+        require_plain_json(data)
         kwargs["chain"] = chain_link(
             self.facts.chain_head,
             str(self.id),
             self.version + 1,
             event_class.__name__,
             at,
-            event_data(kwargs),
+            data,
         )
         super().trigger_event(event_class, **kwargs)
 

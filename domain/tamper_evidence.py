@@ -21,7 +21,14 @@ ENVELOPE_FIELDS = frozenset(
     {"originator_id", "originator_version", "timestamp", "originator_topic", "chain"}
 )
 
-__all__ = ["ENVELOPE_FIELDS", "GENESIS_LINK", "canonical_json", "chain_link", "event_data"]
+__all__ = [
+    "ENVELOPE_FIELDS",
+    "GENESIS_LINK",
+    "canonical_json",
+    "chain_link",
+    "event_data",
+    "require_plain_json",
+]
 
 
 def _default(value: Any) -> Any:
@@ -43,6 +50,30 @@ def canonical_json(value: Any) -> bytes:
 def event_data(attributes: dict[str, Any]) -> dict[str, Any]:
     """The business data of an event: its attributes without the envelope."""
     return {k: v for k, v in attributes.items() if k not in ENVELOPE_FIELDS}
+
+
+def require_plain_json(value: Any, path: str = "data") -> None:
+    """Refuse anything a JSON round trip would change (dates, floats, tuples…).
+
+    Events carry plain JSON only: then the stored bytes are exactly what was
+    decided, the chain recomputed from them matches, and a replay folds the
+    same values the aggregate folded (a tuple would come back as a list).
+    """
+    if value is None or type(value) in (str, bool, int):
+        return
+    if type(value) is list:
+        for index, item in enumerate(value):
+            require_plain_json(item, f"{path}[{index}]")
+        return
+    if type(value) is dict:
+        for key, item in value.items():
+            if not isinstance(key, str):
+                msg = f"{path}: key {key!r} is not a string"
+                raise TypeError(msg)
+            require_plain_json(item, f"{path}.{key}")
+        return
+    msg = f"{path}: {type(value).__name__} is not plain JSON (use str, int, bool, list, dict)"
+    raise TypeError(msg)
 
 
 def chain_link(
