@@ -35,6 +35,8 @@ class WorkerSettings:
     sweep_interval: float = 60.0
     sweep_batch: int = DEFAULT_SWEEP_BATCH
     reconcile_interval: float = 300.0
+    #: Notifications applied per transaction while following the log.
+    batch_size: int = 500
 
 
 class _Periodic:
@@ -62,6 +64,7 @@ class Worker:
     def __init__(self, services: Services, settings: WorkerSettings | None = None) -> None:
         self.services = services
         self.settings = settings or WorkerSettings()
+        services.read_model.follower.batch_size = self.settings.batch_size
         self._chores = [
             _Periodic("expiry sweep", self.settings.sweep_interval, self._sweep),
             _Periodic("checkout reconciliation", self.settings.reconcile_interval, self._reconcile),

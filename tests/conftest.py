@@ -13,6 +13,7 @@ to create and drop the test database).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -52,9 +53,9 @@ def _with_database(url: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session: its URL."""
+@contextlib.contextmanager
+def fresh_postgres_database(purpose: str = "test") -> Iterator[str]:
+    """Create a uniquely named database, yield its URL, drop it (skip without a server)."""
     try:
         admin = psycopg.connect(POSTGRES_SERVER_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as error:
@@ -62,7 +63,7 @@ def postgres_database() -> Iterator[str]:
         if os.environ.get("SUITE_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"SUITE_REQUIRE_POSTGRES=1 but {reason}")
         pytest.skip(reason)
-    name = f"suite_test_{os.getpid()}_{secrets.token_hex(4)}"
+    name = f"suite_{purpose}_{os.getpid()}_{secrets.token_hex(4)}"
     with admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:
@@ -74,6 +75,13 @@ def postgres_database() -> Iterator[str]:
                 (name,),
             )
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session: its URL."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 def empty_postgres_tables(url: str) -> None:

@@ -65,12 +65,20 @@ def _services() -> Any:
     type=click.FloatRange(0, 86400),
     help="Seconds between checkout reconciliations (0: none).",
 )
+@click.option(
+    "--batch-size",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Notifications applied per transaction while following the log.",
+)
 @click.option("--once", is_flag=True, help="Catch up, sweep and reconcile once, then exit.")
 def worker(
     poll_interval: float,
     sweep_interval: float,
     sweep_batch: int,
     reconcile_interval: float,
+    batch_size: int,
     once: bool,
 ) -> None:
     """Follow the event log into the views; sweep expired trials; reconcile checkouts.
@@ -90,6 +98,7 @@ def worker(
         sweep_interval=sweep_interval,
         sweep_batch=sweep_batch,
         reconcile_interval=reconcile_interval,
+        batch_size=batch_size,
     )
     services = _services()
     stop = threading.Event()

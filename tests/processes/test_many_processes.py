@@ -1,0 +1,372 @@
+"""Many processes on one PostgreSQL database: gunicorn ``-w 4`` plus ``suitesub worker``.
+
+- N identical concurrent commands have exactly one effect;
+- N racing upgrades with different keys charge the card once and record one
+  UpgradePurchased;
+- a worker killed with SIGKILL mid-stream and restarted leaves every view
+  equal to a fresh rebuild (no lost or duplicated rows);
+- the story over HTTP reads its own writes with ``min_position`` while the
+  API only reads the views and the worker follows the log.
+
+Waits are on positions (``/readyz`` view lag, the views' tracked position),
+never on fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from application.bootstrap import build_services
+from application.projections.rebuild import rebuild_views
+from domain.clock import ManualClock
+from interface.auth import mint_token
+from tests.conftest import T0, fresh_postgres_database
+from tests.interface.conftest import CRM_YEARLY, UPGRADE_BODY
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SECRET = "many-processes-secret-" + "x" * 64
+SUITESUB = str(Path(sys.executable).with_name("suitesub"))
+START_TIMEOUT = 30.0
+CATCH_UP_TIMEOUT = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Deployment:
+    """The API under gunicorn and one or more workers, on one database."""
+
+    def __init__(self, database_url: str, logs: Path) -> None:
+        self.database_url = database_url
+        self.logs = logs
+        self.port = _free_port()
+        self.base = f"127.0.0.1:{self.port}"
+        self.environment = {
+            **os.environ,
+            "SUITE_DATABASE_URL": database_url,
+            "SUITE_JWT_SECRET": SECRET,
+            "SUITE_TEST_CLOCK": "1",
+            "SUITE_VIEW_FOLLOWER": "worker",
+            "SUITE_VAR_DIR": str(logs),
+        }
+        self.api: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self._log_files: list[Any] = []
+
+    def _spawn(self, command: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        log = (self.logs / log_name).open("ab")
+        self._log_files.append(log)
+        return subprocess.Popen(
+            command, cwd=REPO_ROOT, env=self.environment, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def start_api(self, workers: int = 4) -> None:
+        self.api = self._spawn(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "wsgi:app",
+                "--workers",
+                str(workers),
+                "--bind",
+                self.base,
+                "--log-level",
+                "warning",
+                "--no-control-socket",
+            ],
+            "api.log",
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.api.poll() is not None:
+                pytest.fail(f"gunicorn exited: {(self.logs / 'api.log').read_text()[-3000:]}")
+            try:
+                if self.call("GET", "/healthz")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail("gunicorn did not answer in time")
+
+    def start_worker(self, *arguments: str) -> subprocess.Popen[bytes]:
+        worker = self._spawn(
+            [SUITESUB, "worker", "--poll-interval", "0.2", *arguments], "worker.log"
+        )
+        self.workers.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        for process in [*self.workers, *([self.api] if self.api else [])]:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        for log in self._log_files:
+            log.close()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, dict[str, str]]:
+        connection = http.client.HTTPConnection(self.base, timeout=30)
+        sent = {**(headers or {})}
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
+        payload = None
+        if body is not None:
+            payload = json.dumps(body)
+            sent["Content-Type"] = "application/json"
+        try:
+            connection.request(method, path, body=payload, headers=sent)
+            response = connection.getresponse()
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None, dict(response.headers)
+        finally:
+            connection.close()
+
+    def wait_until_views_caught_up(self, at_least: int | None = None) -> dict[str, int]:
+        """Poll /readyz until the views have applied the log (or ``at_least``)."""
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT
+        while time.monotonic() < deadline:
+            views = self.call("GET", "/readyz")[1]["views"]
+            target = views["latest_position"] if at_least is None else at_least
+            if views["view_position"] >= target:
+                return dict(views)
+            time.sleep(0.05)
+        pytest.fail(f"the views did not catch up: {views}")
+
+
+OPERATOR = mint_token(SECRET, user_id="ops-1", operator=True)
+
+
+def user(organization_id: str, user_id: str = "u-alice") -> str:
+    return mint_token(SECRET, user_id=user_id, organization_id=organization_id)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with fresh_postgres_database("processes") as url:
+        logs = tmp_path_factory.mktemp("processes")
+        running = Deployment(url, logs)
+        try:
+            running.start_api(workers=4)
+            running.start_worker()
+            yield running
+        finally:
+            running.stop()
+
+
+def at_once(count: int, act: Callable[[int], Any]) -> list[Any]:
+    """Run ``act(i)`` in ``count`` threads released together."""
+    barrier = threading.Barrier(count)
+    answers: list[Any] = [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait()
+        answers[index] = act(index)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def register(deployment: Deployment, name: str) -> str:
+    status, body, _ = deployment.call(
+        "POST",
+        "/v1/organizations",
+        token=OPERATOR,
+        body={"name": name, "country": "JP", "owner_user_id": "u-owner"},
+    )
+    assert status == 201, body
+    organization_id: str = body["id"]
+    return organization_id
+
+
+def events_of(deployment: Deployment, organization_id: str) -> list[str]:
+    status, page, _ = deployment.call(
+        "GET", f"/v1/organizations/{organization_id}/events?limit=500", token=OPERATOR
+    )
+    assert status == 200, page
+    return [event["type"] for event in page["events"]]
+
+
+def test_identical_concurrent_registrations_with_one_key_create_one_organization(
+    deployment: Deployment,
+) -> None:
+    body = {"name": "Once Only KK", "country": "JP", "owner_user_id": "u-owner"}
+    answers = at_once(
+        8,
+        lambda _i: deployment.call(
+            "POST",
+            "/v1/organizations",
+            token=OPERATOR,
+            body=body,
+            headers={"Idempotency-Key": "register-once-only"},
+        ),
+    )
+    created = {answer[1]["id"] for answer in answers if answer[0] == 201}
+    others = {answer[1]["error"]["code"] for answer in answers if answer[0] != 201}
+    assert len(created) == 1
+    assert others <= {"idempotency_key_in_use"}
+    position = max(answer[1]["position"] for answer in answers if answer[0] == 201)
+    status, page, _ = deployment.call(
+        "GET", f"/v1/organizations?limit=500&min_position={position}", token=OPERATOR
+    )
+    assert status == 200, page
+    assert [o["id"] for o in page["organizations"] if o["name"] == "Once Only KK"] == list(created)
+
+
+def test_identical_concurrent_trial_starts_have_exactly_one_effect(
+    deployment: Deployment,
+) -> None:
+    org = register(deployment, "Trial Race KK")
+    answers = at_once(
+        8,
+        lambda _i: deployment.call(
+            "POST", f"/v1/organizations/{org}/trial", token=user(org, "u-owner"), body={}
+        ),
+    )
+    statuses = sorted(answer[0] for answer in answers)
+    assert statuses == [201] + [409] * 7
+    assert {a[1]["error"]["code"] for a in answers if a[0] == 409} == {"trial_already_used"}
+    assert events_of(deployment, org).count("TrialStarted") == 1
+
+
+def test_racing_upgrades_with_different_keys_charge_once(deployment: Deployment) -> None:
+    org = register(deployment, "Upgrade Race KK")
+    status, body, _ = deployment.call(
+        "PUT", f"/v1/organizations/{org}/services/crm/subscription", token=OPERATOR, body=CRM_YEARLY
+    )
+    assert status == 200, body
+    alice = user(org)
+    status, quote, _ = deployment.call(
+        "POST", f"/v1/organizations/{org}/upgrade/quote", token=alice, body=UPGRADE_BODY
+    )
+    assert status == 200, quote
+    purchase = {**UPGRADE_BODY, "payment_token": "tok_visa", "expected_total": quote["total"]}
+    answers = at_once(
+        6,
+        lambda i: deployment.call(
+            "POST",
+            f"/v1/organizations/{org}/upgrade",
+            token=alice,
+            body=purchase,
+            headers={"Idempotency-Key": f"upgrade-race-{i}"},
+        ),
+    )
+    statuses = sorted(answer[0] for answer in answers)
+    assert statuses == [201] + [409] * 5, answers
+    assert {a[1]["error"]["code"] for a in answers if a[0] == 409} <= {
+        "checkout_in_progress",
+        "bundle_already_active",
+    }
+    # The only upgrade of this module's database: its gateway table holds one charge.
+    with psycopg.connect(deployment.database_url) as connection:
+        charges = connection.execute("SELECT status, amount FROM sandbox_charges").fetchall()
+    receipt = next(a[1] for a in answers if a[0] == 201)
+    assert [charge[1] for charge in charges] == [receipt["total"]]
+    assert events_of(deployment, org).count("UpgradePurchased") == 1
+
+    status, view, _ = deployment.call(
+        "GET", f"/v1/organizations/{org}/access?min_position={receipt['position']}", token=alice
+    )
+    assert status == 200, view
+    assert view["bundle"]["state"] == "active"
+
+
+def test_the_story_reads_its_own_writes_while_the_worker_follows(
+    deployment: Deployment,
+) -> None:
+    org = register(deployment, "Story KK")
+    deployment.call(
+        "PUT", f"/v1/organizations/{org}/services/crm/subscription", token=OPERATOR, body=CRM_YEARLY
+    )
+    alice = user(org)
+    status, started, _ = deployment.call(
+        "POST", f"/v1/organizations/{org}/trial", token=alice, body={}
+    )
+    assert status == 201, started
+    status, view, _ = deployment.call(
+        "GET", f"/v1/organizations/{org}/access?min_position={started['position']}", token=alice
+    )
+    assert status == 200, view
+    assert view["bundle"]["state"] == "trial"
+    assert view["position"] == started["position"]
+    crm = next(s for s in view["services"] if s["code"] == "crm")
+    assert crm["access"] == "bundle"
+
+
+def test_a_worker_killed_mid_stream_resumes_and_the_views_equal_a_rebuild(
+    deployment: Deployment,
+) -> None:
+    for worker in deployment.workers:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=15)
+    services = build_services(deployment.database_url, clock=ManualClock(T0))
+    try:
+        start = services.read_model.views.position()
+        for n in range(150):
+            registered = services.app.register_organization(
+                name=f"Bulk {n}", country="JP", owner_user_id="u-owner"
+            )
+            services.app.start_trial(UUID(registered.organization_id), by="u-owner")
+        latest = services.read_model.follower.latest_position()
+        assert latest - start >= 300
+
+        slow = deployment.start_worker("--batch-size", "5")
+        mid_stream = start + 40
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT
+        while services.read_model.views.position() < mid_stream:
+            assert time.monotonic() < deadline, "the worker did not start applying"
+            time.sleep(0.01)
+        slow.send_signal(signal.SIGKILL)
+        slow.wait(timeout=15)
+        killed_at = services.read_model.views.position()
+        assert start < killed_at < latest, "the kill should land mid-stream"
+
+        deployment.start_worker()
+        deployment.wait_until_views_caught_up(at_least=latest)
+        report = rebuild_views(services)
+        assert report.consistent, report.differences[:5]
+        assert report.live_position >= latest
+        trial_rows = [
+            row
+            for row in services.read_model.views.snapshot().access.values()
+            if row.facts.name.startswith("Bulk ")
+        ]
+        assert len(trial_rows) == 150
+        assert {row.version for row in trial_rows} == {2}
+    finally:
+        services.close()
