@@ -6,15 +6,15 @@ import logging
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from interface import schemas as s
 from interface.errors import ApiError
+from interface.routes.blueprint import ApiBlueprint
 from interface.routes.organizations import services
 
 log = logging.getLogger("suitesub.api")
 
-blp = Blueprint("health", __name__, description="Liveness and readiness.")
+blp = ApiBlueprint("health", __name__, description="Liveness and readiness.")
 
 
 @blp.route("/healthz")

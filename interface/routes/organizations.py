@@ -7,7 +7,6 @@ from uuid import UUID
 
 from flask import Response, current_app, jsonify, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from application.bootstrap import Services
 from application.upgrade import PurchaseRequest
@@ -15,9 +14,10 @@ from domain.quote import AddOnRequest, UpgradeRequest
 from interface import schemas as s
 from interface.idempotent import idempotency_header, run_idempotently
 from interface.request_guard import current_principal
+from interface.routes.blueprint import ApiBlueprint
 from interface.routes.documentation import errors
 
-blp = Blueprint(
+blp = ApiBlueprint(
     "organizations",
     __name__,
     url_prefix="/v1/organizations",

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from application.test_clock import TestClock
 from interface import schemas as s
 from interface.errors import ApiError
 from interface.request_guard import current_principal
+from interface.routes.blueprint import ApiBlueprint
 from interface.routes.documentation import errors
 from interface.routes.organizations import services
 
-blp = Blueprint(
+blp = ApiBlueprint(
     "test_clock",
     __name__,
     url_prefix="/v1/test-clock",
