@@ -465,9 +465,16 @@ def _verification_summary(report: VerificationReport) -> str:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write the digest to this file instead of stdout.",
 )
+@click.option(
+    "--format",
+    "_output_format",
+    type=click.Choice(["json"]),
+    default="json",
+    help="Always JSON (accepted so scripts can pass --format json to every command).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
-def digest(ctx: click.Context, output: Path | None, quiet: bool) -> None:
+def digest(ctx: click.Context, output: Path | None, _output_format: str, quiet: bool) -> None:
     """Print the chain head of every organization and one SHA-256 over them (JSON).
 
     Keep the file; later `suitesub audit verify --digest FILE` proves that no
@@ -496,9 +503,22 @@ def digest(ctx: click.Context, output: Path | None, quiet: bool) -> None:
 @audit.command()
 @click.option("--org", "organization", help="Only this organization's events (its id).")
 @click.option("--since", help="Business time from (inclusive), ISO 8601.")
+@click.option(
+    "--format",
+    "_output_format",
+    type=click.Choice(["json"]),
+    default="json",
+    help="Always JSON (accepted so scripts can pass --format json to every command).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
-def export(ctx: click.Context, organization: str | None, since: str | None, quiet: bool) -> None:
+def export(
+    ctx: click.Context,
+    organization: str | None,
+    since: str | None,
+    _output_format: str,
+    quiet: bool,
+) -> None:
     """JSON lines for outside auditors, one event per line (schema: docs/audit.md)."""
     services = _services(ctx)
     log_filter = LogFilter(

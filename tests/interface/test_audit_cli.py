@@ -347,6 +347,19 @@ def test_export_has_the_documented_schema_and_lets_an_outsider_recompute_the_cha
     assert purchase["data"]["payment"]["last4"] == "4242"
 
 
+def test_every_command_accepts_format_json_for_scripts(services: Services, story: Story) -> None:
+    for command in ("events", "export"):
+        lines = audit(services, command, "--format", "json")
+        assert lines.exit_code == 0
+        assert len(json_lines(lines)) == services.app.recorder.max_notification_id()
+    for command in ("verify", "digest", "rebuild"):
+        document = audit(services, command, "--format", "json")
+        assert document.exit_code == 0, (command, document.output)
+        assert isinstance(json.loads(document.stdout), dict)
+    replay = audit(services, "replay", "--org", str(story.acme), "--format", "json")
+    assert json.loads(replay.stdout)["version"] == story.acme_versions
+
+
 def test_export_since_a_time_keeps_later_events_of_every_organization(
     services: Services, story: Story
 ) -> None:
