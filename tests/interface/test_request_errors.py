@@ -66,6 +66,16 @@ def test_a_string_where_a_number_belongs_is_422(caller: Caller) -> None:
     assert {"billing_period", "seats", "billing_contact"} <= set(fields)
 
 
+def test_an_unknown_query_parameter_is_422_not_silently_ignored(caller: Caller) -> None:
+    org = caller.register()
+
+    answer = caller.as_user(org, "u-owner", "GET", "/access?min_postion=3")
+
+    assert answer.status_code == 422
+    assert error_code(answer) == "validation_failed"
+    assert "query.min_postion" in payload(answer)["error"]["details"]["fields"]
+
+
 def test_an_unknown_add_on_is_named_in_the_details(caller: Caller) -> None:
     org = caller.acme_with_crm_and_desk()
 
