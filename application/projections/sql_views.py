@@ -16,7 +16,6 @@ Tables (``prefix`` is ``views`` for the live set):
 
 from __future__ import annotations
 
-import json
 import re
 import zlib
 from collections.abc import Callable, Iterator
@@ -47,6 +46,7 @@ from application.projections.views import (
     ViewChanges,
     ViewSnapshot,
 )
+from domain.facts import facts_to_dict
 
 _TRIAL, _EXPIRED = "trial", "trial_expired"
 # Table names are built from the prefix (never from input): keep it an identifier.
@@ -148,22 +148,29 @@ class _SQLViews(OrganizationViews):
         )
 
     def _write_rows(self, cursor: Any, rows: list[OrganizationRow]) -> None:
+        # Two executemany per batch rather than two execute per row: a
+        # rebuild writes every organization (docs/performance.md).
+        if not rows:
+            return
         p = self._ph
-        for row in rows:
-            cursor.execute(
-                f"INSERT INTO {self._access} (organization_id, version, position, facts) "  # noqa: S608
-                f"VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (organization_id) DO UPDATE SET "
-                "version = excluded.version, position = excluded.position, facts = excluded.facts",
-                (self._db_id(row.organization_id), row.version, row.position, self._db_facts(row)),
-            )
-            entry = row.directory_entry()
-            cursor.execute(
-                f"INSERT INTO {self._directory} (organization_id, name, recorded_state, "  # noqa: S608
-                f"trial_ends_at, version, position) VALUES ({p}, {p}, {p}, {p}, {p}, {p}) "
-                "ON CONFLICT (organization_id) DO UPDATE SET name = excluded.name, "
-                "recorded_state = excluded.recorded_state, "
-                "trial_ends_at = excluded.trial_ends_at, version = excluded.version, "
-                "position = excluded.position",
+        cursor.executemany(
+            f"INSERT INTO {self._access} (organization_id, version, position, facts) "  # noqa: S608
+            f"VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (organization_id) DO UPDATE SET "
+            "version = excluded.version, position = excluded.position, facts = excluded.facts",
+            [
+                (self._db_id(row.organization_id), row.version, row.position, self._db_facts(row))
+                for row in rows
+            ],
+        )
+        entries = [row.directory_entry() for row in rows]
+        cursor.executemany(
+            f"INSERT INTO {self._directory} (organization_id, name, recorded_state, "  # noqa: S608
+            f"trial_ends_at, version, position) VALUES ({p}, {p}, {p}, {p}, {p}, {p}) "
+            "ON CONFLICT (organization_id) DO UPDATE SET name = excluded.name, "
+            "recorded_state = excluded.recorded_state, "
+            "trial_ends_at = excluded.trial_ends_at, version = excluded.version, "
+            "position = excluded.position",
+            [
                 (
                     self._db_id(entry.organization_id),
                     entry.name,
@@ -171,8 +178,10 @@ class _SQLViews(OrganizationViews):
                     self._db_time(entry.trial_ends_at),
                     entry.version,
                     entry.position,
-                ),
-            )
+                )
+                for entry in entries
+            ],
+        )
 
     # -- OrganizationViews ----------------------------------------------------
 
@@ -424,7 +433,8 @@ class PostgresOrganizationViews(_SQLViews, PostgresTrackingRecorder):
         return UUID(organization_id)
 
     def _db_facts(self, row: OrganizationRow) -> Any:
-        return Jsonb(json.loads(row.facts_json()))
+        # jsonb keeps its own key order: no need to sort (or to encode twice).
+        return Jsonb(facts_to_dict(row.facts))
 
     def _upsert_tracking(self, cursor: Any, position: int, *, guarded: bool) -> None:
         if guarded:
