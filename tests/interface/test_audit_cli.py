@@ -7,9 +7,12 @@ way an attacker with database access would, and expect the named fault.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -384,6 +387,29 @@ def test_commands_use_the_store_named_by_suite_database_url(
     assert result.exit_code == 0, result.output
     assert json_lines(result)[0]["data"]["name"] == "Globex"
     assert CliRunner().invoke(main, ["audit", "verify"]).exit_code == 0
+
+
+def test_the_installed_console_script_answers_json_lines_when_piped(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/piped.sqlite3"
+    clock = ManualClock(datetime(2026, 11, 26, 9, tzinfo=UTC))
+    services = build_services(url, clock=clock)
+    story = tell_story(services.app, clock)
+    services.close()
+    suitesub = Path(sys.executable).with_name("suitesub")
+
+    piped = subprocess.run(
+        [str(suitesub), "audit", "events", "--org", str(story.acme)],
+        env={**os.environ, "SUITE_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert piped.returncode == 0, piped.stderr
+    rows = [json.loads(line) for line in piped.stdout.splitlines()]
+    assert [row["version"] for row in rows] == list(range(1, story.acme_versions + 1))
+    assert piped.stderr == ""  # no progress bar when nobody watches
 
 
 # ---------------------------------------------------------------------------
