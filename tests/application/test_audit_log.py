@@ -12,6 +12,7 @@ from application.service import SuiteSubscriptions
 from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.errors import InvalidRequest
+from domain.facts import facts_to_dict
 from tests.interface.audit_story import tell_story
 
 
@@ -105,3 +106,15 @@ def test_a_malformed_time_or_unknown_event_type_is_refused() -> None:
     with pytest.raises(InvalidRequest) as type_refused:
         LogFilter(event_type="TrialBegun")
     assert type_refused.value.code == "unknown_event_type"
+
+
+def test_replay_at_every_version_equals_the_aggregate_at_that_version(
+    app: SuiteSubscriptions, clock: ManualClock, catalog: Catalog
+) -> None:
+    story = tell_story(app, clock)
+
+    for version in range(1, story.acme_versions + 1):
+        replayed = replay(app, story.acme, catalog, version=version)
+        organization = app.repository.get(story.acme, version=version)
+        assert facts_to_dict(replayed.facts) == facts_to_dict(organization.facts)
+        assert replayed.facts.chain_head == organization.facts.chain_head
