@@ -473,6 +473,9 @@ class StoredLog:
     def set_state(self, position: int, state: bytes) -> None:
         self._run("UPDATE {table} SET state = ? WHERE {position} = ?", state, position)
 
+    def set_topic(self, position: int, topic: str) -> None:
+        self._run("UPDATE {table} SET topic = ? WHERE {position} = ?", topic, position)
+
     def set_version(self, position: int, version: int) -> None:
         self._run(
             "UPDATE {table} SET originator_version = ? WHERE {position} = ?", version, position
@@ -529,6 +532,25 @@ def test_verify_reports_an_event_that_no_longer_decodes(
     listing = audit(tampered_services, "export")
     assert listing.exit_code == 2
     assert f"position {position}" in listing.output
+
+
+def test_verify_detects_an_event_relabelled_as_another_type(
+    tampered_services: Services, tampered_story: Story
+) -> None:
+    log = StoredLog(tampered_services)
+    expired = log.position(tampered_story.acme, 6)  # TrialExpired, recorded by the sweep
+    log.set_topic(expired, "domain.events:TrialCancelled")
+    unknown = log.position(tampered_story.globex, 2)
+    log.set_topic(unknown, "domain.events:TrialForgiven")
+
+    result = audit(tampered_services, "verify", "--format", "json")
+
+    assert result.exit_code == 1
+    # Decoding is checked in the first pass, the chain in the second.
+    assert faults(result) == [
+        (str(tampered_story.globex), 2, "undecodable"),
+        (str(tampered_story.acme), 6, "chain_broken"),
+    ]
 
 
 def test_verify_detects_a_deleted_event(tampered_services: Services, tampered_story: Story) -> None:
