@@ -8,6 +8,7 @@ blueprints. Configuration comes from ``config`` first, then the environment:
 |---|---|---|
 | ``DATABASE_URL`` | ``SUITE_DATABASE_URL`` | memory://, sqlite:///..., postgresql://... |
 | ``JWT_SECRET`` | ``SUITE_JWT_SECRET`` | HS256 secret (dev secret under var/ if unset) |
+| ``JWT_PUBLIC_KEY`` | ``SUITE_JWT_PUBLIC_KEY_FILE`` | PEM public key: RS256 tokens accepted too |
 | ``ENV`` | ``SUITE_ENV`` | ``production`` refuses to start without a secret |
 | ``TEST_CLOCK`` | ``SUITE_TEST_CLOCK`` | ``1`` enables ``/v1/test-clock`` |
 | ``VAR_DIR`` | ``SUITE_VAR_DIR`` | where the dev secret lives (default ``var``) |
@@ -77,6 +78,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings.get("JWT_SECRET", os.environ.get("SUITE_JWT_SECRET")),
         environment=environment,
         var_dir=var_dir,
+    )
+    public_key_file = os.environ.get("SUITE_JWT_PUBLIC_KEY_FILE")
+    app.config["JWT_PUBLIC_KEY"] = settings.get(
+        "JWT_PUBLIC_KEY", Path(public_key_file).read_text() if public_key_file else None
     )
     services: Services = settings.get("SERVICES") or build_services(
         settings.get("DATABASE_URL"),

@@ -1,7 +1,11 @@
 """Bearer JWT authentication and tenant isolation (SPEC §6).
 
-Tokens are HS256 with ``SUITE_JWT_SECRET``; ``exp`` is required, ``alg: none``
-and every other algorithm are refused, a small leeway absorbs clock skew.
+Tokens are HS256 with ``SUITE_JWT_SECRET`` — or RS256, verified with the
+public key in ``SUITE_JWT_PUBLIC_KEY_FILE`` when one is configured (an
+identity provider signs, the service only verifies). ``exp`` is required;
+``alg: none`` and every other algorithm are refused; the key is chosen by the
+algorithm, so a public key can never be used as an HMAC secret; a small
+leeway absorbs clock skew.
 Claims: ``sub`` (the acting user) and either ``org`` (the one organization a
 user acts in) or ``scope: operator`` (the back office).
 
@@ -25,6 +29,7 @@ from application.errors import OrganizationNotFound
 from interface.errors import ApiError
 
 ALGORITHM = "HS256"
+PUBLIC_KEY_ALGORITHM = "RS256"
 LEEWAY_SECONDS = 30
 OPERATOR_SCOPE = "operator"
 DEFAULT_TOKEN_TTL_SECONDS = 12 * 3600
@@ -61,18 +66,34 @@ def _unauthorized(code: str, message: str) -> ApiError:
     return ApiError(401, code, message, headers={"WWW-Authenticate": header})
 
 
-def authenticate(authorization: str | None, secret: str) -> Principal:
+def _verification_key(token: str, secret: str, public_key: str | None) -> tuple[str, str]:
+    """(key, algorithm) for this token's declared algorithm, or a 401."""
+    try:
+        algorithm = jwt.get_unverified_header(token).get("alg")
+    except jwt.InvalidTokenError:
+        raise _unauthorized("invalid_token", "The token is not valid.") from None
+    if algorithm == ALGORITHM:
+        return secret, ALGORITHM
+    if algorithm == PUBLIC_KEY_ALGORITHM and public_key:
+        return public_key, PUBLIC_KEY_ALGORITHM
+    raise _unauthorized("invalid_token", "The token's algorithm is not accepted.")
+
+
+def authenticate(
+    authorization: str | None, secret: str, public_key: str | None = None
+) -> Principal:
     """The principal of an ``Authorization: Bearer`` header, or a 401."""
     if not authorization:
         raise _unauthorized("authentication_required", "Send Authorization: Bearer <token>.")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("authentication_required", "Send Authorization: Bearer <token>.")
+    key, algorithm = _verification_key(token.strip(), secret, public_key)
     try:
         claims = jwt.decode(
             token.strip(),
-            secret,
-            algorithms=[ALGORITHM],
+            key,
+            algorithms=[algorithm],
             leeway=LEEWAY_SECONDS,
             options={"require": ["exp", "sub"]},
         )

@@ -46,7 +46,11 @@ def _is_json_mimetype(mimetype: str) -> bool:
 def guard_request() -> None:
     if not request.path.startswith(API_PREFIX) or request.routing_exception is not None:
         return  # unknown routes and methods get their 404/405 first
-    principal = authenticate(request.headers.get("Authorization"), current_app.config["JWT_SECRET"])
+    principal = authenticate(
+        request.headers.get("Authorization"),
+        current_app.config["JWT_SECRET"],
+        current_app.config.get("JWT_PUBLIC_KEY"),
+    )
     g.principal = principal
     organization_id = (request.view_args or {}).get("organization_id")
     if organization_id is not None:

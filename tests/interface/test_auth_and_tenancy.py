@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 import stat
 import time
@@ -11,6 +15,7 @@ import jwt
 import pytest
 from flask.testing import FlaskClient
 
+from application.bootstrap import Services
 from interface.app import create_app
 from interface.auth import MissingSecretError, development_secret, mint_token
 from tests.interface.conftest import SECRET, Caller, bearer, error_code, user_headers
@@ -176,3 +181,77 @@ def test_the_development_secret_is_generated_once_and_private(tmp_path: Path) ->
     mode = stat.S_IMODE(os.stat(tmp_path / "var" / "jwt-dev-secret").st_mode)
     assert mode == 0o600
     assert list((tmp_path / "var").iterdir()) == [tmp_path / "var" / "jwt-dev-secret"]
+
+
+@pytest.fixture(scope="module")
+def rsa_keys() -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private_pem, public_pem
+
+
+def test_rs256_tokens_are_verified_with_the_configured_public_key(
+    services: Services, rsa_keys: tuple[str, str]
+) -> None:
+    private_pem, public_pem = rsa_keys
+    api = create_app({"SERVICES": services, "JWT_SECRET": SECRET, "JWT_PUBLIC_KEY": public_pem})
+    operator = jwt.encode(
+        {"sub": "idp-ops", "scope": "operator", "exp": int(time.time()) + 600},
+        private_pem,
+        algorithm="RS256",
+    )
+    # The classic confusion attack: HS256 "signed" with the public key as its secret.
+    forged = _hs256_by_hand(
+        {"sub": "x", "scope": "operator", "exp": int(time.time()) + 600}, public_pem.encode()
+    )
+    client = api.test_client()
+
+    accepted = client.get("/v1/test-clock", headers=bearer(operator))
+
+    assert accepted.status_code == 200
+    refused = client.get("/v1/test-clock", headers=bearer(forged))
+    assert refused.status_code == 401
+    assert error_code(refused) == "invalid_token"
+
+
+def _hs256_by_hand(claims: dict[str, object], key: bytes) -> str:
+    """PyJWT refuses to HMAC with a PEM key, so an attacker would do it by hand."""
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = (
+        part(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        + "."
+        + part(json.dumps(claims).encode())
+    )
+    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{part(signature)}"
+
+
+def test_rs256_tokens_are_refused_without_a_public_key(
+    client: FlaskClient, rsa_keys: tuple[str, str]
+) -> None:
+    private_pem, _ = rsa_keys
+    token = jwt.encode(
+        {"sub": "idp-ops", "scope": "operator", "exp": int(time.time()) + 600},
+        private_pem,
+        algorithm="RS256",
+    )
+
+    answer = client.get("/v1/test-clock", headers=bearer(token))
+
+    assert answer.status_code == 401
+    assert error_code(answer) == "invalid_token"
