@@ -67,7 +67,7 @@ def extension_refusal(facts: OrganizationFacts, bundle: Bundle, now: datetime) -
     opens = extension_window_opens(facts, bundle)
     if state == BundleState.TRIAL and opens is not None and now < opens:
         return "trial_not_extendable"
-    return None
+    return _checkout_refusal(facts)
 
 
 def cancellation_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
@@ -76,7 +76,7 @@ def cancellation_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
         return "bundle_already_active"
     if state not in (BundleState.TRIAL, BundleState.TRIAL_EXPIRED):
         return "trial_not_cancellable"
-    return None
+    return _checkout_refusal(facts)
 
 
 def start_trial_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
@@ -85,12 +85,24 @@ def start_trial_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
         return "bundle_already_active"
     if facts.trial_used:
         return "trial_already_used"
-    return None
+    return _checkout_refusal(facts)
 
 
 def upgrade_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
     if effective_state(facts, now) == BundleState.ACTIVE:
         return "bundle_already_active"
+    return _checkout_refusal(facts)
+
+
+def _checkout_refusal(facts: OrganizationFacts) -> str | None:
+    """While a card is being charged the bundle's state is frozen.
+
+    A trial started, extended or cancelled between UpgradeCheckoutStarted and
+    UpgradePurchased would be silently overtaken by the purchase (or, for a
+    cancel, downgrade services the customer is paying for). Permanent refusals
+    are reported first; this one passes once the checkout completes or fails
+    (a crashed one is finished by reconcile).
+    """
     if facts.pending_checkout is not None:
         return "checkout_in_progress"
     return None

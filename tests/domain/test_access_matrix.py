@@ -284,11 +284,12 @@ ACTIONS_BY_SITUATION: list[tuple[str, Callable[[], tuple[Organization, datetime]
     ("extended trial expired", extended_then_expired, ["cancel_trial", "upgrade"]),
     ("cancelled", in_cancelled, ["upgrade"]),
     ("active", in_active, []),
-    ("checkout pending during the trial", checkout_pending_during_trial, ["cancel_trial"]),
+    # A pending checkout freezes the bundle: every action waits for it.
+    ("checkout pending during the trial", checkout_pending_during_trial, []),
     (
         "checkout pending in the extension window",
         checkout_pending_in_the_extension_window,
-        ["extend_trial", "cancel_trial"],
+        [],
     ),
     ("checkout failed during the trial", checkout_failed_during_trial, ["cancel_trial", "upgrade"]),
 ]

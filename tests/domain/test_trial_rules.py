@@ -10,7 +10,15 @@ import pytest
 from domain import events as ev
 from domain.errors import NotAllowed, NotFound, StateConflict
 from domain.organization import Organization
-from tests.domain.builders import CATALOG, T0, Plan, days, organization_with, upgrade
+from tests.domain.builders import (
+    CATALOG,
+    T0,
+    Plan,
+    begin_checkout,
+    days,
+    organization_with,
+    upgrade,
+)
 
 ALICE = "u-alice"
 TRIAL_END = T0 + days(30)
@@ -345,3 +353,47 @@ def test_recording_a_standalone_plan_while_the_bundle_is_active_is_refused() -> 
             catalog=CATALOG,
         )
     assert refused.value.code == "bundle_already_active"
+
+
+# -- a pending checkout freezes the bundle ------------------------------------------
+
+
+def test_a_pending_checkout_refuses_extending_and_cancelling_the_trial() -> None:
+    org = trial_started()
+    in_window = TRIAL_END - days(2)
+    begin_checkout(org, by=ALICE, at=in_window)
+    assert conflict_code(lambda: org.extend_trial(by=ALICE, at=in_window, catalog=CATALOG)) == (
+        "checkout_in_progress"
+    )
+    assert conflict_code(lambda: org.cancel_trial(by=ALICE, at=in_window, catalog=CATALOG)) == (
+        "checkout_in_progress"
+    )
+
+
+def test_a_pending_checkout_refuses_starting_a_trial() -> None:
+    org = organization_with(Plan("crm", super_admin=ALICE))
+    begin_checkout(org, by=ALICE, at=T0)
+    assert conflict_code(lambda: org.start_trial(by=ALICE, at=T0, catalog=CATALOG)) == (
+        "checkout_in_progress"
+    )
+
+
+def test_permanent_refusals_are_reported_before_a_pending_checkout() -> None:
+    org = trial_started()
+    org.extend_trial(by=ALICE, at=TRIAL_END - days(1), catalog=CATALOG)
+    later = TRIAL_END + days(1)
+    begin_checkout(org, by=ALICE, at=later)
+    assert conflict_code(lambda: org.extend_trial(by=ALICE, at=later, catalog=CATALOG)) == (
+        "trial_extension_limit_reached"
+    )
+    assert conflict_code(lambda: org.start_trial(by=ALICE, at=later, catalog=CATALOG)) == (
+        "trial_already_used"
+    )
+
+
+def test_once_the_checkout_fails_the_trial_can_be_cancelled_again() -> None:
+    org = trial_started()
+    begin_checkout(org, by=ALICE, at=T0 + days(3))
+    org.fail_checkout(checkout_id="chk_0001", reason="card_declined", at=T0 + days(3))
+    org.cancel_trial(by=ALICE, at=T0 + days(3), catalog=CATALOG)
+    assert org.facts.bundle_state == "cancelled"
