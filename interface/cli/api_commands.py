@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from datetime import timedelta
@@ -88,6 +89,12 @@ def serve(host: str, port: int, workers: int, test_clock: bool) -> None:
         def load(self) -> Any:
             from interface.app import create_app
 
+            # The service's own log lines (500 traces with their request id) go
+            # to stderr beside gunicorn's; request bodies are never logged.
+            logging.basicConfig(
+                level=logging.INFO,
+                format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+            )
             return create_app()
 
     Server().run()
