@@ -186,9 +186,7 @@ class ReadModel:
                 raise InvalidRequest(
                     "min_position is beyond the event log's last position.",
                     code="min_position_ahead_of_log",
-                    details={
-                        "min_position": [f"must be at most {latest}, the log's last position"]
-                    },
+                    details={"min_position": min_position, "latest_position": latest},
                 )
         if self.settings.follow_on_read:
             position = self.follower.catch_up()
