@@ -51,12 +51,20 @@ class Principal:
 
     def require_organization(self, organization_id: UUID) -> None:
         """A user token naming another organization sees nothing: 404, never 403."""
-        if not self.is_operator and self.organization_id != str(organization_id):
+        if not self.is_operator and _as_uuid(self.organization_id) != organization_id:
             raise OrganizationNotFound(organization_id)
 
     def require_operator(self) -> None:
         if not self.is_operator:
             raise ApiError(403, "operator_only", "Only a back-office operator token may do this.")
+
+
+def _as_uuid(value: str | None) -> UUID | None:
+    """The token's ``org`` as a UUID (any spelling of the same id matches)."""
+    try:
+        return UUID(value) if value else None
+    except ValueError:
+        return None
 
 
 def _unauthorized(code: str, message: str) -> ApiError:

@@ -73,6 +73,16 @@ def test_a_user_of_another_organization_sees_nothing(
     assert "u-alice" not in answer.get_data(as_text=True)
 
 
+def test_the_organization_claim_matches_whatever_the_uuid_spelling(caller: Caller) -> None:
+    org = caller.register()
+
+    answer = caller.client.get(
+        f"/v1/organizations/{org}/access", headers=user_headers(org.upper(), "u-owner")
+    )
+
+    assert answer.status_code == 200
+
+
 def test_users_may_not_use_operator_routes(caller: Caller) -> None:
     org = caller.register()
 
