@@ -2,7 +2,8 @@
 
 1. authentication (401), so nothing about a body is revealed to a stranger;
    then tenancy: a user token naming another organization gets 404 on
-   every route of that organization, whatever the body;
+   every route of that organization, whatever the body; then operator-only
+   methods (a view's ``operator_only``) give users 403;
 2. for bodies: JSON only (415), well-formed (400);
 3. the card-data guard (422 ``raw_card_data_not_accepted``) — before the
    schemas, so a card number is refused as card data, not as an unknown field.
@@ -55,6 +56,9 @@ def guard_request() -> None:
     organization_id = (request.view_args or {}).get("organization_id")
     if organization_id is not None:
         principal.require_organization(organization_id)
+    view_class = getattr(current_app.view_functions.get(request.endpoint or ""), "view_class", None)
+    if request.method in getattr(view_class, "operator_only", ()):
+        principal.require_operator()
     query_hits = [
         f"?{name}"
         for name, value in request.args.items(multi=True)

@@ -54,6 +54,8 @@ def _bundle(organization_id: UUID) -> dict[str, Any]:
 
 @blp.route("")
 class Organizations(MethodView):
+    operator_only = frozenset({"GET", "POST"})  # checked before the body (request_guard)
+
     @blp.arguments(s.DirectoryQuerySchema, location="query")
     @blp.response(200, s.DirectoryPageSchema)
     @errors(403, 422, 503)
@@ -91,6 +93,8 @@ class Organizations(MethodView):
 
 @blp.route(f"{ORG}/services/<string:service>/subscription")
 class StandaloneSubscription(MethodView):
+    operator_only = frozenset({"PUT"})
+
     @blp.arguments(s.StandaloneSubscriptionSchema)
     @blp.response(200, s.SubscriptionRecordedSchema)
     @errors(403, 404, 409, 422)

@@ -43,6 +43,8 @@ def _reading(clock: TestClock) -> dict[str, Any]:
 
 @blp.route("")
 class TestClockView(MethodView):
+    operator_only = frozenset({"GET", "POST"})
+
     @blp.response(200, s.TestClockSchema)
     @errors(403, 404)
     def get(self) -> dict[str, Any]:

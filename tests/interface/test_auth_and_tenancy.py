@@ -265,3 +265,14 @@ def test_rs256_tokens_are_refused_without_a_public_key(
 
     assert answer.status_code == 401
     assert error_code(answer) == "invalid_token"
+
+
+def test_a_user_is_refused_an_operator_route_before_its_body_is_read(caller: Caller) -> None:
+    org = caller.register()
+
+    answer = caller.client.post(
+        "/v1/organizations", json={"nonsense": True}, headers=user_headers(org, "u-owner")
+    )
+
+    assert answer.status_code == 403
+    assert error_code(answer) == "operator_only"
