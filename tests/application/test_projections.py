@@ -27,6 +27,7 @@ from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.errors import InvalidRequest
 from tests.application.helpers import record_crm, record_desk, register
+from tests.conftest import empty_postgres_tables
 
 API_FOLLOWS = ViewSettings(follow_on_read=True, min_position_timeout=2.0)
 WORKER_FOLLOWS = ViewSettings(follow_on_read=False, min_position_timeout=0.05)
@@ -292,3 +293,75 @@ def test_an_organization_id_is_one_uuid_per_row(services: Services) -> None:
     services.read_model.catch_up()
     entry = services.read_model.organizations()["organizations"][0]
     assert UUID(entry["id"]) == org
+
+
+def test_a_rebuild_swapped_in_while_events_arrive_and_a_follower_runs_loses_nothing(
+    shared_store_url: str, clock: ManualClock, catalog: Catalog
+) -> None:
+    writer = build_services(
+        shared_store_url, clock=clock, catalog=catalog, view_settings=API_FOLLOWS
+    )
+    follower = build_services(
+        shared_store_url, clock=clock, catalog=catalog, view_settings=API_FOLLOWS
+    )
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for n in range(40):
+                register(writer.app, name=f"Org {n}")
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            done.set()
+
+    def follow() -> None:
+        try:
+            while not done.is_set():
+                follower.read_model.catch_up()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=write), threading.Thread(target=follow)]
+    try:
+        for thread in threads:
+            thread.start()
+        swaps = [rebuild_views(writer, apply=True) for _ in range(3)]
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert all(swap.applied for swap in swaps)
+        follower.read_model.catch_up()
+        final = rebuild_views(writer)
+        assert final.consistent, final.differences[:5]
+        assert final.organizations == 40
+    finally:
+        writer.close()
+        follower.close()
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_follower_wakes_on_notify(
+    postgres_database: str, clock: ManualClock, catalog: Catalog
+) -> None:
+    empty_postgres_tables(postgres_database)
+    settings = ViewSettings(follow_on_read=False, min_position_timeout=10.0)
+    api = build_services(postgres_database, clock=clock, catalog=catalog, view_settings=settings)
+    worker = build_services(postgres_database, clock=clock, catalog=catalog, view_settings=settings)
+    stop = threading.Event()
+    # A poll interval far beyond the wait below: only a NOTIFY can wake it in time.
+    following = threading.Thread(
+        target=worker.read_model.follower.follow, args=(stop,), kwargs={"poll_interval": 600}
+    )
+    following.start()
+    try:
+        org = register(api.app)
+        started = api.app.start_trial(org, by="u-owner")
+        view = api.read_model.access(org, min_position=started.position)
+        assert view["bundle"]["state"] == "trial"
+    finally:
+        stop.set()
+        following.join(timeout=10)
+        api.close()
+        worker.close()
