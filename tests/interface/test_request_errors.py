@@ -10,7 +10,14 @@ from flask.testing import FlaskClient
 from application.bootstrap import Services
 from domain.clock import ManualClock
 from interface.app import create_app
-from tests.interface.conftest import SECRET, Caller, error_code, operator_headers, payload
+from tests.interface.conftest import (
+    SECRET,
+    Caller,
+    error_code,
+    operator_headers,
+    payload,
+    user_headers,
+)
 
 
 def test_malformed_json_is_400(caller: Caller) -> None:
@@ -129,9 +136,16 @@ def test_unknown_routes_and_methods_answer_json(
 def test_the_test_clock_is_404_unless_enabled(clock: ManualClock) -> None:
     api = create_app({"DATABASE_URL": "memory://", "JWT_SECRET": SECRET, "CLOCK": clock})
 
-    answer = api.test_client().get("/v1/test-clock", headers=operator_headers())
+    client = api.test_client()
+    user = user_headers("00000000-0000-0000-0000-000000000001", "u")
 
-    assert answer.status_code == 404
+    for headers in (operator_headers(), user, {}):
+        for answer in (
+            client.get("/v1/test-clock", headers=headers),
+            client.post("/v1/test-clock", json={"advance_days": 1}, headers=headers),
+        ):
+            assert answer.status_code == 404
+    assert "/v1/test-clock" not in payload(client.get("/openapi.json"))["paths"]
 
 
 def test_the_test_clock_only_moves_forward(caller: Caller) -> None:
