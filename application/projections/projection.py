@@ -54,6 +54,7 @@ class OrganizationViewsProjection(Projection[OrganizationViews]):
         # bound dispatcher, which cost as much as folding the event.
         evolve = self.evolve
         with self.view.changes() as changes:
+            changes.preload(str(domain_event.originator_id) for domain_event, _ in events)
             for domain_event, tracking in events:
                 if tracking.notification_id <= max(changes.position, changes.tracked or 0):
                     continue  # another follower applied it first
@@ -98,15 +99,14 @@ class ViewFollower:
 
         Returns the views' position afterwards.
         """
-        target = until if until is not None else None
         while True:
             position = self.views.position()
-            if target is not None and position >= target:
+            if until is not None and position >= until:
                 return position
             notifications = self.app.recorder.select_notifications(
                 start=position,
                 limit=self.batch_size,
-                stop=target,
+                stop=until,
                 inclusive_of_start=False,
             )
             if not notifications:
@@ -117,7 +117,7 @@ class ViewFollower:
             ]
             self.projection.process_events(batch)
             if progress is not None:
-                progress(notifications[-1].id, target or self.latest_position())
+                progress(notifications[-1].id, until or self.latest_position())
 
     def lag(self) -> dict[str, int]:
         latest = self.latest_position()

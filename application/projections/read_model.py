@@ -30,6 +30,7 @@ from eventsourcing.sqlite import SQLiteFactory
 from application.errors import OrganizationNotFound, ViewNotCaughtUp
 from application.event_stream import select_organization_notifications
 from application.projections.projection import ViewFollower
+from application.projections.rows import OrganizationRow
 from application.projections.sql_views import PostgresOrganizationViews, SQLiteOrganizationViews
 from application.projections.views import (
     DIRECTORY_STATES,
@@ -203,7 +204,7 @@ class ReadModel:
         if min_position is not None and position < min_position:  # pragma: no cover
             raise ViewNotCaughtUp(min_position, position)
 
-    def _wait_for_registration(self, organization_id: UUID) -> Any:
+    def _wait_for_registration(self, organization_id: UUID) -> OrganizationRow:
         """A row missing from the view: unknown organization, or one not applied yet."""
         first = select_organization_notifications(self.app.recorder, organization_id, 0, 1)
         if not first:
