@@ -126,7 +126,7 @@ def rebuild_views(
                 # (on SQLite a second write transaction would wait for this one).
                 memory = MemoryOrganizationViews()
                 memory.replace(lambda _position: fresh.snapshot())
-                ViewFollower(app, memory).catch_up()
+                ViewFollower(app, memory, batch_size=REBUILD_BATCH_SIZE).catch_up()
                 return memory.snapshot()
 
             installed = live.replace(up_to_date)
