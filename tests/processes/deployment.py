@@ -116,7 +116,8 @@ class Deployment:
 
     def start_worker(self, *arguments: str) -> subprocess.Popen[bytes]:
         worker = self._spawn(
-            [SUITESUB, "worker", "--poll-interval", "0.2", *arguments], "worker.log"
+            [SUITESUB, "worker", "--poll-interval", "0.2", "--sweep-interval", "0.5", *arguments],
+            "worker.log",
         )
         self.workers.append(worker)
         return worker

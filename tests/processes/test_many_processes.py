@@ -5,8 +5,9 @@
   UpgradePurchased;
 - a worker killed with SIGKILL mid-stream and restarted leaves every view
   equal to a fresh rebuild (no lost or duplicated rows);
-- the story over HTTP reads its own writes with ``min_position`` while the
-  API only reads the views and the worker follows the log.
+- the whole story over HTTP reads its own writes with ``min_position`` while
+  the API only reads the views and the worker follows the log and sweeps;
+- processes starting at once on a fresh database create the schema once.
 
 Waits are on positions (``/readyz`` view lag, the views' tracked position),
 never on fixed sleeps.
@@ -20,6 +21,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -29,7 +31,7 @@ from application.bootstrap import build_services
 from application.projections.rebuild import rebuild_views
 from domain.clock import ManualClock
 from tests.conftest import T0, fresh_postgres_database
-from tests.interface.conftest import CRM_YEARLY, UPGRADE_BODY
+from tests.interface.conftest import CRM_YEARLY, DESK_MONTHLY, UPGRADE_BODY
 from tests.processes.deployment import (
     CATCH_UP_TIMEOUT,
     OPERATOR,
@@ -159,28 +161,6 @@ def test_racing_upgrades_with_different_keys_charge_once(deployment: Deployment)
     assert view["bundle"]["state"] == "active"
 
 
-def test_the_story_reads_its_own_writes_while_the_worker_follows(
-    deployment: Deployment,
-) -> None:
-    org = register(deployment, "Story KK")
-    deployment.call(
-        "PUT", f"/v1/organizations/{org}/services/crm/subscription", token=OPERATOR, body=CRM_YEARLY
-    )
-    alice = user(org)
-    status, started, _ = deployment.call(
-        "POST", f"/v1/organizations/{org}/trial", token=alice, body={}
-    )
-    assert status == 201, started
-    status, view, _ = deployment.call(
-        "GET", f"/v1/organizations/{org}/access?min_position={started['position']}", token=alice
-    )
-    assert status == 200, view
-    assert view["bundle"]["state"] == "trial"
-    assert view["position"] == started["position"]
-    crm = next(s for s in view["services"] if s["code"] == "crm")
-    assert crm["access"] == "bundle"
-
-
 def test_a_worker_killed_mid_stream_resumes_and_the_views_equal_a_rebuild(
     deployment: Deployment,
 ) -> None:
@@ -223,6 +203,70 @@ def test_a_worker_killed_mid_stream_resumes_and_the_views_equal_a_rebuild(
         assert {row.version for row in trial_rows} == {2}
     finally:
         services.close()
+
+
+def test_the_whole_story_over_http_reads_its_own_writes_while_the_worker_follows(
+    deployment: Deployment,
+) -> None:
+    """Runs last in this module: it moves the deployment's test clock 31 days on."""
+
+    def call(method: str, path: str, token: str, body: Any = None, **kw: Any) -> Any:
+        status, answer, _ = deployment.call(
+            method, f"/v1/organizations/{org}{path}", token=token, body=body, **kw
+        )
+        return status, answer
+
+    def view_at(position: int) -> Any:
+        status, view = call("GET", f"/access?min_position={position}", alice)
+        assert status == 200, view
+        return view
+
+    org = register(deployment, "Story KK")
+    alice, bob = user(org, "u-alice"), user(org, "u-bob")
+    assert call("PUT", "/services/crm/subscription", OPERATOR, CRM_YEARLY)[0] == 200
+    assert call("PUT", "/services/desk/subscription", OPERATOR, DESK_MONTHLY)[0] == 200
+
+    status, refused = call("POST", "/trial", alice, {})
+    assert (status, refused["error"]["code"]) == (403, "trial_initiator_cannot_carry_over")
+    unified = {"super_admin": "u-alice", "admins": ["u-bob"]}
+    assert call("PUT", "/services/desk/admins", bob, unified)[0] == 200
+    status, started = call("POST", "/trial", alice, {})
+    assert status == 201, started
+
+    view = view_at(started["position"])
+    assert view["bundle"]["state"] == "trial"
+    assert view["position"] == started["position"]
+    services = {service["code"]: service for service in view["services"]}
+    assert services["crm"]["access"] == "bundle"
+    assert services["desk"]["access"] == "standalone"
+
+    status, moved, _ = deployment.call(
+        "POST", "/v1/test-clock", token=OPERATOR, body={"advance_days": 31}
+    )
+    assert status == 200, moved
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT
+    while "TrialExpired" not in events_of(deployment, org):  # the worker's sweep
+        assert time.monotonic() < deadline, "the worker's sweep did not record TrialExpired"
+        time.sleep(0.05)
+    status, page = call("GET", "/events?limit=100", OPERATOR)
+    expired_at = next(e["position"] for e in page["events"] if e["type"] == "TrialExpired")
+    assert view_at(expired_at)["bundle"]["state"] == "trial_expired"
+
+    status, extended = call("POST", "/trial/extension", alice, {})
+    assert status == 200, extended
+    view = view_at(extended["position"])
+    assert (view["bundle"]["state"], view["bundle"]["days_left"]) == ("trial", 15)
+
+    status, quote = call("POST", "/upgrade/quote", alice, UPGRADE_BODY)
+    assert status == 200, quote
+    purchase = {**UPGRADE_BODY, "payment_token": "tok_visa", "expected_total": quote["total"]}
+    status, receipt = call(
+        "POST", "/upgrade", alice, purchase, headers={"Idempotency-Key": "story-upgrade"}
+    )
+    assert status == 201, receipt
+    view = view_at(receipt["position"])
+    assert view["bundle"]["state"] == "active"
+    assert {s["contract"] for s in view["services"]} == {"bundle"}
 
 
 def test_processes_starting_at_once_on_a_fresh_database_create_the_schema_once(
