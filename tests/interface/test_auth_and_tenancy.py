@@ -54,6 +54,12 @@ ORG_ROUTES = [
 ]
 
 
+@pytest.fixture
+def store_url() -> str:
+    """Not about storage: the in-memory store is enough (the stories run on every store)."""
+    return "memory://"
+
+
 @pytest.mark.parametrize(("method", "path", "body"), ORG_ROUTES)
 def test_a_user_of_another_organization_sees_nothing(
     caller: Caller, method: str, path: str, body: object

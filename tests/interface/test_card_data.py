@@ -18,6 +18,12 @@ CARD_NUMBER = "4111111111111111"
 SPACED = "4111 1111 1111 1111"
 
 
+@pytest.fixture
+def store_url() -> str:
+    """Not about storage: the in-memory store is enough (the stories run on every store)."""
+    return "memory://"
+
+
 @pytest.mark.parametrize(
     "extra",
     [

@@ -20,6 +20,12 @@ from tests.interface.conftest import (
 )
 
 
+@pytest.fixture
+def store_url() -> str:
+    """Not about storage: the in-memory store is enough (the stories run on every store)."""
+    return "memory://"
+
+
 def test_malformed_json_is_400(caller: Caller) -> None:
     answer = caller.client.post(
         "/v1/organizations",
