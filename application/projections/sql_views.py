@@ -60,6 +60,10 @@ def _checked(prefix: str) -> str:
     return prefix
 
 
+#: Organization ids per ``IN (...)`` look-up (SQLite allows 999 parameters at least).
+SELECT_CHUNK = 500
+
+
 class _SQLChanges(ViewChanges):
     def __init__(self, views: _SQLViews, cursor: Any) -> None:
         self._views = views
@@ -68,6 +72,9 @@ class _SQLChanges(ViewChanges):
 
     def _load(self, organization_id: str) -> OrganizationRow | None:
         return self._views._select_access_row(self._cursor, organization_id)
+
+    def _load_many(self, organization_ids: list[str]) -> dict[str, OrganizationRow | None]:
+        return self._views._select_access_rows(self._cursor, organization_ids)
 
 
 class _SQLViews(OrganizationViews):
@@ -131,6 +138,23 @@ class _SQLViews(OrganizationViews):
         )
         found = cursor.fetchone()
         return None if found is None else self._access_row_from(found)
+
+    def _select_access_rows(
+        self, cursor: Any, organization_ids: list[str]
+    ) -> dict[str, OrganizationRow | None]:
+        """Rows of many organizations (``None`` for those without one), few queries."""
+        rows: dict[str, OrganizationRow | None] = dict.fromkeys(organization_ids)
+        for start in range(0, len(organization_ids), SELECT_CHUNK):
+            chunk = organization_ids[start : start + SELECT_CHUNK]
+            cursor.execute(
+                f"SELECT organization_id, version, position, facts FROM {self._access} "  # noqa: S608
+                f"WHERE organization_id IN ({', '.join([self._ph] * len(chunk))})",
+                [self._db_id(organization_id) for organization_id in chunk],
+            )
+            for found in cursor.fetchall():
+                row = self._access_row_from(found)
+                rows[row.organization_id] = row
+        return rows
 
     def _access_row_from(self, found: Any) -> OrganizationRow:
         return row_from_json(

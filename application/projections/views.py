@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,6 +52,12 @@ class ViewChanges(ABC):
             self._rows[organization_id] = self._load(organization_id)
         return self._rows[organization_id]
 
+    def preload(self, organization_ids: Iterable[str]) -> None:
+        """Read the rows of a whole batch at once (one query, not one per row)."""
+        missing = [i for i in dict.fromkeys(organization_ids) if i not in self._rows]
+        if missing:
+            self._rows.update(self._load_many(missing))
+
     def put(self, row: OrganizationRow) -> None:
         self._rows[row.organization_id] = row
         self._dirty[row.organization_id] = row
@@ -72,6 +78,11 @@ class ViewChanges(ABC):
 
     @abstractmethod
     def _load(self, organization_id: str) -> OrganizationRow | None: ...
+
+    def _load_many(self, organization_ids: list[str]) -> dict[str, OrganizationRow | None]:
+        return {
+            organization_id: self._load(organization_id) for organization_id in organization_ids
+        }
 
 
 @dataclass
