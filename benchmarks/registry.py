@@ -10,6 +10,7 @@ from benchmarks import (
     aggregate_load_growth,
     audit_verify,
     command_throughput,
+    projection_rebuild,
 )
 from benchmarks.harness import BenchmarkResult, Profile
 
@@ -24,6 +25,7 @@ class Benchmark:
 BENCHMARKS: list[Benchmark] = [
     Benchmark(command_throughput.NAME, command_throughput.run),
     Benchmark(access_read_http.NAME, access_read_http.run),
+    Benchmark(projection_rebuild.NAME, projection_rebuild.run),
     Benchmark(aggregate_load_growth.NAME, aggregate_load_growth.run),
     # PostgreSQL variants are required of the first three only; this one is long.
     Benchmark(audit_verify.NAME, audit_verify.run, stores=("sqlite",)),
