@@ -301,8 +301,9 @@ def test_a_rebuild_swapped_in_while_events_arrive_and_a_follower_runs_loses_noth
     writer = build_services(
         shared_store_url, clock=clock, catalog=catalog, view_settings=API_FOLLOWS
     )
-    follower = build_services(
-        shared_store_url, clock=clock, catalog=catalog, view_settings=API_FOLLOWS
+    follower, rebuilder = (
+        build_services(shared_store_url, clock=clock, catalog=catalog, view_settings=API_FOLLOWS)
+        for _ in range(2)
     )
     done = threading.Event()
     errors: list[BaseException] = []
@@ -318,7 +319,7 @@ def test_a_rebuild_swapped_in_while_events_arrive_and_a_follower_runs_loses_noth
 
     def follow() -> None:
         try:
-            while not done.is_set():
+            while not done.wait(0.005):  # a follower's poll interval, however short
                 follower.read_model.catch_up()
         except BaseException as error:
             errors.append(error)
@@ -327,7 +328,7 @@ def test_a_rebuild_swapped_in_while_events_arrive_and_a_follower_runs_loses_noth
     try:
         for thread in threads:
             thread.start()
-        swaps = [rebuild_views(writer, apply=True) for _ in range(3)]
+        swaps = [rebuild_views(rebuilder, apply=True) for _ in range(3)]
         for thread in threads:
             thread.join()
         assert errors == []
@@ -339,6 +340,7 @@ def test_a_rebuild_swapped_in_while_events_arrive_and_a_follower_runs_loses_noth
     finally:
         writer.close()
         follower.close()
+        rebuilder.close()
 
 
 @pytest.mark.postgres
