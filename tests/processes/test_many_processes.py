@@ -205,10 +205,23 @@ def test_a_worker_killed_mid_stream_resumes_and_the_views_equal_a_rebuild(
         services.close()
 
 
+@pytest.fixture
+def two_api_workers(tmp_path: Path) -> Iterator[Deployment]:
+    """gunicorn ``-w 2`` and one ``suitesub worker`` on a database of their own."""
+    with fresh_postgres_database("story") as url:
+        running = Deployment(url, tmp_path)
+        try:
+            running.start_api(workers=2)
+            running.start_worker()
+            yield running
+        finally:
+            running.stop()
+
+
 def test_the_whole_story_over_http_reads_its_own_writes_while_the_worker_follows(
-    deployment: Deployment,
+    two_api_workers: Deployment,
 ) -> None:
-    """Runs last in this module: it moves the deployment's test clock 31 days on."""
+    deployment = two_api_workers
 
     def call(method: str, path: str, token: str, body: Any = None, **kw: Any) -> Any:
         status, answer, _ = deployment.call(
