@@ -110,6 +110,8 @@ class ReadModel:
         self.catalog = catalog
         self.settings = settings
         self.follower = ViewFollower(app, views)
+        #: A log position these views are known to have applied (seen by this process).
+        self._applied = 0
 
     # -- queries --------------------------------------------------------------
 
@@ -181,16 +183,22 @@ class ReadModel:
         once with ``min_position_ahead_of_log`` rather than held for the
         whole timeout.
         """
-        if min_position is not None:
-            latest = self.follower.latest_position()
-            if min_position > latest:
-                raise InvalidRequest(
-                    "min_position is beyond the event log's last position.",
-                    code="min_position_ahead_of_log",
-                    details={"min_position": min_position, "latest_position": latest},
-                )
+        if min_position is None and not self.settings.follow_on_read:
+            return  # a worker keeps the views; nothing to wait for
+        latest = self.follower.latest_position()
+        if min_position is not None and min_position > latest:
+            raise InvalidRequest(
+                "min_position is beyond the event log's last position.",
+                code="min_position_ahead_of_log",
+                details={"min_position": min_position, "latest_position": latest},
+            )
         if self.settings.follow_on_read:
-            position = self.follower.catch_up()
+            # The views never move back: once they applied the log's end, a
+            # read needs only the log's end (one query) to know they still
+            # have; catching up costs two queries even when there is nothing.
+            if latest <= self._applied:
+                return
+            position = self._applied = self.follower.catch_up()
         elif min_position is None:
             return
         else:
