@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from application.bootstrap import build_services
@@ -48,15 +49,15 @@ def run(profile: Profile, store_kind: str = "sqlite") -> BenchmarkResult:
             "SUITE_VAR_DIR": str(scratch),
         }
         bare_environment = {"BENCH_BARE_BODY": str(scratch / "body.json")}
-        with _gunicorn("wsgi:app", environment, scratch / "service.log") as service_base:
-            body = _get(service_base + path, headers)
+        with _gunicorn("wsgi:app", environment, scratch / "service.log") as service_server:
+            body = _get(service_server.base + path, headers)
             (scratch / "body.json").write_bytes(body)
             with _gunicorn(
                 "benchmarks.bare_app:app", bare_environment, scratch / "bare.log"
-            ) as bare_base:
-                bare_body = _get(bare_base + path, {})
-                service, baseline = _measure_interleaved(
-                    (service_base + path, headers), (bare_base + path, {}), profile
+            ) as bare_server:
+                bare_body = _get(bare_server.base + path, {})
+                (service, service_cpu), (baseline, baseline_cpu) = _measure_interleaved(
+                    (service_server, path, headers), (bare_server, path, {}), profile
                 )
     assert json.loads(bare_body) == json.loads(body)
     return BenchmarkResult(
@@ -75,6 +76,11 @@ def run(profile: Profile, store_kind: str = "sqlite") -> BenchmarkResult:
             "body_bytes": len(body),
             "service_requests": service.requests,
             "baseline_requests": baseline.requests,
+            # Workers' CPU per request over every measured run: on a busy
+            # machine the steadiest view of what a request costs.
+            "service_cpu_us_per_request": round(service_cpu, 1),
+            "baseline_cpu_us_per_request": round(baseline_cpu, 1),
+            "cpu_ratio": round(baseline_cpu / service_cpu, 3) if service_cpu else None,
         },
     )
 
@@ -102,37 +108,65 @@ def _user_token(organization_id: str) -> str:
 
 
 def _measure_interleaved(
-    service: tuple[str, dict[str, str]], baseline: tuple[str, dict[str, str]], profile: Profile
-) -> tuple[LoadResult, LoadResult]:
+    service: tuple[Server, str, dict[str, str]],
+    baseline: tuple[Server, str, dict[str, str]],
+    profile: Profile,
+) -> tuple[tuple[LoadResult, float], tuple[LoadResult, float]]:
     """Both servers are up; alternate short runs and keep each one's best.
 
     The machine is shared (other processes, other benchmarks): alternating
     exposes both to the same disturbances, and the best run is the least
-    disturbed one.
+    disturbed one. Also returns each side's workers' CPU microseconds per
+    request over all measured runs.
     """
+    sides = (service, baseline)
     warm_up = min(1.0, profile.http_seconds / 2)
-    for url, headers in (service, baseline):
-        generate_load(url, headers, warm_up, profile.http_connections)
+    for server, path, headers in sides:
+        generate_load(server.base + path, headers, warm_up, profile.http_connections)
     rounds = max(1, profile.rounds)
     seconds = profile.http_seconds / rounds
     best: list[LoadResult | None] = [None, None]
+    cpu = [0.0, 0.0]
+    requests = [0, 0]
     for _round in range(rounds):
-        for index, (url, headers) in enumerate((service, baseline)):
-            result = generate_load(url, headers, seconds, profile.http_connections)
+        for index, (server, path, headers) in enumerate(sides):
+            cpu_before = server.workers_cpu_seconds()
+            result = generate_load(server.base + path, headers, seconds, profile.http_connections)
+            cpu[index] += server.workers_cpu_seconds() - cpu_before
+            requests[index] += result.requests
             if result.errors:
-                msg = f"{result.errors} failed requests against {url} ({result.tool})"
+                msg = f"{result.errors} failed requests against {server.base} ({result.tool})"
                 raise RuntimeError(msg)
             current = best[index]
             if current is None or result.per_second > current.per_second:
                 best[index] = result
     assert best[0] is not None
     assert best[1] is not None
-    return best[0], best[1]
+    per_request = [cpu[i] * 1e6 / requests[i] if requests[i] else 0.0 for i in (0, 1)]
+    return (best[0], per_request[0]), (best[1], per_request[1])
+
+
+@dataclass(frozen=True)
+class Server:
+    base: str
+    pid: int
+
+    def workers_cpu_seconds(self) -> float:
+        """CPU time used so far by this gunicorn's workers (Linux /proc; 0 elsewhere)."""
+        total = 0.0
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+            for child in children:
+                fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return 0.0
+        return total
 
 
 @contextlib.contextmanager
-def _gunicorn(target: str, environment: dict[str, str], log: Path) -> Iterator[str]:
-    """A gunicorn with WORKERS sync workers serving ``target``; yields its base URL."""
+def _gunicorn(target: str, environment: dict[str, str], log: Path) -> Iterator[Server]:
+    """A gunicorn with WORKERS sync workers serving ``target``."""
     port = _free_port()
     command = [
         sys.executable, "-m", "gunicorn", target,
@@ -150,7 +184,7 @@ def _gunicorn(target: str, environment: dict[str, str], log: Path) -> Iterator[s
         try:
             base = f"http://127.0.0.1:{port}"
             _wait_until_up(base, server, log)
-            yield base
+            yield Server(base, server.pid)
         finally:
             server.terminate()
             try:
