@@ -54,7 +54,12 @@ class OrganizationViewsProjection(Projection[OrganizationViews]):
         # bound dispatcher, which cost as much as folding the event.
         evolve = self.evolve
         with self.view.changes() as changes:
-            changes.preload(str(domain_event.originator_id) for domain_event, _ in events)
+            # One str() per organization, not per event: a batch holds runs
+            # of the same organization's events.
+            changes.preload(
+                str(organization_id)
+                for organization_id in {domain_event.originator_id for domain_event, _ in events}
+            )
             for domain_event, tracking in events:
                 if tracking.notification_id <= max(changes.position, changes.tracked or 0):
                     continue  # another follower applied it first

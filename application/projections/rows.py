@@ -93,7 +93,7 @@ def fold_row(
     """The row after ``event`` (``row`` is ``None`` before registration)."""
     facts = event.fold(None if row is None else row.facts)
     return OrganizationRow(
-        organization_id=str(event.originator_id),
+        organization_id=str(event.originator_id) if row is None else row.organization_id,
         facts=facts,
         version=event.originator_version,
         position=position,
