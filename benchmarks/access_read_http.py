@@ -120,7 +120,7 @@ def _measure_interleaved(
     request over all measured runs.
     """
     sides = (service, baseline)
-    warm_up = min(1.0, profile.http_seconds / 2)
+    warm_up = min(0.5, profile.http_seconds / 2)
     for server, path, headers in sides:
         generate_load(server.base + path, headers, warm_up, profile.http_connections)
     rounds = max(1, profile.rounds)

@@ -31,15 +31,19 @@ def run(profile: Profile, store_kind: str = "sqlite") -> BenchmarkResult:
         events = log_in_store(profile.log_events, store_kind, url)
         app = SuiteSubscriptions.from_database_url(url, clock=ManualClock(T0))
         try:
-            raw_seconds = timed(lambda: read_and_decode(app))
-            views = construct_views(app, prefix=f"bench_{uuid4().hex[:8]}")
-            try:
-                follower = ViewFollower(app, views, batch_size=REBUILD_BATCH_SIZE)
-                rebuild_seconds = timed(follower.catch_up)
-                organizations = len(views.snapshot().access)
-                position, end = views.position(), app.recorder.max_notification_id()
-            finally:
-                views.drop()
+            # Alternate raw reads and rebuilds; each side's fastest run counts
+            # (the least disturbed on a shared machine).
+            raw_seconds = rebuild_seconds = float("inf")
+            for _round in range(1 if profile.log_events >= 500_000 else 2):
+                raw_seconds = min(raw_seconds, timed(lambda: read_and_decode(app)))
+                views = construct_views(app, prefix=f"bench_{uuid4().hex[:8]}")
+                try:
+                    follower = ViewFollower(app, views, batch_size=REBUILD_BATCH_SIZE)
+                    rebuild_seconds = min(rebuild_seconds, timed(follower.catch_up))
+                    organizations = len(views.snapshot().access)
+                    position, end = views.position(), app.recorder.max_notification_id()
+                finally:
+                    views.drop()
         finally:
             app.close()
     if position != end:
