@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from application.bootstrap import build_services
+from domain.catalog import Catalog
+from domain.clock import ManualClock
+from interface.app import create_app
 from interface.auth import mint_token
 from tests.acceptance.conftest import (
     CRM_YEARLY,
@@ -175,3 +179,21 @@ def test_the_health_readiness_and_documentation_paths_need_no_token(suite: Suite
     assert "/v1/organizations/{org}/access" in {
         path.replace("{organization_id}", "{org}") for path in spec["paths"]
     }
+
+
+def test_without_the_test_clock_setting_its_paths_do_not_exist(
+    clock: ManualClock, catalog: Catalog
+) -> None:
+    services = build_services("memory://", clock=clock, catalog=catalog, test_clock=False)
+    try:
+        client = create_app({"SERVICES": services, "JWT_SECRET": SECRET}).test_client()
+        operator = {"Authorization": "Bearer " + mint_token(SECRET, user_id="o", operator=True)}
+
+        moved = client.post("/v1/test-clock", json={"advance_days": 30}, headers=operator)
+        read = client.get("/v1/test-clock", headers=operator)
+    finally:
+        services.close()
+
+    assert moved.status_code == 404
+    assert read.status_code == 404
+    assert set(moved.get_json()["error"]) == {"code", "message", "details", "request_id"}
