@@ -27,6 +27,7 @@ from domain.bundle_state import (
 from domain.carry_over import CarryOverDecision, may_act_on_bundle, who_may_start_trial
 from domain.catalog import BILLING_PERIODS, Catalog
 from domain.clock import ensure_utc
+from domain.countries import is_iso_country
 from domain.errors import InvalidRequest, NotAllowed, NotFound, StateConflict
 from domain.facts import GENESIS_LINK, BundleState, OrganizationFacts
 from domain.quote import Quote, UpgradeRequest, compute_quote
@@ -401,8 +402,8 @@ class Organization(Aggregate):
 
 
 def _is_alpha2(country: str) -> bool:
-    """Two upper-case ASCII letters, the shape of an ISO 3166-1 alpha-2 code."""
-    return len(country) == 2 and country.isascii() and country.isalpha() and country.isupper()
+    """An officially assigned ISO 3166-1 alpha-2 code, not merely two capital letters."""
+    return is_iso_country(country)
 
 
 def _unique(items: list[str]) -> list[str]:

@@ -7,7 +7,9 @@ domain's, so there is one source of truth for each rule.
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from domain.countries import is_iso_country
 
 MAX_ID = 128
 MAX_TEXT = 200
@@ -21,6 +23,19 @@ class StrictSchema(Schema):
 
 def _user_id(**kwargs: object) -> fields.String:
     return fields.String(validate=validate.Length(min=1, max=MAX_ID), **kwargs)  # type: ignore[arg-type]
+
+
+def _known_country(value: str) -> None:
+    if not is_iso_country(value):
+        raise ValidationError("Must be an ISO 3166-1 alpha-2 code such as 'JP'.")
+
+
+def _country(**kwargs: object) -> fields.String:
+    """An officially assigned ISO 3166-1 alpha-2 code (the domain never sees a billing
+    contact's fields one by one, so its country is checked here)."""
+    return fields.String(  # type: ignore[arg-type]
+        validate=[validate.Regexp(r"^[A-Z]{2}$"), _known_country], **kwargs
+    )
 
 
 # -- requests -------------------------------------------------------------------
@@ -58,7 +73,7 @@ class AddOnSchema(StrictSchema):
 
 class BillingContactSchema(StrictSchema):
     company_name = fields.String(required=True, validate=validate.Length(min=1, max=MAX_TEXT))
-    country = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{2}$"))
+    country = _country(required=True)
     email = fields.Email(required=True, validate=validate.Length(max=254))
 
 

@@ -197,3 +197,19 @@ def test_without_the_test_clock_setting_its_paths_do_not_exist(
     assert moved.status_code == 404
     assert read.status_code == 404
     assert set(moved.get_json()["error"]) == {"code", "message", "details", "request_id"}
+
+
+@pytest.mark.parametrize("country", ["ZZ", "XX", "AA", "UK"])
+def test_a_country_must_be_an_assigned_iso_3166_alpha_2_code(suite: Suite, country: str) -> None:
+    org = suite.register()
+    registration = suite.client.post(
+        "/v1/organizations",
+        json={"name": "Acme KK", "country": country, "owner_user_id": "u-owner"},
+        headers=suite.operator(),
+    )
+    contact = {"company_name": "Acme KK", "country": country, "email": "billing@acme.example"}
+
+    quote = suite.quote(org, "u-owner", billing_contact=contact)
+
+    assert set(refused(registration, 422, "validation_failed")["fields"]) == {"country"}
+    assert set(refused(quote, 422, "validation_failed")["fields"]["billing_contact"]) == {"country"}
