@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.acceptance.conftest import (
     CATALOG_ORDER,
     CRM_YEARLY,
@@ -429,3 +431,55 @@ def test_an_idempotency_key_replays_other_commands_too(suite: Suite) -> None:
     assert first.status_code == again.status_code == 201
     assert again.get_json() == first.get_json()
     assert suite.event_types(org).count("TrialStarted") == 1
+
+
+def test_after_a_gateway_error_the_same_key_and_body_may_be_sent_again(suite: Suite) -> None:
+    org = in_trial_with_crm(suite)
+
+    first = suite.upgrade(org, "retry-me", payment_token="tok_processingError")
+    again = suite.upgrade(org, "retry-me", payment_token="tok_processingError")
+
+    refused(first, 502, "payment_gateway_error")
+    refused(again, 502, "payment_gateway_error")
+    assert suite.event_types(org).count("UpgradePurchased") == 0
+    assert suite.access(org)["bundle"]["state"] == "trial"
+
+
+KEY_RELEASE_REASON = (
+    "SPEC §6: the same key with a different body is 422 idempotency_key_reused. "
+    "The service releases a key (fingerprint and all) after a 409 or 5xx answer "
+    "(docs/api.md 'Which answers are kept', tests/interface/test_payments_over_http.py), "
+    "so a different body with that key is executed: a judgement call left to the lead"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=KEY_RELEASE_REASON)
+def test_a_key_whose_purchase_failed_at_the_gateway_is_not_reused_for_another_card(
+    suite: Suite,
+) -> None:
+    org = in_trial_with_crm(suite)
+    refused(
+        suite.upgrade(org, "gateway-down", payment_token="tok_processingError"),
+        502,
+        "payment_gateway_error",
+    )
+
+    other_card = suite.upgrade(org, "gateway-down", payment_token="tok_mastercard")
+
+    refused(other_card, 422, "idempotency_key_reused")
+
+
+@pytest.mark.xfail(strict=True, reason=KEY_RELEASE_REASON)
+def test_a_key_refused_with_quote_changed_is_not_reused_for_the_fresh_total(
+    suite: Suite,
+) -> None:
+    org = in_trial_with_crm(suite)
+    seen = succeeded(suite.quote(org), 200)
+    suite.advance_days(1)
+    fresh = refused(
+        suite.upgrade(org, "stale-total", expected_total=seen["total"]), 409, "quote_changed"
+    )["quote"]
+
+    with_fresh_total = suite.upgrade(org, "stale-total", expected_total=fresh["total"])
+
+    refused(with_fresh_total, 422, "idempotency_key_reused")
