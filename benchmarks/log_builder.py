@@ -18,8 +18,9 @@ import hashlib
 import os
 import shutil
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -206,10 +207,16 @@ def iterate_rows(events: int) -> Iterator[list[Row]]:
         for first, last in chunks:
             yield _rows_for(first, last)
         return
+    # A few chunks in flight, consumed in order: the parent never holds more
+    # than those rows (a million rows at once took 600 MB).
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_rows_for, first, last) for first, last in chunks]
-        for future in futures:
-            yield future.result()
+        pending: deque[Future[list[Row]]] = deque()
+        for first, last in chunks:
+            pending.append(pool.submit(_rows_for, first, last))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 # -- storing --------------------------------------------------------------------------------

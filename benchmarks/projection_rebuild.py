@@ -40,7 +40,6 @@ def run(profile: Profile, store_kind: str = "sqlite") -> BenchmarkResult:
                 try:
                     follower = ViewFollower(app, views, batch_size=REBUILD_BATCH_SIZE)
                     rebuild_seconds = min(rebuild_seconds, timed(follower.catch_up))
-                    organizations = len(views.snapshot().access)
                     position, end = views.position(), app.recorder.max_notification_id()
                 finally:
                     views.drop()
@@ -60,7 +59,6 @@ def run(profile: Profile, store_kind: str = "sqlite") -> BenchmarkResult:
         store=store_kind,
         details={
             "events": events,
-            "organizations": organizations,
             "rebuild_seconds": round(rebuild_seconds, 2),
             "raw_seconds": round(raw_seconds, 2),
         },
