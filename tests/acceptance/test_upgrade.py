@@ -483,3 +483,29 @@ def test_a_key_refused_with_quote_changed_is_not_reused_for_the_fresh_total(
     with_fresh_total = suite.upgrade(org, "stale-total", expected_total=fresh["total"])
 
     refused(with_fresh_total, 422, "idempotency_key_reused")
+
+
+def test_a_yearly_contract_from_a_leap_day_ends_on_the_last_day_of_february(
+    suite: Suite,
+) -> None:
+    org = suite.register()
+    suite.advance_days(460)  # 2028-02-29 09:00
+
+    quote = succeeded(suite.quote(org, "u-owner", billing_period="yearly", seats=1), 200)
+
+    assert quote["contract_start"] == "2028-02-29T09:00:00+00:00"
+    assert quote["contract_end"] == "2029-02-28T09:00:00+00:00"
+
+
+def test_buying_without_a_trial_follows_the_carry_over_rule_too(suite: Suite) -> None:
+    org = suite.organization_with(crm=CRM_YEARLY, desk=DESK_MONTHLY)
+
+    for user, missing in (("u-bob", ["crm"]), ("u-owner", ["crm", "desk"])):
+        answer = suite.upgrade(org, f"buy-{user}", user=user)
+        assert answer.status_code == 403, answer.get_json()
+        details = answer.get_json()["error"]["details"]
+        assert details == {
+            "missing_admin_rights": missing,
+            "super_admins": {"crm": "u-alice", "desk": "u-bob"},
+        }
+    assert "UpgradeCheckoutStarted" not in suite.event_types(org)

@@ -156,3 +156,13 @@ def test_only_that_services_super_admin_or_an_operator_changes_its_admins(suite:
     assert refused_answer.get_json()["error"]["code"]
     succeeded(by_operator, 200)
     assert succeeded(suite.eligibility(org, "u-alice"), 200)["super_admins"]["desk"] == "u-carol"
+
+
+def test_the_owner_is_refused_once_a_plan_is_running_that_the_owner_does_not_administer(
+    suite: Suite,
+) -> None:
+    org = suite.organization_with(crm=CRM_YEARLY)
+
+    details = refused(suite.start_trial(org, "u-owner"), 403, "trial_initiator_cannot_carry_over")
+
+    assert details == {"missing_admin_rights": ["crm"], "super_admins": {"crm": "u-alice"}}
