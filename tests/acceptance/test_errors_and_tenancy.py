@@ -27,6 +27,7 @@ USER_ROUTES = [
     ("POST", "/trial/cancellation", {}),
     ("POST", "/upgrade/quote", {"billing_period": "yearly", "seats": 10}),
     ("PUT", "/services/crm/admins", {"super_admin": "u-alice", "admins": []}),
+    ("POST", "/upgrade", {"billing_period": "yearly", "seats": 10, "payment_token": "tok_visa"}),
 ]
 
 
@@ -39,7 +40,10 @@ def test_a_user_of_another_organization_gets_404_and_never_data(
     intruder = suite.user(theirs, "u-mallory")  # a token for another organization
 
     answer = suite.client.open(
-        f"/v1/organizations/{ours}{path}", method=method, json=json, headers=intruder
+        f"/v1/organizations/{ours}{path}",
+        method=method,
+        json=json,
+        headers={**intruder, "Idempotency-Key": "intruder"},
     )
 
     refused(answer, 404, "organization_not_found")

@@ -166,3 +166,22 @@ def test_the_owner_is_refused_once_a_plan_is_running_that_the_owner_does_not_adm
     details = refused(suite.start_trial(org, "u-owner"), 403, "trial_initiator_cannot_carry_over")
 
     assert details == {"missing_admin_rights": ["crm"], "super_admins": {"crm": "u-alice"}}
+
+
+def test_an_admin_of_a_service_never_bought_starts_the_trial_when_nothing_is_purchased(
+    suite: Suite,
+) -> None:
+    org = suite.register(owner="u-owner")
+    succeeded(
+        suite.client.put(
+            f"/v1/organizations/{org}/services/campaigns/admins",
+            json={"super_admin": "u-zed", "admins": ["u-yan"]},
+            headers=suite.operator(),
+        ),
+        200,
+    )
+
+    assert succeeded(suite.eligibility(org, "u-zed"), 200)["eligible"] is True
+    started = succeeded(suite.start_trial(org, "u-yan"), 201)
+
+    assert started["bundle"]["state"] == "trial"
