@@ -12,7 +12,9 @@ back without the work being done twice.
 - The same K arriving while the first is still working is
   ``409 idempotency_key_in_use``.
 - An answer that says "try again" (a state conflict, a gateway or server
-  error) *releases* K instead of storing it, so a retry does the work again.
+  error) *releases* K instead of storing it, so a retry of the SAME request
+  does the work again. The key stays bound to its request: a different
+  request with a released key is still ``422 idempotency_key_reused``.
   Which answers are stored is the interface's policy (see docs/api.md).
 
 Keys are scoped: a key of one organization never collides with another's.
@@ -34,6 +36,8 @@ from domain.errors import InvalidRequest, StateConflict
 
 IN_PROGRESS = "in_progress"
 DONE = "done"
+#: The request's answer said "try again": the same request may redo the work.
+RELEASED = "released"
 MAX_KEY_LENGTH = 255
 DEFAULT_LEASE = timedelta(minutes=5)
 
@@ -133,6 +137,9 @@ class IdempotencyStore:
             if row["status"] == DONE:
                 answer = StoredAnswer(int(row["response_status"]), row["response_body"])
                 return Claim(scope, key, None, answer)
+            if row["status"] == RELEASED:
+                self._take_over(cursor, scope, key, token, now)
+                return Claim(scope, key, token, None)
             if now - datetime.fromisoformat(row["created_at"]) < self._lease:
                 raise IdempotencyKeyInUse(
                     "A request with this Idempotency-Key is still being processed; "
@@ -140,13 +147,16 @@ class IdempotencyStore:
                     details={"idempotency_key": key},
                 )
             # The first claimant died mid-request: take the key over.
-            self._tables.execute(
-                cursor,
-                "UPDATE idempotency_keys SET claim_token = %s, created_at = %s"
-                " WHERE scope = %s AND idempotency_key = %s",
-                (token, now.isoformat(), scope, key),
-            )
+            self._take_over(cursor, scope, key, token, now)
         return Claim(scope, key, token, None)
+
+    def _take_over(self, cursor: Any, scope: str, key: str, token: str, now: datetime) -> None:
+        self._tables.execute(
+            cursor,
+            "UPDATE idempotency_keys SET status = %s, claim_token = %s, created_at = %s"
+            " WHERE scope = %s AND idempotency_key = %s",
+            (IN_PROGRESS, token, now.isoformat(), scope, key),
+        )
 
     def finish(self, claim: Claim, status: int, body: str) -> None:
         """Store the answer so that repeats of the request replay it."""
@@ -160,11 +170,16 @@ class IdempotencyStore:
             )
 
     def release(self, claim: Claim) -> None:
-        """Forget the claim: the request may be sent again with the same key."""
+        """Let the same request be sent again with this key (and only that request).
+
+        The row and its fingerprint stay, so the key cannot be reused for a
+        different request (SPEC §6): after a ``quote_changed`` or a gateway
+        error, a new total or another card needs a new key.
+        """
         with self._tables.transaction() as cursor:
             self._tables.execute(
                 cursor,
-                "DELETE FROM idempotency_keys WHERE scope = %s AND idempotency_key = %s"
-                " AND claim_token = %s",
-                (claim.scope, claim.key, claim.token),
+                "UPDATE idempotency_keys SET status = %s WHERE scope = %s"
+                " AND idempotency_key = %s AND claim_token = %s",
+                (RELEASED, claim.scope, claim.key, claim.token),
             )

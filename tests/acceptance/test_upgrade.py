@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.acceptance.conftest import (
     CATALOG_ORDER,
     CRM_YEARLY,
@@ -445,15 +443,6 @@ def test_after_a_gateway_error_the_same_key_and_body_may_be_sent_again(suite: Su
     assert suite.access(org)["bundle"]["state"] == "trial"
 
 
-KEY_RELEASE_REASON = (
-    "SPEC §6: the same key with a different body is 422 idempotency_key_reused. "
-    "The service releases a key (fingerprint and all) after a 409 or 5xx answer "
-    "(docs/api.md 'Which answers are kept', tests/interface/test_payments_over_http.py), "
-    "so a different body with that key is executed: a judgement call left to the lead"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=KEY_RELEASE_REASON)
 def test_a_key_whose_purchase_failed_at_the_gateway_is_not_reused_for_another_card(
     suite: Suite,
 ) -> None:
@@ -469,7 +458,6 @@ def test_a_key_whose_purchase_failed_at_the_gateway_is_not_reused_for_another_ca
     refused(other_card, 422, "idempotency_key_reused")
 
 
-@pytest.mark.xfail(strict=True, reason=KEY_RELEASE_REASON)
 def test_a_key_refused_with_quote_changed_is_not_reused_for_the_fresh_total(
     suite: Suite,
 ) -> None:

@@ -97,6 +97,15 @@ def test_a_released_key_is_free_and_an_abandoned_claim_is_taken_over(
     assert taken_over.replay is None
 
 
+def test_a_released_key_stays_bound_to_its_request(services: Services) -> None:
+    store = services.idempotency
+    released = store.claim(scope="s", key="k1", fingerprint="f", organization_id=None)
+    store.release(released)
+
+    with pytest.raises(IdempotencyKeyReused):
+        store.claim(scope="s", key="k1", fingerprint="another", organization_id=None)
+
+
 def test_every_process_on_the_database_reads_the_same_test_clock(
     tmp_path: object, clock: ManualClock
 ) -> None:

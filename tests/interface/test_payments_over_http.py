@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from flask import Flask
 
 from application.bootstrap import Services, build_services
-from application.payments import ChargeResult, SandboxGateway
+from application.payments import ChargeResult, PaymentGatewayUnavailable, SandboxGateway
 from application.sql_tables import SqlTables
 from domain.clock import Clock, ManualClock
 from interface.app import create_app
@@ -181,21 +181,40 @@ def test_retrying_with_the_key_of_a_crashed_checkout_resumes_it_without_a_second
     services.close()
 
 
-def test_a_gateway_failure_is_502_and_the_same_key_may_retry(
+class GatewayDownOnce(SandboxGateway):
+    """The sandbox, but its first charge meets a gateway outage (nothing charged)."""
+
+    def __init__(self, tables: SqlTables, clock: Clock) -> None:
+        super().__init__(tables, clock)
+        self.outages_left = 1
+
+    def charge(
+        self, key: str, amount: int, currency: str, token: str, description: str
+    ) -> ChargeResult:
+        if self.outages_left:
+            self.outages_left -= 1
+            raise PaymentGatewayUnavailable("The payment gateway did not answer.")
+        return super().charge(key, amount, currency, token, description)
+
+
+def test_a_gateway_failure_is_502_and_the_same_request_may_retry_with_its_key(
     store_url: str, clock: ManualClock
 ) -> None:
-    api = _app(store_url, clock, SandboxGateway)
+    api = _app(store_url, clock, GatewayDownOnce)
     caller = Caller(api.test_client())
     org = _in_trial(caller)
     total = caller.quote(org).json["total"]
 
-    failed = caller.upgrade(org, "key-1", token="tok_processingError", expected_total=total)
-    # Nothing was charged and the key was released: the customer retries with it.
+    failed = caller.upgrade(org, "key-1", token="tok_visa", expected_total=total)
+    # Nothing was charged and the key was released: the same request is retried.
     retried = caller.upgrade(org, "key-1", token="tok_visa", expected_total=total)
+    # The key stays bound to that request: another card needs another key.
+    other_card = caller.upgrade(org, "key-1", token="tok_mastercard", expected_total=total)
 
     assert (failed.status_code, error_code(failed)) == (502, "payment_gateway_error")
     assert retried.status_code == 201, retried.json
     assert "Idempotent-Replayed" not in retried.headers
+    assert (other_card.status_code, error_code(other_card)) == (422, "idempotency_key_reused")
     events = caller.as_user(org, "u-alice", "GET", "/events").json["events"]
     reasons = [e["data"]["reason"] for e in events if e["type"] == "UpgradeCheckoutFailed"]
     assert reasons == ["payment_gateway_error"]
