@@ -89,7 +89,7 @@ def test_the_minimum_seats_are_those_of_the_largest_running_plan(suite: Suite) -
     assert succeeded(suite.quote(org, seats=12), 200)["seats"] == 12
 
 
-def test_the_view_and_the_back_office_directory_show_an_ended_trial_as_expired_at_once(
+def test_every_view_shows_an_ended_trial_as_expired_at_once(
     suite: Suite,
 ) -> None:
     org = suite.organization_with(crm=CRM_YEARLY)
@@ -101,6 +101,15 @@ def test_the_view_and_the_back_office_directory_show_an_ended_trial_as_expired_a
     rows = [row for row in directory["organizations"] if row["id"] == org]
     assert rows[0]["state"] == "trial_expired"
     assert suite.access(org)["bundle"]["state"] == "trial_expired"
+    assert succeeded(suite.eligibility(org, "u-alice"), 200)["state"] == "trial_expired"
+    expired = succeeded(
+        suite.client.get("/v1/organizations?state=trial_expired", headers=suite.operator()), 200
+    )
+    in_trial = succeeded(
+        suite.client.get("/v1/organizations?state=trial", headers=suite.operator()), 200
+    )
+    assert [row["id"] for row in expired["organizations"]] == [org]
+    assert in_trial["organizations"] == []
 
 
 def test_a_quote_for_a_bought_bundle_is_refused(suite: Suite) -> None:
