@@ -58,26 +58,8 @@ class SqlTables:
         raise NotImplementedError
 
 
-class SQLiteTables(SqlTables):
-    kind = "sqlite"
-    placeholder = "?"
-
-    def __init__(self, recorder: SQLiteApplicationRecorder) -> None:
-        self._datastore = recorder.datastore
-
-    @contextmanager
-    def transaction(self) -> Iterator[Any]:
-        with self._datastore.transaction(commit=True) as cursor:
-            yield cursor
-
-    @contextmanager
-    def read(self) -> Iterator[Any]:
-        with self._datastore.transaction(commit=False) as cursor:
-            yield cursor
-
-
-class PostgresTables(SqlTables):
-    kind = "postgres"
+class DatastoreTables(SqlTables):
+    """Tables in the database of one of the library's datastores (SQLite, PostgreSQL)."""
 
     def __init__(self, recorder: Any) -> None:
         self._datastore = recorder.datastore
@@ -91,6 +73,15 @@ class PostgresTables(SqlTables):
     def read(self) -> Iterator[Any]:
         with self._datastore.transaction(commit=False) as cursor:
             yield cursor
+
+
+class SQLiteTables(DatastoreTables):
+    kind = "sqlite"
+    placeholder = "?"
+
+
+class PostgresTables(DatastoreTables):
+    kind = "postgres"
 
 
 class MemoryTables(SqlTables):
