@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -433,20 +433,34 @@ def verify(
         ctx.exit(1)
 
 
+def _titled_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
+    """A report table whose long values fold rather than truncate (ids, links)."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def _print_verification(report: VerificationReport) -> None:
     console = _console()
     if report.faults:
-        table = Table(title="faults", title_justify="left")
-        for column in ("organization", "version", "fault", "detail"):
-            table.add_column(column, overflow="fold")
-        for fault in report.faults:
-            table.add_row(
-                fault.organization_id,
-                "" if fault.version is None else str(fault.version),
-                fault.fault,
-                fault.detail,
+        console.print(
+            _titled_table(
+                "faults",
+                ("organization", "version", "fault", "detail"),
+                (
+                    (
+                        fault.organization_id,
+                        "" if fault.version is None else str(fault.version),
+                        fault.fault,
+                        fault.detail,
+                    )
+                    for fault in report.faults
+                ),
             )
-        console.print(table)
+        )
     console.print(_verification_summary(report))
 
 
@@ -584,17 +598,16 @@ def _rebuild_progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None
 def _print_rebuild(report: RebuildReport) -> None:
     console = _console()
     if report.differences:
-        table = Table(title="differences", title_justify="left")
-        for column in ("organization", "field", "live", "rebuilt"):
-            table.add_column(column, overflow="fold")
-        for difference in report.differences:
-            table.add_row(
-                difference.organization_id,
-                difference.field,
-                _shown(difference.live),
-                _shown(difference.rebuilt),
+        console.print(
+            _titled_table(
+                "differences",
+                ("organization", "field", "live", "rebuilt"),
+                (
+                    (d.organization_id, d.field, _shown(d.live), _shown(d.rebuilt))
+                    for d in report.differences
+                ),
             )
-        console.print(table)
+        )
     console.print(_rebuild_summary(report))
 
 
