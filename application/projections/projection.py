@@ -24,7 +24,7 @@ from typing import Any, cast
 
 import psycopg
 from eventsourcing.application import Application
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.projection import Projection
 from psycopg.sql import SQL, Identifier
@@ -49,23 +49,27 @@ class OrganizationViewsProjection(Projection[OrganizationViews]):
 
     def process_events(self, events: Sequence[tuple[Any, Tracking]]) -> int:
         """Apply events in one transaction; return how many were new to the views."""
+        with self.view.changes() as changes:
+            return self.apply(changes, events)
+
+    def apply(self, changes: ViewChanges, events: Sequence[tuple[Any, Tracking]]) -> int:
+        """Apply events within an open transaction; return how many were new to the views."""
         applied = 0
         # Look the singledispatch method up once: each lookup builds a new
         # bound dispatcher, which cost as much as folding the event.
         evolve = self.evolve
-        with self.view.changes() as changes:
-            # One str() per organization, not per event: a batch holds runs
-            # of the same organization's events.
-            changes.preload(
-                str(organization_id)
-                for organization_id in {domain_event.originator_id for domain_event, _ in events}
-            )
-            for domain_event, tracking in events:
-                if tracking.notification_id <= max(changes.position, changes.tracked or 0):
-                    continue  # another follower applied it first
-                evolve(domain_event, changes, tracking.notification_id)
-                changes.track(tracking.notification_id)
-                applied += 1
+        # One str() per organization, not per event: a batch holds runs
+        # of the same organization's events.
+        changes.preload(
+            str(organization_id)
+            for organization_id in {domain_event.originator_id for domain_event, _ in events}
+        )
+        for domain_event, tracking in events:
+            if tracking.notification_id <= max(changes.position, changes.tracked or 0):
+                continue  # another follower applied it first
+            evolve(domain_event, changes, tracking.notification_id)
+            changes.track(tracking.notification_id)
+            applied += 1
         return applied
 
     @singledispatchmethod
@@ -116,13 +120,28 @@ class ViewFollower:
             )
             if not notifications:
                 return position
-            batch = [
-                (self.app.mapper.to_domain_event(n), Tracking(UPSTREAM, n.id))
-                for n in notifications
-            ]
-            self.projection.process_events(batch)
+            self.projection.process_events(self._decoded(notifications))
             if progress is not None:
                 progress(notifications[-1].id, until or self.latest_position())
+
+    def catch_up_within(self, changes: ViewChanges) -> int:
+        """Apply every notification after ``changes``' position inside its transaction.
+
+        For a transaction that must end at the log's end (the rebuild's swap);
+        returns the position reached.
+        """
+        while True:
+            position = changes.tracked or changes.position
+            notifications = self.app.recorder.select_notifications(
+                start=position, limit=self.batch_size, inclusive_of_start=False
+            )
+            if not notifications:
+                return position
+            self.projection.apply(changes, self._decoded(notifications))
+
+    def _decoded(self, notifications: Sequence[Notification]) -> list[tuple[Any, Tracking]]:
+        to_domain_event = self.app.mapper.to_domain_event
+        return [(to_domain_event(n), Tracking(UPSTREAM, n.id)) for n in notifications]
 
     def lag(self) -> dict[str, int]:
         latest = self.latest_position()

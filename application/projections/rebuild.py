@@ -4,12 +4,17 @@
 
 1. create a fresh set of view tables (``rebuild_<random>_*``) beside the live ones;
 2. bring the live views up to the log's end (as any follower would: safe
-   beside running followers), then read them consistently (rows and their
-   position ``P``);
+   beside running followers), at position ``P``;
 3. apply the log from the beginning up to ``P`` into the fresh tables;
-4. report every difference between live and rebuilt rows, field by field;
+4. compare live and rebuilt rows page by page in organization-id order
+   (keyset pages, each one short read: bounded memory, and no transaction
+   left idle while rows are decoded, which PostgreSQL would end), each pair
+   of pages at one position — if the live views moved on, the fresh ones
+   are brought to the same position first — and report every difference,
+   field by field;
 5. with ``apply``: bring the rebuilt rows up to the log's end and, holding
-   the live views' write lock, replace the live rows and position with them
+   the live views' write lock, replace the live rows with them (copied by
+   the database, not through Python) and apply the events recorded since,
    in one transaction (readers see the old or the new views, never a mix;
    the position never moves back, so running followers stay correct);
 6. drop the fresh tables.
@@ -19,6 +24,7 @@ The live views keep serving and following the log throughout.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,7 +33,7 @@ from uuid import uuid4
 from application.projections.projection import Progress, ViewFollower
 from application.projections.read_model import construct_views
 from application.projections.rows import DirectoryEntry, OrganizationRow
-from application.projections.views import MemoryOrganizationViews, ViewSnapshot
+from application.projections.views import ViewPage
 from domain.facts import facts_to_dict
 
 if TYPE_CHECKING:
@@ -37,6 +43,10 @@ if TYPE_CHECKING:
 #: commits than a follower's batches (each one waits for the disk), while a
 #: batch still holds SQLite's write lock for well under a tenth of a second.
 REBUILD_BATCH_SIZE = 2000
+
+#: Organizations per page when comparing live and rebuilt views: a page of
+#: each is one short read (memory stays bounded, no transaction idles).
+COMPARE_PAGE_SIZE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +74,9 @@ class ViewDifference:
 
 @dataclass
 class RebuildReport:
-    #: The live views' position when they were read (the comparison point).
+    #: The live views' position when they were read (the comparison point;
+    #: with pages, that of the last page — every page was compared at a
+    #: position both views had reached).
     live_position: int
     #: The rebuilt views' position at the comparison (equal to ``live_position``).
     rebuilt_position: int
@@ -106,46 +118,72 @@ def rebuild_views(
     live = services.read_model.views
     fresh = construct_views(app, prefix=f"rebuild_{uuid4().hex[:12]}")
     try:
+        live_follower = ViewFollower(app, live)
         fresh_follower = ViewFollower(app, fresh, batch_size=REBUILD_BATCH_SIZE)
-        ViewFollower(app, live).catch_up(progress=progress)
-        live_snapshot = live.snapshot()
-        fresh_follower.catch_up(until=live_snapshot.position, progress=progress)
-        rebuilt_snapshot = fresh.snapshot()
+        target = live_follower.catch_up(progress=progress)
+        fresh_follower.catch_up(until=target, progress=progress)
         report = RebuildReport(
-            live_position=live_snapshot.position,
-            rebuilt_position=rebuilt_snapshot.position,
-            latest_position=0,
-            organizations=len(rebuilt_snapshot.access),
-            differences=compare_snapshots(live_snapshot, rebuilt_snapshot),
+            live_position=target, rebuilt_position=target, latest_position=0, organizations=0
         )
+        for live_page, rebuilt_page in compared_pages(
+            live_follower, fresh_follower, progress=progress
+        ):
+            report.live_position = live_page.position
+            report.rebuilt_position = rebuilt_page.position
+            report.organizations += len(rebuilt_page.access)
+            report.differences += compare_pages(live_page, rebuilt_page)
         if apply:
             fresh_follower.catch_up(progress=progress)
-
-            def up_to_date(live_position: int) -> ViewSnapshot:
-                # Runs under the live views' write lock: build in memory only
-                # (on SQLite a second write transaction would wait for this one).
-                memory = MemoryOrganizationViews()
-                memory.replace(lambda _position: fresh.snapshot())
-                ViewFollower(app, memory, batch_size=REBUILD_BATCH_SIZE).catch_up()
-                return memory.snapshot()
-
-            installed = live.replace(up_to_date)
+            # One transaction under the live views' write lock: the database
+            # copies the rebuilt rows in, then the few events recorded since
+            # are applied on top, so the position never moves back.
+            with live.replacing(fresh) as changes:
+                installed = live_follower.catch_up_within(changes)
             report.applied = True
-            report.applied_position = installed.position
+            report.applied_position = installed
         report.latest_position = fresh_follower.latest_position()
         return report
     finally:
         fresh.drop()
 
 
-def compare_snapshots(live: ViewSnapshot, rebuilt: ViewSnapshot) -> list[ViewDifference]:
-    """Every field on which the two sets of views disagree, ordered by organization."""
+def compared_pages(
+    live: ViewFollower, rebuilt: ViewFollower, *, progress: Progress | None = None
+) -> Iterator[tuple[ViewPage, ViewPage]]:
+    """Pages of the live and the rebuilt views, in id order, each pair at one position.
+
+    Each page is its own short read, so memory stays bounded however many
+    organizations there are. The live views may move on between pages
+    (followers keep running): the rebuilt ones are then brought to the same
+    position before that page is compared. Each pair covers the same ids.
+    """
+    after: str | None = None
+    while True:
+        live_page = live.views.page(after, COMPARE_PAGE_SIZE)
+        rebuilt_page = rebuilt.views.page(after, COMPARE_PAGE_SIZE)
+        while rebuilt_page.position != live_page.position:
+            if rebuilt_page.position < live_page.position:
+                rebuilt.catch_up(until=live_page.position, progress=progress)
+                rebuilt_page = rebuilt.views.page(after, COMPARE_PAGE_SIZE)
+            else:  # only if something else moved the rebuilt views: catch the live ones up
+                live.catch_up(until=rebuilt_page.position)
+                live_page = live.views.page(after, COMPARE_PAGE_SIZE)
+        ends = [page.last for page in (live_page, rebuilt_page) if page.last is not None]
+        last = min(ends) if ends else None
+        yield live_page.up_to(last), rebuilt_page.up_to(last)
+        if last is None:
+            return
+        after = last
+
+
+def compare_pages(live: ViewPage, rebuilt: ViewPage) -> list[ViewDifference]:
+    """Every field on which two pages over the same ids disagree, ordered by organization."""
     differences: list[ViewDifference] = []
-    for organization_id in sorted(set(live.access) | set(rebuilt.access)):
+    ids = set(live.access) | set(rebuilt.access) | set(live.directory) | set(rebuilt.directory)
+    for organization_id in sorted(ids):
         differences += _compare_access(
             organization_id, live.access.get(organization_id), rebuilt.access.get(organization_id)
         )
-    for organization_id in sorted(set(live.directory) | set(rebuilt.directory)):
         differences += _compare_fields(
             organization_id,
             "directory",

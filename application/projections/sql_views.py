@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -44,7 +44,8 @@ from application.projections.views import (
     UPSTREAM,
     OrganizationViews,
     ViewChanges,
-    ViewSnapshot,
+    ViewPage,
+    page_end,
 )
 from domain.facts import facts_to_dict
 
@@ -81,6 +82,7 @@ class _SQLViews(OrganizationViews):
     """What both SQL dialects share; they differ in placeholders, types and locks."""
 
     prefix: str
+    datastore: Any  # the recorder's: SQLiteDatastore or PostgresDatastore
     _ph: str  # the parameter placeholder
 
     # -- dialect hooks --------------------------------------------------------
@@ -91,6 +93,13 @@ class _SQLViews(OrganizationViews):
 
     def _read(self) -> Any:
         raise NotImplementedError
+
+    def _read_consistently(self) -> Any:
+        """A read transaction whose statements all see the same committed state."""
+        return self._read()
+
+    #: The access view's columns as a page reads them (facts as text to decode later).
+    _access_select = "organization_id, version, position, facts"
 
     def _db_id(self, organization_id: str) -> Any:
         return organization_id
@@ -218,18 +227,33 @@ class _SQLViews(OrganizationViews):
             if changes.tracked is not None:
                 self._upsert_tracking(cursor, changes.tracked, guarded=True)
 
-    def replace(self, prepare: Callable[[int], ViewSnapshot]) -> ViewSnapshot:
+    @contextmanager
+    def replacing(self, source: OrganizationViews) -> Iterator[ViewChanges]:
+        if not isinstance(source, type(self)) or source.datastore is not self.datastore:
+            msg = "views are replaced only by views of the same kind in the same store"
+            raise TypeError(msg)
         with self._write() as cursor:
             live_position = self._tracked_position(cursor)
-            snapshot = prepare(live_position)
-            if snapshot.position < live_position:
-                msg = f"replacement at {snapshot.position} is behind the views at {live_position}"
+            # Copied by the database itself: however many rows, no row passes
+            # through Python while this transaction (and its lock) is held.
+            for table, source_table, columns in (
+                (self._access, source._access, _ACCESS_COLUMNS),
+                (self._directory, source._directory, _DIRECTORY_COLUMNS),
+            ):
+                cursor.execute(f"DELETE FROM {table}")  # noqa: S608
+                cursor.execute(
+                    f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {source_table}"  # noqa: S608
+                )
+            self._upsert_tracking(cursor, source._tracked_position(cursor), guarded=False)
+            changes = _SQLChanges(self, cursor)
+            yield changes
+            self._write_rows(cursor, changes.dirty_rows)
+            if changes.tracked is not None:
+                self._upsert_tracking(cursor, changes.tracked, guarded=True)
+            installed = changes.tracked or changes.position
+            if installed < live_position:
+                msg = f"replacement at {installed} is behind the views at {live_position}"
                 raise IntegrityError(msg)
-            cursor.execute(f"DELETE FROM {self._access}")  # noqa: S608
-            cursor.execute(f"DELETE FROM {self._directory}")  # noqa: S608
-            self._write_rows(cursor, list(snapshot.access.values()))
-            self._upsert_tracking(cursor, snapshot.position, guarded=False)
-            return snapshot
 
     def access_row(self, organization_id: str) -> OrganizationRow | None:
         with self._read() as cursor:
@@ -276,23 +300,43 @@ class _SQLViews(OrganizationViews):
             )
             return [str(_first(found)) for found in cursor.fetchall()]
 
-    def snapshot(self) -> ViewSnapshot:
-        with self._read() as cursor:
-            snapshot = ViewSnapshot(position=self._tracked_position(cursor))
+    def page(self, after: str | None, limit: int) -> ViewPage:
+        p = self._ph
+        where = "" if after is None else f"WHERE organization_id > {p} "
+        params: tuple[Any, ...] = (limit,) if after is None else (self._db_id(after), limit)
+        # Fetch in one short, consistent read; decode once it has ended.
+        with self._read_consistently() as cursor:
+            position = self._tracked_position(cursor)
             cursor.execute(
-                f"SELECT organization_id, version, position, facts FROM {self._access}"  # noqa: S608
+                f"SELECT {self._access_select} FROM {self._access} "  # noqa: S608
+                f"{where}ORDER BY organization_id LIMIT {p}",
+                params,
             )
-            for found in cursor.fetchall():
-                row = self._access_row_from(found)
-                snapshot.access[row.organization_id] = row
+            access = cursor.fetchall()
             cursor.execute(
-                "SELECT organization_id, name, recorded_state, trial_ends_at, version, position "  # noqa: S608
-                f"FROM {self._directory}"
+                f"SELECT {_DIRECTORY_COLUMNS} FROM {self._directory} "  # noqa: S608
+                f"{where}ORDER BY organization_id LIMIT {p}",
+                params,
             )
-            for found in cursor.fetchall():
-                entry = self._directory_entry_from(found)
-                snapshot.directory[entry.organization_id] = entry
-            return snapshot
+            directory = cursor.fetchall()
+        access_rows = [self._access_row_from(found) for found in access]
+        entries = [self._directory_entry_from(found) for found in directory]
+        last = page_end(
+            [row.organization_id for row in access_rows],
+            [entry.organization_id for entry in entries],
+            limit,
+        )
+        return ViewPage(
+            position=position,
+            last=None,
+            access={row.organization_id: row for row in access_rows},
+            directory={entry.organization_id: entry for entry in entries},
+        ).up_to(last)
+
+
+#: The columns of each view, in the order both dialects create them.
+_ACCESS_COLUMNS = "organization_id, version, position, facts"
+_DIRECTORY_COLUMNS = "organization_id, name, recorded_state, trial_ends_at, version, position"
 
 
 def _first(found: Any) -> Any:
@@ -452,6 +496,17 @@ class PostgresOrganizationViews(_SQLViews, PostgresTrackingRecorder):
 
     def _read(self) -> Any:
         return self.datastore.transaction(commit=False)
+
+    @contextmanager
+    def _read_consistently(self) -> Iterator[Any]:
+        # READ COMMITTED gives each statement its own snapshot; a page reads
+        # its rows and their position in three.
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield cursor
+
+    # jsonb would be parsed while the transaction is open; text is parsed after.
+    _access_select = "organization_id, version, position, facts::text AS facts"
 
     def _db_id(self, organization_id: str) -> Any:
         return UUID(organization_id)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -94,6 +94,43 @@ class ViewSnapshot:
     directory: dict[str, DirectoryEntry] = field(default_factory=dict)
 
 
+@dataclass
+class ViewPage:
+    """The rows of both views whose ids lie in ``(after, last]``, read in one short read.
+
+    ``last`` is ``None`` when the page reaches the end of both views.
+    """
+
+    position: int
+    last: str | None
+    access: dict[str, OrganizationRow] = field(default_factory=dict)
+    directory: dict[str, DirectoryEntry] = field(default_factory=dict)
+
+    def covers(self, organization_id: str) -> bool:
+        return self.last is None or organization_id <= self.last
+
+    def up_to(self, last: str | None) -> ViewPage:
+        """This page cut back to the ids up to ``last`` (``None``: keep everything)."""
+        if last is None:
+            return self
+        return ViewPage(
+            position=self.position,
+            last=last,
+            access={key: row for key, row in self.access.items() if key <= last},
+            directory={key: entry for key, entry in self.directory.items() if key <= last},
+        )
+
+
+def page_end(access_ids: list[str], directory_ids: list[str], limit: int) -> str | None:
+    """The greatest id up to which both views were read completely.
+
+    Each view was read in id order, at most ``limit`` rows after the same id;
+    a view that returned fewer rows was read to its end.
+    """
+    ends = [ids[-1] for ids in (access_ids, directory_ids) if len(ids) >= limit]
+    return min(ends) if ends else None
+
+
 class OrganizationViews(TrackingRecorder, ABC):
     """The access view and the organization directory, with their tracking."""
 
@@ -107,13 +144,16 @@ class OrganizationViews(TrackingRecorder, ABC):
         """A locked write transaction; rows and tracking are written on exit."""
 
     @abstractmethod
-    def replace(self, prepare: Callable[[int], ViewSnapshot]) -> ViewSnapshot:
-        """Replace every row and the position, atomically, under the write lock.
+    def replacing(self, source: OrganizationViews) -> AbstractContextManager[ViewChanges]:
+        """A locked write transaction that starts by replacing every row with ``source``'s.
 
-        ``prepare`` is called with the views' position once the lock is held
-        and must return rows at that position or later: the position never
-        moves back, so an applier that read the log before the swap cannot
-        skip events after it.
+        Inside, the changes hold ``source``'s rows and position; the caller
+        applies the events after that position (the log moved on while
+        ``source`` was built). On exit the transaction commits only if the
+        position is at least the one the views had when the lock was taken:
+        the position never moves back, so an applier that read the log
+        before the swap cannot skip events after it. ``source`` must be a
+        set of views in the same store, that nobody else writes.
         """
 
     @abstractmethod
@@ -144,7 +184,42 @@ class OrganizationViews(TrackingRecorder, ABC):
         """Organizations whose recorded state is ``trial`` and whose end has passed."""
 
     @abstractmethod
-    def snapshot(self) -> ViewSnapshot: ...
+    def page(self, after: str | None, limit: int) -> ViewPage:
+        """Up to ``limit`` rows of each view after the id ``after``, in one short read.
+
+        The page and its position are read consistently, and no transaction
+        stays open while its rows are decoded: large views are read a page
+        at a time (PostgreSQL ends transactions left idle too long).
+        """
+
+    def pages(self, limit: int = 1000) -> Iterator[ViewPage]:
+        """Every row, a page at a time in id order (pages may be at different positions)."""
+        after: str | None = None
+        while True:
+            page = self.page(after, limit)
+            yield page
+            if page.last is None:
+                return
+            after = page.last
+
+    def snapshot(self) -> ViewSnapshot:
+        """Every row and their position (read again if the views moved meanwhile).
+
+        Holds every row in memory: for tests and small views. Comparing
+        large views goes page by page (:mod:`application.projections.rebuild`).
+        """
+        while True:
+            snapshot: ViewSnapshot | None = None
+            for page in self.pages():
+                if snapshot is None:
+                    snapshot = ViewSnapshot(position=page.position)
+                if page.position != snapshot.position:
+                    break
+                snapshot.access.update(page.access)
+                snapshot.directory.update(page.directory)
+            else:
+                assert snapshot is not None
+                return snapshot
 
     def wait(
         self,
@@ -200,15 +275,23 @@ class MemoryOrganizationViews(OrganizationViews):
             if changes.tracked is not None:
                 self._position = changes.tracked
 
-    def replace(self, prepare: Callable[[int], ViewSnapshot]) -> ViewSnapshot:
+    @contextmanager
+    def replacing(self, source: OrganizationViews) -> Iterator[ViewChanges]:
+        if not isinstance(source, MemoryOrganizationViews):
+            msg = "in-memory views are replaced only by in-memory views"
+            raise TypeError(msg)
         with self._lock:
-            snapshot = prepare(self._position)
-            if snapshot.position < self._position:
-                msg = f"replacement at {snapshot.position} is behind the views at {self._position}"
+            staged = MemoryOrganizationViews(self.prefix)
+            with source._lock:
+                staged._rows = dict(source._rows)
+                staged._position = source._position
+            with staged.changes() as changes:
+                yield changes
+            if staged._position < self._position:
+                msg = f"replacement at {staged._position} is behind the views at {self._position}"
                 raise IntegrityError(msg)
-            self._rows = dict(snapshot.access)
-            self._position = snapshot.position
-            return snapshot
+            self._rows = staged._rows
+            self._position = staged._position
 
     def drop(self) -> None:
         with self._lock:
@@ -250,10 +333,14 @@ class MemoryOrganizationViews(OrganizationViews):
         due.sort(key=lambda row: (row.trial_ends_at, row.organization_id))
         return [row.organization_id for row in due[:limit]]
 
-    def snapshot(self) -> ViewSnapshot:
+    def page(self, after: str | None, limit: int) -> ViewPage:
         with self._lock:
-            return ViewSnapshot(
-                position=self._position,
-                access=dict(self._rows),
-                directory={key: row.directory_entry() for key, row in self._rows.items()},
-            )
+            ids = sorted(key for key in self._rows if after is None or key > after)[:limit]
+            rows = {key: self._rows[key] for key in ids}
+            position = self._position
+        return ViewPage(
+            position=position,
+            last=page_end(ids, ids, limit),
+            access=rows,
+            directory={key: row.directory_entry() for key, row in rows.items()},
+        )
