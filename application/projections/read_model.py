@@ -24,11 +24,17 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.postgres import PostgresFactory
-from eventsourcing.sqlite import SQLiteFactory
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteFactory
 
 from application.errors import OrganizationNotFound, ViewNotCaughtUp
 from application.event_stream import select_organization_notifications
+from application.projections.access_reads import (
+    AccessRead,
+    AccessReader,
+    PostgresAccessReader,
+    SQLiteAccessReader,
+)
 from application.projections.projection import ViewFollower
 from application.projections.rows import OrganizationRow
 from application.projections.sql_views import PostgresOrganizationViews, SQLiteOrganizationViews
@@ -92,6 +98,24 @@ def construct_views(app: Application[Any], prefix: str = LIVE_PREFIX) -> Organiz
     return views
 
 
+def access_reader(app: Application[Any], views: OrganizationViews) -> AccessReader:
+    """The one-statement reader when the views share the log's database."""
+    recorder = app.recorder
+    if (
+        isinstance(views, SQLiteOrganizationViews)
+        and isinstance(recorder, SQLiteApplicationRecorder)
+        and views.datastore is recorder.datastore
+    ):
+        return SQLiteAccessReader(app, views, views.datastore, views.prefix)
+    if (
+        isinstance(views, PostgresOrganizationViews)
+        and isinstance(recorder, PostgresApplicationRecorder)
+        and views.datastore is recorder.datastore
+    ):
+        return PostgresAccessReader(app, views, views.datastore, views.prefix)
+    return AccessReader(app, views)
+
+
 class ReadModel:
     """Access views and the operators' directory, read from the projections."""
 
@@ -110,19 +134,49 @@ class ReadModel:
         self.catalog = catalog
         self.settings = settings
         self.follower = ViewFollower(app, views)
+        self.access_reader = access_reader(app, views)
         #: A log position these views are known to have applied (seen by this process).
         self._applied = 0
 
     # -- queries --------------------------------------------------------------
 
     def access(self, organization_id: UUID, *, min_position: int | None = None) -> dict[str, Any]:
-        """The access view: one row looked up, the time-dependent parts computed now."""
-        self.wait_for(min_position)
-        row = self.views.access_row(str(organization_id))
+        """The access view: one row looked up, the time-dependent parts computed now.
+
+        One statement answers the row and, when they matter, the log's end and
+        the views' position from the same snapshot (``AccessReader``); only a
+        view that is behind costs more (a catch-up, or the bounded wait).
+        """
+        key = str(organization_id)
+        with_positions = min_position is not None or self.settings.follow_on_read
+        read = self.access_reader.read(key, with_positions=with_positions)
+        row = read.row
+        if with_positions and not self._current(read, min_position):
+            row = self.views.access_row(key)
         if row is None:
             row = self._wait_for_registration(organization_id)
         view = access_view(row.facts, self.catalog, self.clock.now()).to_dict()
         return {"version": row.version, "position": row.position, **view}
+
+    def _current(self, read: AccessRead, min_position: int | None) -> bool:
+        """Whether ``read.row`` may be served; if not, the views are brought up first.
+
+        The same rules as :meth:`wait_for`, on positions already read.
+        """
+        if min_position is not None and min_position > read.latest:
+            raise InvalidRequest(
+                "min_position is beyond the event log's last position.",
+                code="min_position_ahead_of_log",
+                details={"min_position": min_position, "latest_position": read.latest},
+            )
+        if self.settings.follow_on_read:
+            if read.tracked >= read.latest:
+                self._applied = max(self._applied, read.tracked)
+                return True
+        elif min_position is None or read.tracked >= min_position:
+            return True
+        self.wait_for(min_position)
+        return False
 
     def organizations(
         self,
