@@ -11,7 +11,7 @@ unexpected exception is a 500 whose trace goes to the log with the request id.
 from __future__ import annotations
 
 import logging
-import uuid
+import secrets
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
@@ -77,7 +77,7 @@ def request_id() -> str:
     if supplied and len(supplied) <= 64 and supplied.replace("-", "").isalnum():
         g.request_id = supplied
     else:
-        g.request_id = f"req_{uuid.uuid4().hex}"
+        g.request_id = f"req_{secrets.token_hex(16)}"  # 128 random bits, as uuid4 had
     return str(g.request_id)
 
 

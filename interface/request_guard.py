@@ -45,27 +45,30 @@ def _is_json_mimetype(mimetype: str) -> bool:
 
 
 def guard_request() -> None:
-    if not request.path.startswith(API_PREFIX) or request.routing_exception is not None:
+    req = request._get_current_object()  # once: each proxy look-up costs a context search
+    if not req.path.startswith(API_PREFIX) or req.routing_exception is not None:
         return  # unknown routes and methods get their 404/405 first
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     principal = authenticate(
-        request.headers.get("Authorization"),
-        current_app.config["JWT_SECRET"],
-        current_app.config.get("JWT_PUBLIC_KEY"),
+        req.headers.get("Authorization"),
+        app.config["JWT_SECRET"],
+        app.config.get("JWT_PUBLIC_KEY"),
     )
     g.principal = principal
-    organization_id = (request.view_args or {}).get("organization_id")
+    organization_id = (req.view_args or {}).get("organization_id")
     if organization_id is not None:
         principal.require_organization(organization_id)
-    view_class = getattr(current_app.view_functions.get(request.endpoint or ""), "view_class", None)
-    if request.method in getattr(view_class, "operator_only", ()):
+    view_class = getattr(app.view_functions.get(req.endpoint or ""), "view_class", None)
+    if req.method in getattr(view_class, "operator_only", ()):
         principal.require_operator()
-    query_hits = [
-        f"?{name}"
-        for name, value in request.args.items(multi=True)
-        if any(card_data_locations({name: value}))
-    ]
-    if query_hits:
-        _refuse_card_data(query_hits)
+    if req.query_string:
+        query_hits = [
+            f"?{name}"
+            for name, value in req.args.items(multi=True)
+            if any(card_data_locations({name: value}))
+        ]
+        if query_hits:
+            _refuse_card_data(query_hits)
     if request.method not in BODY_METHODS:
         return
     raw = request.get_data(cache=True)

@@ -39,12 +39,17 @@ def errors(*statuses: int) -> Callable[[F], F]:
         documented = set(statuses) | set(_ALWAYS)
         if getattr(view, "__name__", "") in ("post", "put"):
             documented |= {400, 415, 422}
+        documenting = view
         for status in sorted(documented):
-            view = _documenting.alt_response(
+            documenting = _documenting.alt_response(
                 status,
                 schema=ErrorAnswerSchema,
                 description=_ERROR_DESCRIPTIONS.get(status, "Unexpected error"),
-            )(view)
+            )(documenting)
+        # alt_response only documents, yet each of its wrappers runs on every
+        # request (a call through ensure_sync): keep the documentation they
+        # built on the view itself and call the view directly.
+        view._apidoc = documenting._apidoc  # type: ignore[attr-defined]
         return view
 
     return decorate

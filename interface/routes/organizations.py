@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import orjson
 from flask import Response, current_app, jsonify, request
 from flask.views import MethodView
 
@@ -254,8 +255,8 @@ class Upgrade(MethodView):
 class Access(MethodView):
     # The hottest read: its schemas are built once, and the view, already in
     # AccessViewSchema's shape, is not dumped through marshmallow again (that
-    # was an eighth of the request; docs/performance.md). The OpenAPI
-    # contract tests hold the answer to the schema.
+    # was an eighth of the request) nor through jsonify (docs/performance.md).
+    # The OpenAPI contract tests hold the answer to the schema.
     @blp.arguments(s.AccessQuerySchema(), location="query")
     @blp.response(200, s.AccessViewSchema)
     @errors(404, 422, 503)
@@ -263,14 +264,20 @@ class Access(MethodView):
         """The access view: each service's edition, contract, access and URL."""
         _authorized(organization_id)
         view = services().access_view(organization_id, query.get("min_position"))
-        return jsonify(
-            {
-                "organization_id": view["organization_id"],
-                "version": view["version"],
-                "position": view["position"],
-                "bundle": view["bundle"],
-                "services": view["services"],
-            }
+        # orjson: the same document as jsonify (compact, a final newline) at a
+        # fifth of the cost.
+        return Response(
+            orjson.dumps(
+                {
+                    "organization_id": view["organization_id"],
+                    "version": view["version"],
+                    "position": view["position"],
+                    "bundle": view["bundle"],
+                    "services": view["services"],
+                }
+            )
+            + b"\n",
+            mimetype="application/json",
         )
 
 
