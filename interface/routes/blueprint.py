@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import flask
 import flask_smorest
 import marshmallow as ma
 from webargs.flaskparser import FlaskParser
@@ -39,8 +40,7 @@ class StrictParser(FlaskParser):  # type: ignore[misc]
             kwargs.get("location") in ("query", "querystring")
             and kwargs.get("validate") is None
             and isinstance(argmap, ma.Schema)
-            and req is not None
-            and not req.query_string
+            and not (flask.request if req is None else req).query_string
         ):
             known = self._empty_query.get(id(argmap))
             if known is not None and known[0] is argmap:

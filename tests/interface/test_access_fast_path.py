@@ -14,6 +14,7 @@ from flask import Flask, jsonify
 from flask.testing import FlaskClient
 
 from interface import schemas as s
+from interface.routes.blueprint import ApiBlueprint
 from tests.interface.conftest import Caller, error_code
 
 
@@ -49,6 +50,8 @@ def test_a_query_string_is_validated_after_an_empty_one_was_reused(
     org = caller.register()
     for _ in range(2):  # the second empty query reuses the first one's parse
         assert caller.as_user(org, "u-owner", "GET", "/access").status_code == 200
+    reused = ApiBlueprint.ARGUMENTS_PARSER._empty_query.values()
+    assert any(isinstance(schema, s.AccessQuerySchema) for schema, _ in reused)
     refused = caller.as_user(org, "u-owner", "GET", f"/access{query}")
     assert refused.status_code == 422, refused.json
     assert error_code(refused) == "validation_failed"
