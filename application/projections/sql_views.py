@@ -16,6 +16,7 @@ Tables (``prefix`` is ``views`` for the live set):
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
 from collections.abc import Iterator
@@ -32,7 +33,6 @@ from eventsourcing.postgres import (
 )
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg.sql import SQL, Composed, Identifier
-from psycopg.types.json import Jsonb
 
 from application.projections.rows import (
     DirectoryEntry,
@@ -511,9 +511,48 @@ class PostgresOrganizationViews(_SQLViews, PostgresTrackingRecorder):
     def _db_id(self, organization_id: str) -> Any:
         return UUID(organization_id)
 
-    def _db_facts(self, row: OrganizationRow) -> Any:
-        # jsonb keeps its own key order: no need to sort (or to encode twice).
-        return Jsonb(facts_to_dict(row.facts))
+    def _write_rows(self, cursor: Any, rows: list[OrganizationRow]) -> None:
+        # One statement per batch, whatever its size: the batch travels as
+        # one JSON document (encoded once, in C) and the server upserts both
+        # views from it, taking the directory's columns from the facts.
+        # ``executemany`` sent two INSERTs per row, and psycopg's escaping of
+        # text arrays cost more than the JSON (docs/performance.md).
+        if not rows:
+            return
+        batch = json.dumps(
+            [
+                {
+                    "organization_id": row.organization_id,
+                    "version": row.version,
+                    "position": row.position,
+                    "facts": facts_to_dict(row.facts),
+                }
+                for row in rows
+            ],
+            separators=(",", ":"),
+        )
+        cursor.execute(self._write_rows_statement, (batch,))
+
+    @property
+    def _write_rows_statement(self) -> Composed:
+        return SQL(
+            "WITH batch AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS batch "
+            "(organization_id uuid, version bigint, position bigint, facts jsonb)), "
+            "access AS (INSERT INTO {0}.{1} (organization_id, version, position, facts) "
+            "SELECT organization_id, version, position, facts FROM batch "
+            "ON CONFLICT (organization_id) DO UPDATE SET version = excluded.version, "
+            "position = excluded.position, facts = excluded.facts) "
+            "INSERT INTO {0}.{2} (organization_id, name, recorded_state, trial_ends_at, "
+            "version, position) SELECT organization_id, facts ->> 'name', "
+            "facts ->> 'bundle_state', (facts -> 'trial' ->> 'ends_at')::timestamptz, "
+            "version, position FROM batch "
+            "ON CONFLICT (organization_id) DO UPDATE SET name = excluded.name, "
+            "recorded_state = excluded.recorded_state, "
+            "trial_ends_at = excluded.trial_ends_at, version = excluded.version, "
+            "position = excluded.position"
+        ).format(
+            Identifier(self.datastore.schema), Identifier(self._access), Identifier(self._directory)
+        )
 
     def _upsert_tracking(self, cursor: Any, position: int, *, guarded: bool) -> None:
         if guarded:
