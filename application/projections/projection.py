@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Sequence
-from functools import singledispatchmethod
 from typing import Any, cast
 
 import psycopg
@@ -30,7 +29,7 @@ from eventsourcing.projection import Projection
 from psycopg.sql import SQL, Identifier
 
 from application.projections.rows import fold_row
-from application.projections.views import UPSTREAM, OrganizationViews, ViewChanges
+from application.projections.views import OrganizationViews, ViewChanges
 from domain.events import OrganizationEvent
 
 DEFAULT_BATCH_SIZE = 500
@@ -50,38 +49,46 @@ class OrganizationViewsProjection(Projection[OrganizationViews]):
     def process_events(self, events: Sequence[tuple[Any, Tracking]]) -> int:
         """Apply events in one transaction; return how many were new to the views."""
         with self.view.changes() as changes:
-            return self.apply(changes, events)
+            return self.apply(changes, [(event, t.notification_id) for event, t in events])
 
-    def apply(self, changes: ViewChanges, events: Sequence[tuple[Any, Tracking]]) -> int:
-        """Apply events within an open transaction; return how many were new to the views."""
+    def apply(self, changes: ViewChanges, events: Sequence[tuple[Any, int]]) -> int:
+        """Apply (event, log position) pairs within an open transaction, in log order.
+
+        Returns how many were new to the views. Events are grouped by
+        organization first: a batch holds runs of the same organization's
+        events, and each organization's row is read, folded through all of
+        its events and put back once per batch; the position is tracked
+        once, at the batch's last event. Events the views do not show only
+        move the tracked position.
+        """
         applied = 0
-        # Look the singledispatch method up once: each lookup builds a new
-        # bound dispatcher, which cost as much as folding the event.
-        evolve = self.evolve
-        # One str() per organization, not per event: a batch holds runs
-        # of the same organization's events.
-        changes.preload(
-            str(organization_id)
-            for organization_id in {domain_event.originator_id for domain_event, _ in events}
-        )
-        for domain_event, tracking in events:
-            if tracking.notification_id <= max(changes.position, changes.tracked or 0):
+        last = max(changes.position, changes.tracked or 0)
+        # Keyed by the id's integer (hashed in C; a UUID hashes in Python).
+        runs: dict[int, list[tuple[OrganizationEvent, int]]] = {}
+        for domain_event, position in events:
+            if position <= last:
                 continue  # another follower applied it first
-            evolve(domain_event, changes, tracking.notification_id)
-            changes.track(tracking.notification_id)
+            last = position
             applied += 1
+            if isinstance(domain_event, OrganizationEvent):
+                key = domain_event.originator_id.int
+                run = runs.get(key)
+                if run is None:
+                    runs[key] = run = []
+                run.append((domain_event, position))
+        if not applied:
+            return 0
+        # One str() per organization, not per event.
+        organization_ids = {key: str(run[0][0].originator_id) for key, run in runs.items()}
+        changes.preload(organization_ids.values())
+        for key, run in runs.items():
+            row = changes.row(organization_ids[key])
+            for domain_event, position in run:
+                row = fold_row(row, domain_event, position)
+            assert row is not None
+            changes.put(row)
+        changes.track(last)
         return applied
-
-    @singledispatchmethod
-    def evolve(self, domain_event: Any, changes: ViewChanges, position: int) -> None:
-        """Events the views do not show only move the tracked position."""
-
-    @evolve.register
-    def _organization_event(
-        self, domain_event: OrganizationEvent, changes: ViewChanges, position: int
-    ) -> None:
-        organization_id = str(domain_event.originator_id)
-        changes.put(fold_row(changes.row(organization_id), domain_event, position))
 
 
 class ViewFollower:
@@ -120,7 +127,8 @@ class ViewFollower:
             )
             if not notifications:
                 return position
-            self.projection.process_events(self._decoded(notifications))
+            with self.views.changes() as changes:
+                self.projection.apply(changes, self._decoded(notifications))
             if progress is not None:
                 progress(notifications[-1].id, until or self.latest_position())
 
@@ -139,9 +147,9 @@ class ViewFollower:
                 return position
             self.projection.apply(changes, self._decoded(notifications))
 
-    def _decoded(self, notifications: Sequence[Notification]) -> list[tuple[Any, Tracking]]:
+    def _decoded(self, notifications: Sequence[Notification]) -> list[tuple[Any, int]]:
         to_domain_event = self.app.mapper.to_domain_event
-        return [(to_domain_event(n), Tracking(UPSTREAM, n.id)) for n in notifications]
+        return [(to_domain_event(n), n.id) for n in notifications]
 
     def lag(self) -> dict[str, int]:
         latest = self.latest_position()

@@ -20,9 +20,11 @@ from eventsourcing.persistence import Tracking
 from application.bootstrap import Services, build_services
 from application.errors import OrganizationNotFound, ViewNotCaughtUp
 from application.projections import projection as projection_module
+from application.projections.projection import OrganizationViewsProjection
 from application.projections.read_model import ViewSettings
 from application.projections.rebuild import rebuild_views
 from application.projections.rows import OrganizationRow
+from application.projections.views import MemoryOrganizationViews
 from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.errors import InvalidRequest
@@ -143,6 +145,33 @@ def test_a_failed_batch_leaves_neither_rows_nor_position_behind(
     monkeypatch.setattr(projection_module, "fold_row", real_fold)
     assert services.read_model.catch_up() == app.recorder.max_notification_id()
     assert rebuild_views(services).consistent
+
+
+def test_one_batch_of_interleaved_organizations_folds_like_one_event_at_a_time(
+    services: Services,
+) -> None:
+    app = services.app
+    orgs = [register(app, name=f"Org {n}") for n in range(3)]
+    for org in orgs:  # each organization's events spread through the log
+        record_crm(app, org)
+    for org in orgs[:2]:
+        record_desk(app, org, super_admin="u-alice")
+    app.start_trial(orgs[0], by="u-alice")
+    services.read_model.follower.batch_size = 1
+    services.read_model.catch_up()
+    event_at_a_time = services.read_model.views.snapshot()
+    assert event_at_a_time.position == app.recorder.max_notification_id()
+
+    notifications = app.recorder.select_notifications(start=1, limit=100)
+    memory = MemoryOrganizationViews()
+    one_batch = OrganizationViewsProjection(view=memory).process_events(
+        [
+            (app.mapper.to_domain_event(n), Tracking("SuiteSubscriptions", n.id))
+            for n in notifications
+        ]
+    )
+    assert one_batch == len(notifications)
+    assert memory.snapshot() == event_at_a_time
 
 
 def test_reading_an_applied_position_again_changes_nothing(services: Services) -> None:
