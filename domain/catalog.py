@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from domain.errors import CatalogError
@@ -68,13 +68,21 @@ class Catalog:
     bundle: Bundle
     standalone_url_template: str
     bundle_url_template: str
+    # Derived once: every access view looks each service up (docs/performance.md).
+    _by_code: Mapping[str, Service] = field(init=False, repr=False, compare=False)
+    _codes: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # reversed: the first service of a code wins, as a search in order found it
+        object.__setattr__(self, "_by_code", {s.code: s for s in reversed(self.services)})
+        object.__setattr__(self, "_codes", tuple(s.code for s in self.services))
 
     @property
     def service_codes(self) -> tuple[str, ...]:
-        return tuple(s.code for s in self.services)
+        return self._codes
 
     def service(self, code: str) -> Service | None:
-        return next((s for s in self.services if s.code == code), None)
+        return self._by_code.get(code)
 
     def standalone_url(self, service: str, org_id: str) -> str:
         return self.standalone_url_template.format(service=service, org_id=org_id)
