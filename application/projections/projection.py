@@ -28,7 +28,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.projection import Projection
 from psycopg.sql import SQL, Identifier
 
-from application.projections.rows import fold_row
+from application.projections.rows import fold_run
 from application.projections.views import OrganizationViews, ViewChanges
 from domain.events import OrganizationEvent
 
@@ -64,7 +64,8 @@ class OrganizationViewsProjection(Projection[OrganizationViews]):
         applied = 0
         last = max(changes.position, changes.tracked or 0)
         # Keyed by the id's integer (hashed in C; a UUID hashes in Python).
-        runs: dict[int, list[tuple[OrganizationEvent, int]]] = {}
+        runs: dict[int, list[OrganizationEvent]] = {}
+        ends: dict[int, int] = {}  # the log position of each run's last event
         for domain_event, position in events:
             if position <= last:
                 continue  # another follower applied it first
@@ -75,18 +76,15 @@ class OrganizationViewsProjection(Projection[OrganizationViews]):
                 run = runs.get(key)
                 if run is None:
                     runs[key] = run = []
-                run.append((domain_event, position))
+                run.append(domain_event)
+                ends[key] = position
         if not applied:
             return 0
         # One str() per organization, not per event.
-        organization_ids = {key: str(run[0][0].originator_id) for key, run in runs.items()}
+        organization_ids = {key: str(run[0].originator_id) for key, run in runs.items()}
         changes.preload(organization_ids.values())
         for key, run in runs.items():
-            row = changes.row(organization_ids[key])
-            for domain_event, position in run:
-                row = fold_row(row, domain_event, position)
-            assert row is not None
-            changes.put(row)
+            changes.put(fold_run(changes.row(organization_ids[key]), run, ends[key]))
         changes.track(last)
         return applied
 
@@ -115,8 +113,8 @@ class ViewFollower:
 
         Returns the views' position afterwards.
         """
+        position = self.views.position()
         while True:
-            position = self.views.position()
             if until is not None and position >= until:
                 return position
             notifications = self.app.recorder.select_notifications(
@@ -129,6 +127,9 @@ class ViewFollower:
                 return position
             with self.views.changes() as changes:
                 self.projection.apply(changes, self._decoded(notifications))
+            # The position as this transaction left it (read under the lock:
+            # it includes what other followers applied), without another query.
+            position = max(changes.position, changes.tracked or 0)
             if progress is not None:
                 progress(notifications[-1].id, until or self.latest_position())
 

@@ -10,6 +10,7 @@ latest event. Nothing time-dependent is stored: "expired by the clock",
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -87,15 +88,24 @@ class DirectoryEntry:
         }
 
 
-def fold_row(
-    row: OrganizationRow | None, event: OrganizationEvent, position: int
+def fold_run(
+    row: OrganizationRow | None, events: Sequence[OrganizationEvent], position: int
 ) -> OrganizationRow:
-    """The row after ``event`` (``row`` is ``None`` before registration)."""
-    facts = event.fold(None if row is None else row.facts)
+    """The row after ``events``, one organization's in log order (``row`` is ``None``
+    before registration); ``position`` is the log position of the last one.
+
+    One row object per run of events, not one per event (a rebuild folds a
+    whole batch's events per organization).
+    """
+    facts = None if row is None else row.facts
+    for event in events:
+        facts = event.fold(facts)
+    assert facts is not None
+    last = events[-1]
     return OrganizationRow(
-        organization_id=str(event.originator_id) if row is None else row.organization_id,
+        organization_id=str(last.originator_id) if row is None else row.organization_id,
         facts=facts,
-        version=event.originator_version,
+        version=last.originator_version,
         position=position,
     )
 

@@ -127,22 +127,22 @@ def test_a_failed_batch_leaves_neither_rows_nor_position_behind(
 ) -> None:
     app = services.app
     orgs = [register(app, name=f"Org {n}") for n in range(3)]
-    real_fold = projection_module.fold_row
+    real_fold = projection_module.fold_run
     folded: list[int] = []
 
-    def fold_then_crash(row: OrganizationRow | None, event: Any, position: int) -> OrganizationRow:
+    def fold_then_crash(row: OrganizationRow | None, events: Any, position: int) -> OrganizationRow:
         folded.append(position)
-        if len(folded) == 3:
+        if len(folded) == 3:  # the third organization of the batch
             raise RuntimeError("the process dies here")
-        return real_fold(row, event, position)
+        return real_fold(row, events, position)
 
-    monkeypatch.setattr(projection_module, "fold_row", fold_then_crash)
+    monkeypatch.setattr(projection_module, "fold_run", fold_then_crash)
     with pytest.raises(RuntimeError):
         services.read_model.catch_up()
     assert services.read_model.views.position() == 0
     assert services.read_model.views.access_row(str(orgs[0])) is None
 
-    monkeypatch.setattr(projection_module, "fold_row", real_fold)
+    monkeypatch.setattr(projection_module, "fold_run", real_fold)
     assert services.read_model.catch_up() == app.recorder.max_notification_id()
     assert rebuild_views(services).consistent
 
