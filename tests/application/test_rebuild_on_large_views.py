@@ -139,3 +139,43 @@ def test_the_views_are_compared_page_by_page_in_organization_order(
         assert report.live_position == report.rebuilt_position == report.latest_position
     finally:
         services.close()
+
+
+def test_when_the_live_views_move_on_between_pages_each_page_is_compared_at_their_new_position(
+    store_url: str,
+    clock: ManualClock,
+    catalog: Catalog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rebuild_module, "COMPARE_PAGE_SIZE", 2)
+    services = build_services(
+        store_url,
+        clock=clock,
+        catalog=catalog,
+        view_settings=ViewSettings(follow_on_read=True, min_position_timeout=2.0),
+    )
+    try:
+        orgs = [register(services.app, name=f"Org {n}") for n in range(6)]
+        services.read_model.catch_up()
+        live = services.read_model.views
+        read_page = live.page
+        pages_read: list[int] = []
+
+        def page_then_a_follower_applies_a_new_event(after: str | None, limit: int) -> Any:
+            page = read_page(after, limit)
+            pages_read.append(page.position)
+            if len(pages_read) == 1:  # events arrive and a follower applies them mid-compare
+                for org in orgs:
+                    services.app.start_trial(org, by="u-owner")
+                services.read_model.catch_up()
+            return page
+
+        monkeypatch.setattr(live, "page", page_then_a_follower_applies_a_new_event)
+        report = rebuild_views(services)
+
+        assert report.consistent, report.differences
+        assert report.organizations == 6
+        assert pages_read[0] < pages_read[-1] == services.read_model.views.position()
+        assert report.live_position == report.rebuilt_position == pages_read[-1]
+    finally:
+        services.close()
