@@ -106,9 +106,6 @@ class ViewPage:
     access: dict[str, OrganizationRow] = field(default_factory=dict)
     directory: dict[str, DirectoryEntry] = field(default_factory=dict)
 
-    def covers(self, organization_id: str) -> bool:
-        return self.last is None or organization_id <= self.last
-
     def up_to(self, last: str | None) -> ViewPage:
         """This page cut back to the ids up to ``last`` (``None``: keep everything)."""
         if last is None:
