@@ -54,6 +54,7 @@ class Services:
         return self.read_model.access(organization_id, min_position=min_position)
 
     def close(self) -> None:
+        self.read_model.close()
         self.app.close()
 
 

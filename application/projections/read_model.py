@@ -14,18 +14,27 @@ seconds (default 2) and then refuses with ``view_not_caught_up`` (HTTP 503,
 ``Retry-After``): a caller never gets an older view than it asked for. A
 position beyond the log's end is refused at once (422
 ``min_position_ahead_of_log``).
+
+On PostgreSQL with a worker, each process keeps the access rows it read in
+a :class:`~application.projections.view_cache.ViewCache`, evicted by the
+views' own ``NOTIFY`` (``SUITE_VIEW_CACHE``, default ``on`` there, ``off``
+to read every row from the database; ``SUITE_VIEW_CACHE_TTL``, seconds): a
+cached row is served only if the views are known to have reached
+``min_position``; otherwise the read goes to the database as before.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
+import psycopg
 from eventsourcing.application import Application
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteFactory
+from psycopg.sql import SQL, Identifier
 
 from application.errors import OrganizationNotFound, ViewNotCaughtUp
 from application.event_stream import select_organization_notifications
@@ -38,8 +47,10 @@ from application.projections.access_reads import (
 from application.projections.projection import ViewFollower
 from application.projections.rows import OrganizationRow
 from application.projections.sql_views import PostgresOrganizationViews, SQLiteOrganizationViews
+from application.projections.view_cache import DEFAULT_TTL, ViewCache, channel_name
 from application.projections.views import (
     DIRECTORY_STATES,
+    UPSTREAM,
     MemoryOrganizationViews,
     OrganizationViews,
 )
@@ -61,6 +72,11 @@ class ViewSettings:
     follow_on_read: bool
     #: How long ``min_position`` waits before answering ``view_not_caught_up``.
     min_position_timeout: float
+    #: Keep read access rows in the process, evicted by the views' NOTIFY
+    #: (PostgreSQL with a worker only).
+    view_cache: bool = False
+    #: Seconds a cached row may be served at most (a safety net, not the mechanism).
+    view_cache_ttl: float = DEFAULT_TTL
 
     @classmethod
     def from_env(cls, store_kind: str, env: dict[str, str] | None = None) -> ViewSettings:
@@ -80,7 +96,22 @@ class ViewSettings:
         except ValueError:
             msg = f"SUITE_MIN_POSITION_TIMEOUT {raw_timeout!r} is not a number of seconds"
             raise SettingsError(msg) from None
-        return cls(follow_on_read=follower == "api", min_position_timeout=max(timeout, 0.0))
+        cache = (env.get("SUITE_VIEW_CACHE") or "on").lower()
+        if cache not in ("on", "off"):
+            msg = f"SUITE_VIEW_CACHE {cache!r}: expected 'on' or 'off'"
+            raise SettingsError(msg)
+        raw_ttl = env.get("SUITE_VIEW_CACHE_TTL") or str(DEFAULT_TTL)
+        try:
+            ttl = float(raw_ttl)
+        except ValueError:
+            msg = f"SUITE_VIEW_CACHE_TTL {raw_ttl!r} is not a number of seconds"
+            raise SettingsError(msg) from None
+        return cls(
+            follow_on_read=follower == "api",
+            min_position_timeout=max(timeout, 0.0),
+            view_cache=cache == "on" and follower == "worker" and store_kind == "postgres",
+            view_cache_ttl=max(ttl, 0.0),
+        )
 
 
 def construct_views(app: Application[Any], prefix: str = LIVE_PREFIX) -> OrganizationViews:
@@ -116,6 +147,30 @@ def access_reader(app: Application[Any], views: OrganizationViews) -> AccessRead
     return AccessReader(app, views)
 
 
+def construct_view_cache(views: OrganizationViews, settings: ViewSettings) -> ViewCache | None:
+    """The process's cache of access rows, when the settings and the store allow one."""
+    if not settings.view_cache or not isinstance(views, PostgresOrganizationViews):
+        return None
+    if settings.follow_on_read:
+        return None  # no worker announces the views' changes
+    kwargs: dict[str, Any] = dict(cast(dict[str, Any], views.datastore.pool.kwargs))
+    kwargs.pop("row_factory", None)
+    position_statement = SQL(
+        "SELECT notification_id FROM {0}.{1} WHERE application_name = %s"
+    ).format(Identifier(views.datastore.schema), Identifier(f"{views.prefix}_tracking"))
+
+    def connect() -> psycopg.Connection[Any]:
+        return psycopg.connect(**kwargs, autocommit=True)
+
+    def read_position(connection: psycopg.Connection[Any]) -> int:
+        found = connection.execute(position_statement, (UPSTREAM,)).fetchone()
+        return int(found[0]) if found else 0
+
+    return ViewCache(
+        connect, channel_name(views.prefix), read_position, ttl=settings.view_cache_ttl
+    )
+
+
 class ReadModel:
     """Access views and the operators' directory, read from the projections."""
 
@@ -135,6 +190,7 @@ class ReadModel:
         self.settings = settings
         self.follower = ViewFollower(app, views)
         self.access_reader = access_reader(app, views)
+        self.view_cache = construct_view_cache(views, settings)
         #: A log position these views are known to have applied (seen by this process).
         self._applied = 0
 
@@ -148,13 +204,20 @@ class ReadModel:
         view that is behind costs more (a catch-up, or the bounded wait).
         """
         key = str(organization_id)
-        with_positions = min_position is not None or self.settings.follow_on_read
-        read = self.access_reader.read(key, with_positions=with_positions)
-        row = read.row
-        if with_positions and not self._current(read, min_position):
-            row = self.views.access_row(key)
+        cache = self.view_cache
+        row = None if cache is None else cache.get(key, min_position)
         if row is None:
-            row = self._wait_for_registration(organization_id)
+            with_positions = (
+                cache is not None or min_position is not None or self.settings.follow_on_read
+            )
+            read = self.access_reader.read(key, with_positions=with_positions)
+            row = read.row
+            if with_positions and not self._current(read, min_position):
+                row = self.views.access_row(key)
+            elif cache is not None and row is not None:
+                cache.offer(row, read.tracked)
+            if row is None:
+                row = self._wait_for_registration(organization_id)
         view = access_view(row.facts, self.catalog, self.clock.now()).to_dict()
         return {"version": row.version, "position": row.position, **view}
 
@@ -218,6 +281,11 @@ class ReadModel:
             "organizations": [entry.to_dict(now) for entry in page],
             "next": page[-1].organization_id if len(entries) > limit else None,
         }
+
+    def close(self) -> None:
+        """Stop the view cache's listener (the views themselves need no closing)."""
+        if self.view_cache is not None:
+            self.view_cache.close()
 
     def lag(self) -> dict[str, int]:
         """``latest_position``, ``view_position`` and ``lag`` (for ``/readyz``)."""

@@ -40,6 +40,7 @@ from application.projections.rows import (
     row_from_json,
     sortable_time,
 )
+from application.projections.view_cache import change_payload, channel_name
 from application.projections.views import (
     UPSTREAM,
     OrganizationViews,
@@ -115,6 +116,9 @@ class _SQLViews(OrganizationViews):
 
     def _upsert_tracking(self, cursor: Any, position: int, *, guarded: bool) -> None:
         raise NotImplementedError
+
+    def _announce(self, cursor: Any, position: int, organization_ids: list[str] | None) -> None:
+        """Tell this transaction's readers, at its commit, what it changed (PostgreSQL)."""
 
     # -- statements -----------------------------------------------------------
 
@@ -223,9 +227,16 @@ class _SQLViews(OrganizationViews):
         with self._write() as cursor:
             changes = _SQLChanges(self, cursor)
             yield changes
-            self._write_rows(cursor, changes.dirty_rows)
+            dirty = changes.dirty_rows
+            self._write_rows(cursor, dirty)
             if changes.tracked is not None:
                 self._upsert_tracking(cursor, changes.tracked, guarded=True)
+            if dirty or changes.tracked is not None:
+                self._announce(
+                    cursor,
+                    changes.tracked or changes.position,
+                    [row.organization_id for row in dirty],
+                )
 
     @contextmanager
     def replacing(self, source: OrganizationViews) -> Iterator[ViewChanges]:
@@ -254,6 +265,7 @@ class _SQLViews(OrganizationViews):
             if installed < live_position:
                 msg = f"replacement at {installed} is behind the views at {live_position}"
                 raise IntegrityError(msg)
+            self._announce(cursor, installed, None)  # every row may have changed
 
     def access_row(self, organization_id: str) -> OrganizationRow | None:
         with self._read() as cursor:
@@ -552,6 +564,15 @@ class PostgresOrganizationViews(_SQLViews, PostgresTrackingRecorder):
             "position = excluded.position"
         ).format(
             Identifier(self.datastore.schema), Identifier(self._access), Identifier(self._directory)
+        )
+
+    def _announce(self, cursor: Any, position: int, organization_ids: list[str] | None) -> None:
+        # Sent inside the writing transaction: delivered at its commit, in
+        # commit order, and never for a transaction that rolled back. The
+        # API processes' view caches evict on it (view_cache.py).
+        cursor.execute(
+            "SELECT pg_notify(%s, %s)",
+            (channel_name(self.prefix), change_payload(position, organization_ids)),
         )
 
     def _upsert_tracking(self, cursor: Any, position: int, *, guarded: bool) -> None:
