@@ -95,6 +95,8 @@ class ViewCache:
         self.position = 0
         #: Whether the listening connection is up (else the cache serves nothing).
         self.live = False
+        #: Notifications handled so far (what a test or a probe can wait on).
+        self.heard = 0
         self._started_in: int | None = None
         self._stop = threading.Event()
         self._connection: psycopg.Connection[Any] | None = None
@@ -145,6 +147,7 @@ class ViewCache:
                     self._rows.pop(organization_id, None)
             if position is not None and position > self.position:
                 self.position = position
+            self.heard += 1
             self._changed.notify_all()
 
     def flush(self) -> None:
@@ -175,6 +178,11 @@ class ViewCache:
         """Whether the listener is (or came) up within ``timeout`` seconds."""
         with self._changed:
             return self._changed.wait_for(lambda: self.live, timeout)
+
+    def wait_for_heard(self, count: int, timeout: float) -> bool:
+        """Whether ``count`` notifications in all were handled within ``timeout`` seconds."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.heard >= count, timeout)
 
     def wait_for_position(self, position: int, timeout: float) -> bool:
         """Whether a notification said the views reached ``position`` within ``timeout``."""

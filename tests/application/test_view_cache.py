@@ -22,8 +22,10 @@ from application.projections.rows import OrganizationRow
 from application.projections.view_cache import FLUSH, MAX_PAYLOAD, ViewCache, change_payload
 from domain.catalog import Catalog
 from domain.clock import ManualClock
+from interface.app import create_app
 from tests.application.helpers import register
 from tests.conftest import empty_postgres_tables
+from tests.interface.conftest import SECRET, Caller
 
 pytestmark = pytest.mark.postgres
 
@@ -142,29 +144,33 @@ def test_audit_rebuild_apply_flushes_every_cached_row(
     org = register(api.app)
     api.app.start_trial(org, by="u-owner")
     _applied(worker, api)
+    cache = _cache(api)
+    heard = cache.heard
     views = worker.read_model.views
     with views.changes() as changes:  # damage the row at the same version, no new position
         row = changes.row(str(org))
         assert row is not None
         damaged = row.facts.updated(bundle_state="none", trial=None)
         changes.put(OrganizationRow(row.organization_id, damaged, row.version, row.position))
-    cache = _cache(api)
-    assert cache.wait_for_position(row.position, WAIT)
+    assert cache.wait_for_heard(heard + 1, WAIT)  # the damage's own notification
     assert api.read_model.access(org)["bundle"]["state"] == "none"  # as stored, now cached
     assert cache.get(str(org), None) is not None
 
+    heard = cache.heard
     report = rebuild_views(worker, apply=True)
     assert report.applied
-    # The swap's notification: wait until it has been handled (the row is gone).
-    assert _until_evicted(cache, str(org))
+    assert _until_evicted(cache, str(org), heard)
     view = api.read_model.access(org)
     assert (view["version"], view["bundle"]["state"]) == (2, "trial")
 
 
-def _until_evicted(cache: ViewCache, organization_id: str) -> bool:
-    """Wait (bounded) on the cache's own notifications until the row is gone."""
-    with cache._changed:
-        return cache._changed.wait_for(lambda: organization_id not in cache._rows, WAIT)
+def _until_evicted(cache: ViewCache, organization_id: str, heard: int) -> bool:
+    """Wait (bounded) on the cache's notifications until the row is gone."""
+    while cache.wait_for_heard(heard + 1, WAIT):
+        if cache.get(organization_id, None) is None:
+            return True
+        heard = cache.heard
+    return False
 
 
 def test_a_lost_listener_empties_the_cache_and_serves_nothing_until_it_listens_again(
@@ -250,3 +256,25 @@ def test_the_cache_is_on_by_default_with_a_worker_on_postgres(
 ) -> None:
     assert ViewSettings.from_env("postgres", env).view_cache is expected
     assert ViewSettings.from_env("sqlite", env).view_cache is False
+
+
+def test_over_http_read_your_writes_holds_with_the_cache(
+    deployment: tuple[Services, Services],
+) -> None:
+    api, worker = deployment
+    caller = Caller(create_app({"SERVICES": api, "JWT_SECRET": SECRET}).test_client())
+    org = caller.register()
+    _applied(worker, api)
+    assert caller.as_user(org, "u-owner", "GET", "/access").status_code == 200  # cached
+    started = caller.as_user(org, "u-owner", "POST", "/trial", json={})
+    query = f"/access?min_position={started.json['position']}"
+
+    waiting = caller.as_user(org, "u-owner", "GET", query)
+    assert waiting.status_code == 503
+    assert waiting.json["error"]["code"] == "view_not_caught_up"
+
+    _applied(worker, api)
+    caught_up = caller.as_user(org, "u-owner", "GET", query)
+    assert caught_up.status_code == 200
+    assert caught_up.json["bundle"]["state"] == "trial"
+    assert caught_up.json["position"] == started.json["position"]
