@@ -167,7 +167,10 @@ def construct_view_cache(views: OrganizationViews, settings: ViewSettings) -> Vi
         return int(found[0]) if found else 0
 
     return ViewCache(
-        connect, channel_name(views.prefix), read_position, ttl=settings.view_cache_ttl
+        connect,
+        channel_name(views.prefix, views.datastore.schema),
+        read_position,
+        ttl=settings.view_cache_ttl,
     )
 
 

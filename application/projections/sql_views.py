@@ -572,7 +572,10 @@ class PostgresOrganizationViews(_SQLViews, PostgresTrackingRecorder):
         # API processes' view caches evict on it (view_cache.py).
         cursor.execute(
             "SELECT pg_notify(%s, %s)",
-            (channel_name(self.prefix), change_payload(position, organization_ids)),
+            (
+                channel_name(self.prefix, self.datastore.schema),
+                change_payload(position, organization_ids),
+            ),
         )
 
     def _upsert_tracking(self, cursor: Any, position: int, *, guarded: bool) -> None:

@@ -50,9 +50,15 @@ KEEPALIVE_INTERVAL = 5.0
 RECONNECT_DELAY = 0.5
 
 
-def channel_name(prefix: str) -> str:
-    """The channel the views named ``prefix`` announce their changes on."""
-    return f"suite_{prefix}"
+def channel_name(prefix: str, schema: str = "") -> str:
+    """The channel the views named ``prefix`` (in ``schema``) announce their changes on.
+
+    Notifications are per database: two deployments in one database, each in
+    its own schema, must not hear each other's positions.
+    """
+    if schema in ("", "public"):
+        return f"suite_{prefix}"
+    return f"suite_{schema}_{prefix}"
 
 
 def change_payload(position: int, organization_ids: Iterable[str] | None) -> str:

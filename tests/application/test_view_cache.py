@@ -19,7 +19,13 @@ from application.projections.access_reads import AccessRead
 from application.projections.read_model import ViewSettings
 from application.projections.rebuild import rebuild_views
 from application.projections.rows import OrganizationRow
-from application.projections.view_cache import FLUSH, MAX_PAYLOAD, ViewCache, change_payload
+from application.projections.view_cache import (
+    FLUSH,
+    MAX_PAYLOAD,
+    ViewCache,
+    change_payload,
+    channel_name,
+)
 from domain.catalog import Catalog
 from domain.clock import ManualClock
 from interface.app import create_app
@@ -278,3 +284,8 @@ def test_over_http_read_your_writes_holds_with_the_cache(
     assert caught_up.status_code == 200
     assert caught_up.json["bundle"]["state"] == "trial"
     assert caught_up.json["position"] == started.json["position"]
+
+
+def test_each_schema_has_its_own_channel() -> None:
+    assert channel_name("views") == channel_name("views", "public") == "suite_views"
+    assert channel_name("views", "tenant_a") == "suite_tenant_a_views"
