@@ -12,7 +12,12 @@ Outcomes:
   (402: ``card_declined``, ``insufficient_funds``, ``invalid_payment_token``);
   it is remembered under the key like a charge;
 - a gateway failure raises :class:`PaymentGatewayUnavailable` (502,
-  ``payment_gateway_error``); nothing is recorded, so a retry may succeed.
+  ``payment_gateway_error``); nothing is recorded, so a retry may succeed;
+- a key that reconciliation *voided* (its checkout was given up as abandoned)
+  can never be charged afterwards: a late charge raises
+  :class:`PaymentDeclined` with ``checkout_abandoned``. Void and charge race
+  on the key's row, so exactly one of them wins and money is never taken for
+  a checkout recorded as failed.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from domain.errors import DomainError
 
 SUCCEEDED = "succeeded"
 DECLINED = "declined"
+VOIDED = "voided"
+CHECKOUT_ABANDONED = "checkout_abandoned"
 
 
 class PaymentError(DomainError):
@@ -87,6 +94,14 @@ class PaymentGateway(Protocol):
         """What happened to ``key``: its charge (or remembered decline), or ``None``."""
         ...
 
+    def void(self, key: str) -> ChargeResult:
+        """Make ``key`` unchargeable unless it was already charged or declined.
+
+        Answers what the key now holds: the earlier charge or decline if there
+        was one (the void lost the race), else the void itself.
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SandboxCard:
@@ -142,6 +157,12 @@ class SandboxGateway:
         existing = self.lookup(key)
         if existing is None:
             existing = self._record(key, amount, currency, token, description)
+        if existing.status == VOIDED:
+            raise PaymentDeclined(
+                "This checkout was abandoned and can no longer be paid; start a new one.",
+                code=CHECKOUT_ABANDONED,
+                details={"key": key},
+            )
         if existing.status == DECLINED:
             code = existing.decline_code or "card_declined"
             raise PaymentDeclined(_decline_message(code), code=code, details={"key": key})
@@ -156,6 +177,18 @@ class SandboxGateway:
             )
             row = cursor.fetchone()
         return None if row is None else self._result(row)
+
+    def void(self, key: str) -> ChargeResult:
+        return self._insert_first(
+            key,
+            VOIDED,
+            charge_id=None,
+            amount=0,
+            currency="",
+            card=None,
+            decline=CHECKOUT_ABANDONED,
+            description="voided by reconciliation",
+        )
 
     def count_charges(self) -> int:
         """How many successful charges exist (tests: "charged exactly once")."""
@@ -179,6 +212,30 @@ class SandboxGateway:
         else:
             status, charge_id = DECLINED, None
             decline = SANDBOX_DECLINES.get(token, ("invalid_payment_token", ""))[0]
+        return self._insert_first(
+            key,
+            status,
+            charge_id=charge_id,
+            amount=amount,
+            currency=currency,
+            card=card,
+            decline=decline,
+            description=description,
+        )
+
+    def _insert_first(
+        self,
+        key: str,
+        status: str,
+        *,
+        charge_id: str | None,
+        amount: int,
+        currency: str,
+        card: SandboxCard | None,
+        decline: str | None,
+        description: str,
+    ) -> ChargeResult:
+        """Record the key's outcome unless one exists; answer the key's row."""
         created_at = self._clock.now().isoformat()  # read before the transaction opens
         with self._lock, self._tables.transaction() as cursor:
             # The primary key settles a race between two charges of one key:

@@ -10,9 +10,11 @@ Order of work, so that no card is charged twice and no payment is lost:
    in one save, or ``UpgradeCheckoutFailed`` with the gateway's reason.
 
 If the process dies between 2 and 3, the checkout stays started;
-:meth:`UpgradeCheckouts.reconcile` later asks the gateway what happened to
-the key and records the outcome. A checkout younger than the grace period is
-left alone: its request may still be in flight.
+:meth:`UpgradeCheckouts.reconcile` later settles the key with the gateway and
+records the outcome. A checkout younger than the grace period is left alone:
+its request may still be in flight. An older one is *voided* at the gateway
+before it is recorded as failed, so a request still in flight after all
+cannot charge it afterwards (void and charge race on the key; one wins).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from application.payments import (
+    VOIDED,
     PaymentDeclined,
     PaymentGateway,
     PaymentGatewayUnavailable,
@@ -168,8 +171,10 @@ class UpgradeCheckouts:
             if now - pending.started_at < self.reconcile_grace:
                 report.left_in_flight.append(pending.checkout_id)
                 continue
-            outcome = self.gateway.lookup(pending.checkout_id)
-            if outcome is not None and outcome.succeeded:
+            # Void, not just look up: a charge arriving after this decision
+            # must be refused, or money would be taken for a failed checkout.
+            outcome = self.gateway.void(pending.checkout_id)
+            if outcome.succeeded:
                 self.app.complete_upgrade_checkout(
                     organization_id,
                     checkout_id=pending.checkout_id,
@@ -178,7 +183,9 @@ class UpgradeCheckouts:
                 report.completed.append(pending.checkout_id)
                 log.info("reconcile: completed checkout %s", pending.checkout_id)
             else:
-                reason = ABANDONED if outcome is None else outcome.decline_code or ABANDONED
+                reason = (
+                    ABANDONED if outcome.status == VOIDED else outcome.decline_code or ABANDONED
+                )
                 self.app.fail_upgrade_checkout(
                     organization_id, checkout_id=pending.checkout_id, reason=reason
                 )

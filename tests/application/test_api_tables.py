@@ -40,6 +40,27 @@ def test_the_sandbox_charges_a_key_once(services: Services) -> None:
     assert gateway.count_charges() == 1
 
 
+def test_a_voided_key_can_never_be_charged(services: Services) -> None:
+    gateway = _sandbox(services)
+
+    voided = gateway.void("chk_1")
+    with pytest.raises(PaymentDeclined) as late:
+        gateway.charge("chk_1", 1_000, "JPY", "tok_visa", "upgrade")
+
+    assert voided.status == "voided"
+    assert not voided.succeeded
+    assert late.value.code == "checkout_abandoned"
+    assert gateway.count_charges() == 0
+
+
+def test_voiding_a_charged_key_answers_the_charge_and_keeps_it(services: Services) -> None:
+    gateway = _sandbox(services)
+    charged = gateway.charge("chk_1", 1_000, "JPY", "tok_visa", "upgrade")
+
+    assert gateway.void("chk_1") == charged
+    assert gateway.count_charges() == 1
+
+
 def test_the_sandbox_remembers_a_decline_and_forgets_a_processing_error(
     services: Services,
 ) -> None:

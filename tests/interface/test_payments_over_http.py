@@ -14,7 +14,12 @@ from click.testing import CliRunner
 from flask import Flask
 
 from application.bootstrap import Services, build_services
-from application.payments import ChargeResult, PaymentGatewayUnavailable, SandboxGateway
+from application.payments import (
+    ChargeResult,
+    PaymentDeclined,
+    PaymentGatewayUnavailable,
+    SandboxGateway,
+)
 from application.sql_tables import SqlTables
 from domain.clock import Clock, ManualClock
 from interface.app import create_app
@@ -153,6 +158,13 @@ def test_a_crash_before_the_charge_is_failed_as_abandoned_by_reconcile(
     failed = next(e for e in events if e["type"] == "UpgradeCheckoutFailed")
     assert failed["data"]["reason"] == "abandoned"
     assert "upgrade" in caller.access(org)["bundle"]["available_actions"]
+    # The request was not dead after all: its late charge must be refused,
+    # or money would be taken for a checkout recorded as failed.
+    still_in_flight = SandboxGateway(services.tables, clock)
+    with pytest.raises(PaymentDeclined) as late:
+        still_in_flight.charge(failed["data"]["checkout_id"], 1, "JPY", "tok_visa", "late")
+    assert late.value.code == "checkout_abandoned"
+    assert services.gateway.count_charges() == 0  # type: ignore[attr-defined]
     services.close()
 
 

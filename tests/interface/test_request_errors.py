@@ -184,6 +184,9 @@ class ExplodingGateway:
     def lookup(self, _key: str) -> None:
         return None
 
+    def void(self, _key: str) -> object:
+        raise RuntimeError("not reached")
+
 
 def test_an_unexpected_error_is_500_json_with_the_trace_only_in_the_log(
     store_url: str, clock: ManualClock, caplog: pytest.LogCaptureFixture
