@@ -10,7 +10,7 @@ storage error.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
@@ -46,6 +46,9 @@ class CommandResult:
     version: int
     position: int | None
     changed: bool = True
+    #: The organization's facts right after the command, so an answer can
+    #: show the new state without loading the aggregate a second time.
+    facts: OrganizationFacts | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -365,7 +368,12 @@ class SuiteSubscriptions(Application[UUID]):
             version=organization.version,
             position=position,
             changed=bool(recordings),
+            facts=organization.facts,
         )
+
+    def bundle_view(self, facts: OrganizationFacts) -> dict[str, Any]:
+        """The bundle part of the access view for ``facts``, now."""
+        return access_view(facts, self.catalog, self.clock.now()).bundle.to_dict()
 
 
 def describe_event(event: Any) -> dict[str, Any]:

@@ -18,6 +18,21 @@ from urllib.parse import parse_qs, unquote, urlsplit
 DEFAULT_DATABASE_URL = "sqlite:///var/suite.sqlite3"
 
 
+_TRUE_WORDS = ("1", "true", "yes", "on")
+
+
+def env_flag(value: object) -> bool:
+    """A yes/no setting: ``1``, ``true``, ``yes`` or ``on`` (any case) mean yes."""
+    if isinstance(value, bool):
+        return value
+    return str(value or "").strip().lower() in _TRUE_WORDS
+
+
+def is_test_clock_enabled() -> bool:
+    """``SUITE_TEST_CLOCK``: may operators move the service's time (demos, tests)?"""
+    return env_flag(os.environ.get("SUITE_TEST_CLOCK"))
+
+
 class SettingsError(ValueError):
     """A setting is missing or malformed; raised at start-up."""
 

@@ -29,6 +29,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from application.bootstrap import Services, build_services
+from application.settings import env_flag
 from interface import errors, request_guard
 from interface.auth import resolve_secret
 from interface.routes import health, organizations, test_clock
@@ -42,10 +43,6 @@ class SuiteApi(Api):  # type: ignore[misc]
     """flask-smorest, documenting every error with the service's one error shape."""
 
     ERROR_SCHEMA = ErrorAnswerSchema
-
-
-def _flag(value: object) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -87,7 +84,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings.get("DATABASE_URL"),
         clock=settings.get("CLOCK"),
         catalog=settings.get("CATALOG"),
-        test_clock=_flag(settings.get("TEST_CLOCK", os.environ.get("SUITE_TEST_CLOCK", ""))),
+        test_clock=env_flag(settings.get("TEST_CLOCK", os.environ.get("SUITE_TEST_CLOCK", ""))),
         gateway_factory=settings.get("GATEWAY_FACTORY"),
     )
     app.extensions["suitesub"] = services

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from application.settings import is_test_clock_enabled
 from interface.cli import main
 
 DEFAULT_HOST = "127.0.0.1"
@@ -57,8 +58,7 @@ def serve(host: str, port: int, workers: int, test_clock: bool) -> None:
     base_url = f"http://{host}:{port}"
     # As invoked (e.g. .venv/bin/suitesub under `make run`), so the hint can be pasted.
     me = sys.argv[0] if "/" in sys.argv[0] else "suitesub"
-    enabled = os.environ.get("SUITE_TEST_CLOCK", "").strip().lower() in ("1", "true", "yes", "on")
-    clock = "on (POST /v1/test-clock)" if enabled else "off"
+    clock = "on (POST /v1/test-clock)" if is_test_clock_enabled() else "off"
     click.echo(
         f"Suite Subscriptions API on {base_url} ({workers} workers, store: {settings.url}, "
         f"test clock: {clock})\n"
@@ -142,8 +142,7 @@ def reconcile(grace_minutes: int) -> None:
     """Finish upgrade checkouts left started by a crash, asking the gateway what happened."""
     from application.bootstrap import build_services
 
-    test_clock = os.environ.get("SUITE_TEST_CLOCK", "") in ("1", "true", "yes", "on")
-    services = build_services(test_clock=test_clock)
+    services = build_services(test_clock=is_test_clock_enabled())
     try:
         services.checkouts.reconcile_grace = timedelta(minutes=grace_minutes)
         report = services.checkouts.reconcile()

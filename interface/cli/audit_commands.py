@@ -14,7 +14,6 @@ unknown organization, unreadable event).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -53,6 +52,7 @@ from application.audit_verification import (
 )
 from application.bootstrap import Services, build_services
 from application.projections.rebuild import RebuildReport, rebuild_views
+from application.settings import is_test_clock_enabled
 from domain.errors import DomainError, NotFound
 from interface.cli import main
 
@@ -79,8 +79,7 @@ def _services(ctx: click.Context) -> Services:
         return root.obj
     # With the test clock on, "now" (replay's default, the digest's time) is the
     # service's shifted time, as the API sees it.
-    test_clock = os.environ.get("SUITE_TEST_CLOCK", "") in ("1", "true", "yes", "on")
-    services = build_services(test_clock=test_clock)
+    services = build_services(test_clock=is_test_clock_enabled())
     root.obj = services
     root.call_on_close(services.close)
     return services
@@ -186,6 +185,16 @@ def _total_positions(services: Services) -> int:
     return services.app.recorder.max_notification_id() or 0
 
 
+_quiet = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+_json_only_format = click.option(
+    "--format",
+    "_output_format",
+    type=click.Choice(["json"]),
+    default="json",
+    help="Always JSON (accepted so scripts can pass --format json to every command).",
+)
+
+
 @main.group()
 def audit() -> None:
     """Audit the event log: list it, replay an organization, prove it untouched, export it."""
@@ -202,7 +211,7 @@ def audit() -> None:
 @click.option("--since", help="Business time from (inclusive), ISO 8601; a date means 00:00 UTC.")
 @click.option("--until", help="Business time up to (exclusive), ISO 8601.")
 @click.option("--format", "output_format", type=FORMATS, help="Default: table on a terminal.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_quiet
 @click.pass_context
 def events(
     ctx: click.Context,
@@ -398,7 +407,7 @@ def _plain(value: Any) -> str:
     help="A digest saved earlier by `suitesub audit digest`: also prove no tail was cut.",
 )
 @click.option("--format", "output_format", type=FORMATS, help="Default: table on a terminal.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_quiet
 @click.pass_context
 def verify(
     ctx: click.Context, digest_file: Path | None, output_format: str | None, quiet: bool
@@ -479,14 +488,8 @@ def _verification_summary(report: VerificationReport) -> str:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write the digest to this file instead of stdout.",
 )
-@click.option(
-    "--format",
-    "_output_format",
-    type=click.Choice(["json"]),
-    default="json",
-    help="Always JSON (accepted so scripts can pass --format json to every command).",
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_json_only_format
+@_quiet
 @click.pass_context
 def digest(ctx: click.Context, output: Path | None, _output_format: str, quiet: bool) -> None:
     """Print the chain head of every organization and one SHA-256 over them (JSON).
@@ -517,14 +520,8 @@ def digest(ctx: click.Context, output: Path | None, _output_format: str, quiet: 
 @audit.command()
 @click.option("--org", "organization", help="Only this organization's events (its id).")
 @click.option("--since", help="Business time from (inclusive), ISO 8601.")
-@click.option(
-    "--format",
-    "_output_format",
-    type=click.Choice(["json"]),
-    default="json",
-    help="Always JSON (accepted so scripts can pass --format json to every command).",
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_json_only_format
+@_quiet
 @click.pass_context
 def export(
     ctx: click.Context,
@@ -556,7 +553,7 @@ def export(
 @audit.command()
 @click.option("--apply", "apply_rebuilt", is_flag=True, help="Swap the rebuilt views in.")
 @click.option("--format", "output_format", type=FORMATS, help="Default: table on a terminal.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_quiet
 @click.pass_context
 def rebuild(
     ctx: click.Context, apply_rebuilt: bool, output_format: str | None, quiet: bool

@@ -22,16 +22,12 @@ from interface.cli import main
 log = logging.getLogger("suitesub.worker")
 
 
-def _test_clock_enabled() -> bool:
-    return os.environ.get("SUITE_TEST_CLOCK", "").lower() in ("1", "true", "yes", "on")
-
-
 def _services() -> Any:
     from application.bootstrap import build_services
-    from application.settings import SettingsError
+    from application.settings import SettingsError, is_test_clock_enabled
 
     try:
-        return build_services(test_clock=_test_clock_enabled())
+        return build_services(test_clock=is_test_clock_enabled())
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
 

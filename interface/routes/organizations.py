@@ -48,11 +48,6 @@ def _upgrade_request(body: dict[str, Any]) -> UpgradeRequest:
     )
 
 
-def _bundle(organization_id: UUID) -> dict[str, Any]:
-    bundle: dict[str, Any] = services().app.access(organization_id)["bundle"]
-    return bundle
-
-
 @blp.route("")
 class Organizations(MethodView):
     operator_only = frozenset({"GET", "POST"})  # checked before the body (request_guard)
@@ -161,7 +156,8 @@ def _trial_command(organization_id: UUID, status: int, act: Any) -> Response:
 
     def run() -> dict[str, Any]:
         result = act(organization_id, by=user)
-        return {**result.to_dict(), "bundle": _bundle(organization_id)}
+        assert result.facts is not None  # every command answers with its facts
+        return {**result.to_dict(), "bundle": services().app.bundle_view(result.facts)}
 
     return run_idempotently(
         services(),

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from application.settings import DEFAULT_DATABASE_URL, SettingsError, database_settings
+from application.settings import (
+    DEFAULT_DATABASE_URL,
+    SettingsError,
+    database_settings,
+    env_flag,
+    is_test_clock_enabled,
+)
 
 
 def test_memory_selects_the_in_process_store() -> None:
@@ -110,3 +116,31 @@ def test_a_url_that_cannot_be_understood_fails_with_settings_error(url: str) -> 
     with pytest.raises(SettingsError) as failed:
         database_settings(url)
     assert url in str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        (" Yes ", True),
+        ("ON", True),
+        ("0", False),
+        ("", False),
+        (None, False),
+        ("off", False),
+        (True, True),
+        (False, False),
+    ],
+)
+def test_yes_no_settings_read_the_same_everywhere(raw: object, expected: bool) -> None:
+    assert env_flag(raw) is expected
+
+
+def test_the_test_clock_is_off_unless_the_environment_turns_it_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SUITE_TEST_CLOCK", raising=False)
+    assert not is_test_clock_enabled()
+    monkeypatch.setenv("SUITE_TEST_CLOCK", "True")
+    assert is_test_clock_enabled()
