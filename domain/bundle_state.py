@@ -94,6 +94,27 @@ def upgrade_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
     return _checkout_refusal(facts)
 
 
+def standalone_plan_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
+    """Why a standalone plan cannot be recorded now (an error code), or ``None``.
+
+    A plan recorded while a checkout is pending would be neither in the
+    accepted quote's credits nor terminated by the purchase: the money paid
+    for it would be lost. What was quoted is what is bought (SPEC §11).
+    """
+    if effective_state(facts, now) == BundleState.ACTIVE:
+        return "bundle_already_active"
+    return _checkout_refusal(facts)
+
+
+def admins_change_refusal(facts: OrganizationFacts) -> str | None:
+    """Why a service's admins cannot be changed now (an error code), or ``None``.
+
+    The checkout's rights were decided on the admins it saw; changing them
+    while it is pending would buy for someone the carry-over rule refused.
+    """
+    return _checkout_refusal(facts)
+
+
 def _checkout_refusal(facts: OrganizationFacts) -> str | None:
     """While a card is being charged the bundle's state is frozen.
 

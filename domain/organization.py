@@ -18,9 +18,11 @@ from eventsourcing.domain import Aggregate
 
 from domain import events as ev
 from domain.bundle_state import (
+    admins_change_refusal,
     cancellation_refusal,
     effective_state,
     extension_refusal,
+    standalone_plan_refusal,
     start_trial_refusal,
     upgrade_refusal,
 )
@@ -136,11 +138,9 @@ class Organization(Aggregate):
             raise InvalidRequest(
                 "The standalone subscription is invalid.", details={"fields": errors}
             )
-        if effective_state(self.facts, at) == BundleState.ACTIVE:
-            raise StateConflict(
-                "The bundle is active: its services are no longer sold standalone.",
-                code="bundle_already_active",
-            )
+        refusal = standalone_plan_refusal(self.facts, at)
+        if refusal is not None:
+            raise StateConflict(_STANDALONE_PLAN_MESSAGES[refusal], code=refusal)
         self.trigger_event(
             ev.StandaloneSubscriptionRecorded,
             timestamp=at,
@@ -182,6 +182,12 @@ class Organization(Aggregate):
                     "service": service,
                     "super_admin": None if current is None else current.super_admin,
                 },
+            )
+        refusal = admins_change_refusal(self.facts)
+        if refusal is not None:
+            raise StateConflict(
+                "An upgrade checkout is in progress; change the admins once it completes or fails.",
+                code=refusal,
             )
         self.trigger_event(
             ev.ServiceAdminsChanged,
@@ -431,4 +437,9 @@ _CONFLICT_MESSAGES = {
     "trial_extension_limit_reached": "The trial has already been extended.",
     "trial_not_cancellable": "There is no trial to cancel.",
     "checkout_in_progress": "An upgrade checkout is already in progress.",
+}
+_STANDALONE_PLAN_MESSAGES = {
+    "bundle_already_active": "The bundle is active: its services are no longer sold standalone.",
+    "checkout_in_progress": "An upgrade checkout is in progress; record the plan once it "
+    "completes or fails.",
 }

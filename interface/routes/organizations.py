@@ -119,7 +119,7 @@ class StandaloneSubscription(MethodView):
 class ServiceAdmins(MethodView):
     @blp.arguments(s.ServiceAdminsSchema)
     @blp.response(200, s.SubscriptionRecordedSchema)
-    @errors(403, 404, 422)
+    @errors(403, 404, 409, 422)
     @blp.doc(parameters=[idempotency_header(required=False)])
     def put(self, body: dict[str, Any], organization_id: UUID, service: str) -> Response:
         """Change a service's super admin and admins (operator, or its super admin)."""

@@ -263,3 +263,27 @@ def test_an_organization_may_buy_without_a_trial(app: SuiteSubscriptions) -> Non
         "UpgradeCheckoutStarted",
         "UpgradePurchased",
     ]
+
+
+def test_a_pending_checkout_refuses_a_standalone_plan_and_an_admins_change(
+    app: SuiteSubscriptions,
+) -> None:
+    """What was quoted is what is bought: a plan recorded now would be paid for
+    and neither credited nor terminated (SPEC §11)."""
+    org = organization_in_trial(app)
+    begin(app, org)
+    version = app.get_organization(org).version
+
+    with pytest.raises(StateConflict) as plan_refused:
+        record_desk(app, org, super_admin="u-alice")
+    with pytest.raises(StateConflict) as admins_refused:
+        app.change_service_admins(
+            org, service="crm", super_admin="u-bob", admins=[], by="ops-1", by_operator=True
+        )
+
+    assert plan_refused.value.code == "checkout_in_progress"
+    assert admins_refused.value.code == "checkout_in_progress"
+    assert app.get_organization(org).version == version
+    app.fail_upgrade_checkout(org, checkout_id="chk_1", reason="card_declined")
+    record_desk(app, org, super_admin="u-alice")
+    assert app.facts(org).admins_of("desk") is not None

@@ -17,6 +17,7 @@ from tests.domain.builders import (
     begin_checkout,
     days,
     organization_with,
+    record,
     upgrade,
 )
 
@@ -389,6 +390,67 @@ def test_permanent_refusals_are_reported_before_a_pending_checkout() -> None:
     assert conflict_code(lambda: org.start_trial(by=ALICE, at=later, catalog=CATALOG)) == (
         "trial_already_used"
     )
+
+
+def test_a_pending_checkout_refuses_recording_a_standalone_plan() -> None:
+    """Money paid for a plan recorded now would be neither credited nor terminated."""
+    org = trial_started()
+    begin_checkout(org, by=ALICE, at=T0 + days(3))
+    code = conflict_code(lambda: record(org, Plan("survey", super_admin=ALICE), at=T0 + days(3)))
+    assert code == "checkout_in_progress"
+    assert org.facts.admins_of("survey") is None
+
+
+def test_a_pending_checkout_refuses_changing_a_services_admins() -> None:
+    org = trial_started()
+    begin_checkout(org, by=ALICE, at=T0 + days(3))
+    code = conflict_code(
+        lambda: org.change_service_admins(
+            service="desk",
+            super_admin="u-mallory",
+            admins=[],
+            by="ops-1",
+            by_operator=True,
+            at=T0 + days(3),
+            catalog=CATALOG,
+        )
+    )
+    assert code == "checkout_in_progress"
+    assert org.facts.admins_of("desk").super_admin == ALICE  # type: ignore[union-attr]
+
+
+def test_who_may_change_the_admins_is_reported_before_a_pending_checkout() -> None:
+    org = trial_started()
+    begin_checkout(org, by=ALICE, at=T0 + days(3))
+    with pytest.raises(NotAllowed) as refused:
+        org.change_service_admins(
+            service="desk",
+            super_admin="u-bob",
+            admins=[],
+            by="u-bob",
+            by_operator=False,
+            at=T0 + days(3),
+            catalog=CATALOG,
+        )
+    assert refused.value.code == "not_service_super_admin"
+
+
+def test_once_the_checkout_fails_plans_and_admins_can_be_recorded_again() -> None:
+    org = trial_started()
+    begin_checkout(org, by=ALICE, at=T0 + days(3))
+    org.fail_checkout(checkout_id="chk_0001", reason="card_declined", at=T0 + days(3))
+    record(org, Plan("survey", super_admin=ALICE), at=T0 + days(3))
+    org.change_service_admins(
+        service="desk",
+        super_admin="u-bob",
+        admins=[],
+        by="ops-1",
+        by_operator=True,
+        at=T0 + days(3),
+        catalog=CATALOG,
+    )
+    assert org.facts.admins_of("survey").super_admin == ALICE  # type: ignore[union-attr]
+    assert org.facts.admins_of("desk").super_admin == "u-bob"  # type: ignore[union-attr]
 
 
 def test_once_the_checkout_fails_the_trial_can_be_cancelled_again() -> None:

@@ -24,7 +24,14 @@ from application.sql_tables import SqlTables
 from domain.clock import Clock, ManualClock
 from interface.app import create_app
 from interface.cli import main
-from tests.interface.conftest import CRM_YEARLY, SECRET, Caller, error_code
+from tests.interface.conftest import (
+    CRM_YEARLY,
+    DESK_MONTHLY,
+    SECRET,
+    Caller,
+    error_code,
+    operator_headers,
+)
 
 
 class SimulatedCrash(Exception):
@@ -165,6 +172,32 @@ def test_a_crash_before_the_charge_is_failed_as_abandoned_by_reconcile(
         still_in_flight.charge(failed["data"]["checkout_id"], 1, "JPY", "tok_visa", "late")
     assert late.value.code == "checkout_abandoned"
     assert services.gateway.count_charges() == 0  # type: ignore[attr-defined]
+    services.close()
+
+
+def test_while_a_checkout_is_pending_plans_and_admins_are_409_checkout_in_progress(
+    store_url: str, clock: ManualClock
+) -> None:
+    """Money paid for a plan recorded now would be neither credited nor terminated."""
+    api = _app(store_url, clock, CrashBeforeCharge)
+    caller = Caller(api.test_client())
+    org = _in_trial(caller)
+    assert caller.upgrade(org, "key-1").status_code == 500  # the checkout stays started
+    version = caller.access(org)["version"]
+
+    plan = caller.client.put(
+        f"/v1/organizations/{org}/services/desk/subscription",
+        json=DESK_MONTHLY,
+        headers=operator_headers(),
+    )
+    admins = caller.as_user(
+        org, "u-alice", "PUT", "/services/crm/admins", json={"super_admin": "u-bob", "admins": []}
+    )
+
+    assert (plan.status_code, error_code(plan)) == (409, "checkout_in_progress")
+    assert (admins.status_code, error_code(admins)) == (409, "checkout_in_progress")
+    assert caller.access(org)["version"] == version
+    services: Services = api.extensions["suitesub"]
     services.close()
 
 
