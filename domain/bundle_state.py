@@ -9,6 +9,7 @@ from ``trial`` or ``trial_expired``: upgrade → ``active``, cancel →
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from domain.catalog import Bundle
@@ -23,19 +24,69 @@ ACTIONS = (START_TRIAL, EXTEND_TRIAL, CANCEL_TRIAL, UPGRADE)
 _DAY = timedelta(days=1)
 
 
+#: Recorded states that the passing of the trial's end turns into another
+#: before any event records it (the expiry sweep records ``TrialExpired``
+#: later). The one definition of "shown by time": :func:`shown_state` reads
+#: it, and :func:`recorded_as_showing` turns it into a filter for stores that
+#: hold only the recorded state and the trial's end (the directory's SQL).
+TURNED_BY_TRIAL_END = {BundleState.TRIAL: BundleState.TRIAL_EXPIRED}
+
+
+def shown_state(recorded_state: str, trial_ends_at: datetime | None, now: datetime) -> str:
+    """The state as every view must show it at ``now``, from the recorded state
+    and the trial's end alone."""
+    if trial_ends_at is not None and now >= trial_ends_at:
+        return TURNED_BY_TRIAL_END.get(recorded_state, recorded_state)
+    return recorded_state
+
+
 def effective_state(facts: OrganizationFacts, now: datetime) -> str:
     """The state as every view must show it at ``now``.
 
     A trial whose end has passed is ``trial_expired`` at once, whether or not
     the expiry sweep has recorded ``TrialExpired`` yet.
     """
-    if (
-        facts.bundle_state == BundleState.TRIAL
-        and facts.trial is not None
-        and now >= facts.trial.ends_at
-    ):
-        return BundleState.TRIAL_EXPIRED
-    return facts.bundle_state
+    return shown_state(
+        facts.bundle_state, None if facts.trial is None else facts.trial.ends_at, now
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedAs:
+    """Rows whose recorded state is ``state`` and whose trial end has passed
+    (``True``), has not passed or is unknown (``False``), or either (``None``)."""
+
+    state: str
+    trial_end_passed: bool | None = None
+
+    def matches(self, recorded_state: str, trial_ends_at: datetime | None, now: datetime) -> bool:
+        if recorded_state != self.state:
+            return False
+        if self.trial_end_passed is None:
+            return True
+        passed = trial_ends_at is not None and now >= trial_ends_at
+        return passed == self.trial_end_passed
+
+
+def recorded_as_showing(state: str) -> tuple[RecordedAs, ...]:
+    """The recorded forms that :func:`shown_state` shows as ``state`` (any one of them).
+
+    Derived from :data:`TURNED_BY_TRIAL_END`, so a filter built from it
+    agrees with :func:`shown_state` on every state and time.
+    """
+    own = RecordedAs(state, False if state in TURNED_BY_TRIAL_END else None)
+    turned = (
+        RecordedAs(recorded, True)
+        for recorded, shown in TURNED_BY_TRIAL_END.items()
+        if shown == state
+    )
+    return (own, *turned)
+
+
+def recorded_as_turning() -> tuple[RecordedAs, ...]:
+    """Rows whose recorded state the trial's end has turned but no event has yet
+    recorded (what the expiry sweep records)."""
+    return tuple(RecordedAs(recorded, True) for recorded in TURNED_BY_TRIAL_END)
 
 
 def days_left(facts: OrganizationFacts, now: datetime) -> int | None:

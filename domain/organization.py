@@ -36,6 +36,8 @@ from domain.quote import Quote, UpgradeRequest, compute_quote
 from domain.tamper_evidence import chain_link, event_data, require_plain_json
 
 MAX_NAME_LENGTH = 200
+#: The most seats one standalone plan may record (a sanity bound on the input).
+MAX_STANDALONE_SEATS = 1_000_000
 
 
 class Organization(Aggregate):
@@ -126,6 +128,8 @@ class Organization(Aggregate):
         errors: dict[str, list[str]] = {}
         if seats < 1:
             errors["seats"] = ["must be at least 1"]
+        elif seats > MAX_STANDALONE_SEATS:
+            errors["seats"] = [f"must be at most {MAX_STANDALONE_SEATS}"]
         if billing_period not in BILLING_PERIODS:
             errors["billing_period"] = [f"must be one of {', '.join(BILLING_PERIODS)}"]
         if amount_paid < 0:

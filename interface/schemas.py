@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from application.projections.read_model import MAX_DIRECTORY_PAGE
+from domain.catalog import BILLING_PERIODS
 from domain.countries import is_iso_country
+from domain.facts import BundleState
+from domain.organization import MAX_NAME_LENGTH, MAX_STANDALONE_SEATS
+from domain.quote import MAX_ADD_ON_QUANTITY, MAX_SEATS, MIN_SEATS
 
 MAX_ID = 128
 MAX_TEXT = 200
@@ -42,14 +47,16 @@ def _country(**kwargs: object) -> fields.String:
 
 
 class RegisterOrganizationSchema(StrictSchema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=MAX_TEXT))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
     country = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{2}$"))
     owner_user_id = _user_id(required=True)
 
 
 class StandaloneSubscriptionSchema(StrictSchema):
-    seats = fields.Integer(required=True, strict=True, validate=validate.Range(1, 1_000_000))
-    billing_period = fields.String(required=True, validate=validate.OneOf(["monthly", "yearly"]))
+    seats = fields.Integer(
+        required=True, strict=True, validate=validate.Range(1, MAX_STANDALONE_SEATS)
+    )
+    billing_period = fields.String(required=True, validate=validate.OneOf(BILLING_PERIODS))
     amount_paid = fields.Integer(required=True, strict=True, validate=validate.Range(0, 10**12))
     period_start = fields.Date(required=True)
     period_end = fields.Date(required=True)
@@ -68,7 +75,9 @@ class EmptySchema(StrictSchema):
 
 class AddOnSchema(StrictSchema):
     code = fields.String(required=True, validate=validate.Length(min=1, max=MAX_ID))
-    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(1, 1_000))
+    quantity = fields.Integer(
+        required=True, strict=True, validate=validate.Range(1, MAX_ADD_ON_QUANTITY)
+    )
 
 
 class BillingContactSchema(StrictSchema):
@@ -78,8 +87,10 @@ class BillingContactSchema(StrictSchema):
 
 
 class QuoteRequestSchema(StrictSchema):
-    billing_period = fields.String(required=True, validate=validate.OneOf(["monthly", "yearly"]))
-    seats = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10_000))
+    billing_period = fields.String(required=True, validate=validate.OneOf(BILLING_PERIODS))
+    seats = fields.Integer(
+        required=True, strict=True, validate=validate.Range(MIN_SEATS, MAX_SEATS)
+    )
     add_ons = fields.List(
         fields.Nested(AddOnSchema), load_default=list, validate=validate.Length(max=20)
     )
@@ -103,9 +114,9 @@ class AccessQuerySchema(StrictSchema):
 class DirectoryQuerySchema(StrictSchema):
     state = fields.String(
         load_default=None,
-        validate=validate.OneOf(["none", "trial", "trial_expired", "cancelled", "active"]),
+        validate=validate.OneOf(BundleState.ALL),
     )
-    limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, MAX_DIRECTORY_PAGE))
     after = fields.UUID(load_default=None)
     min_position = fields.Integer(load_default=None, validate=validate.Range(0, 2**62))
 
@@ -140,7 +151,7 @@ class BundleViewSchema(Schema):
     code = fields.String(required=True)
     state = fields.String(
         required=True,
-        validate=validate.OneOf(["none", "trial", "trial_expired", "cancelled", "active"]),
+        validate=validate.OneOf(BundleState.ALL),
     )
     trial_ends_at = fields.String(required=True, allow_none=True)
     days_left = fields.Integer(required=True, allow_none=True)

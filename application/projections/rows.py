@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from domain.bundle_state import shown_state
 from domain.events import OrganizationEvent
 from domain.facts import OrganizationFacts, facts_from_dict, facts_to_dict
 
@@ -68,11 +69,8 @@ class DirectoryEntry:
     position: int
 
     def effective_state(self, now: datetime) -> str:
-        # The rule of domain.bundle_state.effective_state, on the directory's
-        # columns (the directory does not hold the facts).
-        if self.recorded_state == "trial" and self.trial_ends_at and now >= self.trial_ends_at:
-            return "trial_expired"
-        return self.recorded_state
+        # The directory does not hold the facts: the rule on its columns.
+        return shown_state(self.recorded_state, self.trial_ends_at, now)
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
         return {

@@ -48,9 +48,9 @@ from application.projections.views import (
     ViewPage,
     page_end,
 )
+from domain.bundle_state import RecordedAs, recorded_as_showing, recorded_as_turning
 from domain.facts import facts_to_dict
 
-_TRIAL, _EXPIRED = "trial", "trial_expired"
 # Table names are built from the prefix (never from input): keep it an identifier.
 _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -277,17 +277,10 @@ class _SQLViews(OrganizationViews):
         p = self._ph
         where: list[str] = []
         params: list[Any] = []
-        if state == _TRIAL:
-            where.append(f"recorded_state = {p} AND trial_ends_at > {p}")
-            params += [_TRIAL, self._db_time(now)]
-        elif state == _EXPIRED:
-            where.append(
-                f"(recorded_state = {p} OR (recorded_state = {p} AND trial_ends_at <= {p}))"
-            )
-            params += [_EXPIRED, _TRIAL, self._db_time(now)]
-        elif state is not None:
-            where.append(f"recorded_state = {p}")
-            params.append(state)
+        if state is not None:
+            clause, clause_params = self._recorded_as_sql(recorded_as_showing(state), now)
+            where.append(clause)
+            params += clause_params
         if after is not None:
             where.append(f"organization_id > {p}")
             params.append(self._db_id(after))
@@ -302,15 +295,39 @@ class _SQLViews(OrganizationViews):
             return [self._directory_entry_from(found) for found in cursor.fetchall()]
 
     def trials_due(self, *, now: datetime, limit: int) -> list[str]:
-        p = self._ph
+        clause, params = self._recorded_as_sql(recorded_as_turning(), now)
         with self._read() as cursor:
             cursor.execute(
-                f"SELECT organization_id FROM {self._directory} "  # noqa: S608
-                f"WHERE recorded_state = {p} AND trial_ends_at <= {p} "
-                f"ORDER BY trial_ends_at, organization_id LIMIT {p}",
-                (_TRIAL, self._db_time(now), limit),
+                f"SELECT organization_id FROM {self._directory} WHERE {clause} "  # noqa: S608
+                f"ORDER BY trial_ends_at, organization_id LIMIT {self._ph}",
+                (*params, limit),
             )
             return [str(_first(found)) for found in cursor.fetchall()]
+
+    def _recorded_as_sql(
+        self, forms: tuple[RecordedAs, ...], now: datetime
+    ) -> tuple[str, list[Any]]:
+        """The domain's :class:`RecordedAs` forms as a ``WHERE`` clause on the directory.
+
+        Generated, never written by hand: the rule is ``domain.bundle_state``'s
+        (a property test holds this SQL and :func:`shown_state` to agree).
+        """
+        p = self._ph
+        clauses: list[str] = []
+        params: list[Any] = []
+        for form in forms:
+            if form.trial_end_passed is None:
+                clauses.append(f"recorded_state = {p}")
+                params.append(form.state)
+            elif form.trial_end_passed:
+                clauses.append(f"(recorded_state = {p} AND trial_ends_at <= {p})")
+                params += [form.state, self._db_time(now)]
+            else:
+                clauses.append(
+                    f"(recorded_state = {p} AND (trial_ends_at IS NULL OR trial_ends_at > {p}))"
+                )
+                params += [form.state, self._db_time(now)]
+        return f"({' OR '.join(clauses)})", params
 
     def page(self, after: str | None, limit: int) -> ViewPage:
         p = self._ph

@@ -30,11 +30,13 @@ from datetime import datetime
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 
 from application.projections.rows import DirectoryEntry, OrganizationRow
+from domain.bundle_state import recorded_as_turning
+from domain.facts import BundleState
 
 #: Tracking rows are keyed by the name of the application whose log is followed.
 UPSTREAM = "SuiteSubscriptions"
 
-DIRECTORY_STATES = ("none", "trial", "trial_expired", "cancelled", "active")
+DIRECTORY_STATES = BundleState.ALL
 
 
 class ViewChanges(ABC):
@@ -320,12 +322,13 @@ class MemoryOrganizationViews(OrganizationViews):
 
     def trials_due(self, *, now: datetime, limit: int) -> list[str]:
         with self._lock:
+            turning = recorded_as_turning()
             due = [
                 row
                 for row in self._rows.values()
-                if row.facts.bundle_state == "trial"
-                and row.trial_ends_at is not None
-                and row.trial_ends_at <= now
+                if any(
+                    form.matches(row.facts.bundle_state, row.trial_ends_at, now) for form in turning
+                )
             ]
         due.sort(key=lambda row: (row.trial_ends_at, row.organization_id))
         return [row.organization_id for row in due[:limit]]
