@@ -15,6 +15,7 @@ from uuid import UUID
 from application.catalog_loader import load_catalog
 from application.clocks import SystemClock
 from application.idempotency import IdempotencyStore
+from application.invoices.numbers import InvoiceNumbers
 from application.payments import PaymentGateway, SandboxGateway
 from application.projections.read_model import ReadModel, ViewSettings, construct_views
 from application.schema import schema_lock
@@ -40,6 +41,8 @@ class Services:
     gateway: PaymentGateway
     checkouts: UpgradeCheckouts
     idempotency: IdempotencyStore
+    #: Invoice numbers, gapless per issuer and year (docs/domain.md "Invoices").
+    invoice_numbers: InvoiceNumbers
     #: The projections: access views, the operators' directory, view lag.
     read_model: ReadModel
     #: Set only when the service runs with the test clock (SUITE_TEST_CLOCK=1).
@@ -83,6 +86,7 @@ def build_services(
             shifted.attach(TestClockOffset(tables))
         gateway = (gateway_factory or SandboxGateway)(tables, service_clock)
         idempotency = IdempotencyStore(tables, service_clock)
+        invoice_numbers = InvoiceNumbers(tables)
         views = construct_views(app)
     return Services(
         settings=settings,
@@ -93,6 +97,7 @@ def build_services(
         gateway=gateway,
         checkouts=UpgradeCheckouts(app, gateway),
         idempotency=idempotency,
+        invoice_numbers=invoice_numbers,
         read_model=ReadModel(
             app,
             views,

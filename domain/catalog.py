@@ -20,6 +20,12 @@ BILLING_PERIODS = ("monthly", "yearly")
 MONTHS_PER_PERIOD = {"monthly": 1, "yearly": 12}
 _CODE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+#: A qualified invoice issuer's registration number (適格請求書発行事業者登録番号).
+REGISTRATION_NUMBER = re.compile(r"^T[0-9]{13}$")
+#: An invoice number prefix: capital letters and digits, starting with a letter.
+INVOICE_PREFIX_PATTERN = r"[A-Z][A-Z0-9]{0,9}"
+_INVOICE_PREFIX = re.compile(f"^{INVOICE_PREFIX_PATTERN}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +69,26 @@ class Bundle:
 
 
 @dataclass(frozen=True, slots=True)
+class Issuer:
+    """Who issues the invoices (SPEC §11): a registered qualified invoice issuer."""
+
+    #: The legal name as registered (株式会社スイートサンプル).
+    name: str
+    #: The name in English, printed beside it on bilingual invoices.
+    name_en: str
+    #: ``T`` and 13 digits.
+    registration_number: str
+    #: Invoice numbers are ``{prefix}-{YYYY}-{seq:06d}``.
+    invoice_prefix: str
+    address: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
 class Catalog:
     services: tuple[Service, ...]
     bundle: Bundle
+    issuer: Issuer
     standalone_url_template: str
     bundle_url_template: str
     # Derived once: every access view looks each service up (docs/performance.md).
@@ -205,8 +228,36 @@ def parse_catalog(document: Mapping[str, Any], source: str) -> Catalog:
     return Catalog(
         services=ordered,
         bundle=bundle,
+        issuer=_parse_issuer(reader, reader.table(document, "issuer")),
         standalone_url_template=standalone_url,
         bundle_url_template=bundle_url,
+    )
+
+
+def _parse_issuer(reader: _Reader, raw: Mapping[str, Any]) -> Issuer:
+    source = reader.source
+    registration = reader.string(raw, "issuer.registration_number", "registration_number")
+    if not REGISTRATION_NUMBER.match(registration):
+        raise CatalogError(
+            source, "issuer.registration_number", "must be 'T' followed by 13 digits"
+        )
+    prefix = reader.string(raw, "issuer.invoice_prefix", "invoice_prefix")
+    if not _INVOICE_PREFIX.match(prefix):
+        raise CatalogError(
+            source,
+            "issuer.invoice_prefix",
+            "must be 1 to 10 capital letters or digits, starting with a letter",
+        )
+    email = reader.string(raw, "issuer.email", "email")
+    if not _EMAIL.match(email):
+        raise CatalogError(source, "issuer.email", "must be an email address")
+    return Issuer(
+        name=reader.string(raw, "issuer.name", "name"),
+        name_en=reader.string(raw, "issuer.name_en", "name_en"),
+        registration_number=registration,
+        invoice_prefix=prefix,
+        address=reader.string(raw, "issuer.address", "address"),
+        email=email,
     )
 
 

@@ -19,6 +19,7 @@ from domain.catalog import BILLING_PERIODS, MONTHS_PER_PERIOD, Bundle
 from domain.clock import ensure_utc
 from domain.errors import InvalidRequest
 from domain.facts import StandaloneSubscription
+from domain.tax import consumption_tax
 
 MIN_SEATS = 1
 MAX_SEATS = 10_000
@@ -225,7 +226,7 @@ def compute_quote(
     credit_total = sum(c.amount for c in credits)
     credit = min(credit_total, subtotal)
     taxable = subtotal - credit
-    tax = taxable * bundle.tax_rate_percent // 100
+    tax = consumption_tax(taxable, bundle.tax_rate_percent)
     return Quote(
         currency=bundle.currency,
         billing_period=request.billing_period,

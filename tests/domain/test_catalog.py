@@ -183,3 +183,46 @@ def test_a_bad_file_named_by_suite_catalog_fails_at_load(
     monkeypatch.setenv("SUITE_CATALOG", str(broken))
     with pytest.raises(CatalogError, match=r"bundle\.currency: is missing"):
         load_catalog()
+
+
+def test_the_default_catalog_names_the_qualified_invoice_issuer() -> None:
+    issuer = load_catalog(DEFAULT_CATALOG_PATH).issuer
+    assert issuer.name == "株式会社スイートサンプル"
+    assert issuer.name_en == "Suite Sample K.K."
+    assert issuer.registration_number == "T1234567890123"
+    assert issuer.invoice_prefix == "SS"
+    assert issuer.address
+    assert issuer.email == "billing@suite.example"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "problem"),
+    [
+        ('"T1234567890123"', '"1234567890123"', "issuer.registration_number", "'T' followed"),
+        ('"T1234567890123"', '"T123456789012"', "issuer.registration_number", "13 digits"),
+        ('"T1234567890123"', '"T12345678901234"', "issuer.registration_number", "13 digits"),
+        ('"T1234567890123"', '"T12345678901２3"', "issuer.registration_number", "13 digits"),
+        ('invoice_prefix = "SS"', 'invoice_prefix = "s-s"', "issuer.invoice_prefix", "capital"),
+        ('email = "billing@suite.example"', 'email = "billing"', "issuer.email", "email"),
+        ('name = "株式会社スイートサンプル"\n', "", "issuer.name", "missing"),
+        ("[issuer]", "[issuer_misspelt]", "issuer", "missing"),
+    ],
+    ids=[
+        "registration number without T",
+        "registration number too short",
+        "registration number too long",
+        "registration number with a full-width digit",
+        "prefix not capitals",
+        "email without a domain",
+        "issuer without a name",
+        "no issuer table",
+    ],
+)
+def test_a_bad_issuer_fails_naming_the_key(
+    tmp_path: Path, old: str, new: str, key: str, problem: str
+) -> None:
+    path = write(tmp_path, replaced(old, new))
+    with pytest.raises(CatalogError) as failed:
+        load_catalog(path)
+    assert failed.value.key == key
+    assert problem in failed.value.problem
