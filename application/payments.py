@@ -81,6 +81,17 @@ class ChargeResult:
         }
 
 
+#: The payment of a purchase whose total is 0: the gateway is not called
+#: (SPEC §11), so there is no gateway, charge or card. ``gateway`` is null
+#: exactly when nothing was charged.
+NO_CHARGE: dict[str, str | None] = {
+    "gateway": None,
+    "charge_id": None,
+    "brand": None,
+    "last4": None,
+}
+
+
 class PaymentGateway(Protocol):
     name: str
 

@@ -5,7 +5,8 @@ Order of work, so that no card is charged twice and no payment is lost:
 1. record ``UpgradeCheckoutStarted`` — a concurrent second checkout loses
    the optimistic version race here and is refused (``checkout_in_progress``)
    before any charge;
-2. charge the gateway with the checkout id as its idempotency key;
+2. charge the gateway with the checkout id as its idempotency key (a total
+   of 0 charges nothing: no gateway is called, SPEC §11);
 3. record ``UpgradePurchased`` with every ``StandaloneContractTerminated``
    in one save, or ``UpgradeCheckoutFailed`` with the gateway's reason.
 
@@ -29,6 +30,7 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from application.payments import (
+    NO_CHARGE,
     VOIDED,
     PaymentDeclined,
     PaymentGateway,
@@ -111,12 +113,34 @@ class UpgradeCheckouts:
             if pending is None:
                 raise
             checkout_id, quote = pending.checkout_id, pending.quote
+        payment = self._pay(organization_id, checkout_id, quote, purchase.payment_token)
+        result = self.app.complete_upgrade_checkout(
+            organization_id, checkout_id=checkout_id, payment=payment
+        )
+        return {
+            **quote,
+            "organization_id": str(organization_id),
+            "checkout_id": checkout_id,
+            "payment": payment,
+            "version": result.version,
+            "position": result.position,
+        }
+
+    def _pay(
+        self, organization_id: UUID, checkout_id: str, quote: dict[str, Any], payment_token: str
+    ) -> dict[str, str | None]:
+        """Charge the accepted quote's total; the payment reference to record.
+
+        A total of 0 charges nothing and calls no gateway (SPEC §11).
+        """
+        if quote["total"] == 0:
+            return dict(NO_CHARGE)
         try:
             charge = self.gateway.charge(
                 checkout_id,
                 quote["total"],
                 quote["currency"],
-                purchase.payment_token,
+                payment_token,
                 f"CRM Plus upgrade {checkout_id} for organization {organization_id}",
             )
         except (PaymentDeclined, PaymentGatewayUnavailable) as refusal:
@@ -125,17 +149,7 @@ class UpgradeCheckouts:
                 organization_id, checkout_id=checkout_id, reason=refusal.code
             )
             raise
-        result = self.app.complete_upgrade_checkout(
-            organization_id, checkout_id=checkout_id, payment=charge.payment_reference()
-        )
-        return {
-            **quote,
-            "organization_id": str(organization_id),
-            "checkout_id": checkout_id,
-            "payment": charge.payment_reference(),
-            "version": result.version,
-            "position": result.position,
-        }
+        return charge.payment_reference()
 
     def _resumable(
         self,
@@ -170,6 +184,14 @@ class UpgradeCheckouts:
                 continue
             if now - pending.started_at < self.reconcile_grace:
                 report.left_in_flight.append(pending.checkout_id)
+                continue
+            if pending.quote["total"] == 0:
+                # Nothing to charge, so nothing can have failed: finish the purchase.
+                self.app.complete_upgrade_checkout(
+                    organization_id, checkout_id=pending.checkout_id, payment=dict(NO_CHARGE)
+                )
+                report.completed.append(pending.checkout_id)
+                log.info("reconcile: completed checkout %s (no charge)", pending.checkout_id)
                 continue
             # Void, not just look up: a charge arriving after this decision
             # must be refused, or money would be taken for a failed checkout.

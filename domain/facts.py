@@ -90,7 +90,8 @@ class ContractFacts:
     starts_at: datetime
     ends_at: datetime
     total: int
-    charge_id: str
+    #: ``None`` when nothing was charged (a total of 0).
+    charge_id: str | None
 
 
 # Not ``slots``: :meth:`OrganizationFacts.updated` copies the instance dict,

@@ -229,7 +229,8 @@ class QuoteSchema(Schema):
 
 
 class PaymentReferenceSchema(Schema):
-    gateway = fields.String(required=True)
+    #: null when nothing was charged (a total of 0 calls no gateway).
+    gateway = fields.String(required=True, allow_none=True)
     charge_id = fields.String(required=True, allow_none=True)
     brand = fields.String(required=True, allow_none=True)
     last4 = fields.String(required=True, allow_none=True)

@@ -6,6 +6,7 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
+from application.payments import ChargeResult, SandboxGateway
 from application.service import SuiteSubscriptions
 from domain.quote import AddOnRequest, UpgradeRequest
 
@@ -62,3 +63,21 @@ def organization_in_trial(app: SuiteSubscriptions) -> UUID:
 
 def event_types(app: SuiteSubscriptions, org: UUID) -> list[str]:
     return [e["type"] for e in app.organization_events(org, limit=1000)["events"]]
+
+
+class CountingGateway(SandboxGateway):
+    """The sandbox, counting the charges and voids the saga asks of it."""
+
+    calls: list[str]
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.calls = []
+
+    def charge(self, *args: Any, **kwargs: Any) -> ChargeResult:
+        self.calls.append("charge")
+        return super().charge(*args, **kwargs)
+
+    def void(self, key: str) -> ChargeResult:
+        self.calls.append("void")
+        return super().void(key)

@@ -24,6 +24,7 @@ from application.sql_tables import SqlTables
 from domain.clock import Clock, ManualClock
 from interface.app import create_app
 from interface.cli import main
+from tests.application.helpers import CountingGateway
 from tests.interface.conftest import (
     CRM_YEARLY,
     DESK_MONTHLY,
@@ -320,3 +321,30 @@ def test_suitesub_reconcile_finishes_a_crashed_checkout(
     after = build_services(sqlite_url)
     assert after.app.facts(__import__("uuid").UUID(org)).bundle_state == "active"
     after.close()
+
+
+def test_a_total_of_0_is_bought_over_http_without_a_gateway_call(
+    store_url: str, clock: ManualClock
+) -> None:
+    api = _app(store_url, clock, CountingGateway)
+    services: Services = api.extensions["suitesub"]
+    caller = Caller(api.test_client())
+    org = caller.register()
+    caller.subscribe(org, "crm", {**CRM_YEARLY, "amount_paid": 1_000_000})
+    monthly = {"billing_period": "monthly", "seats": 5, "add_ons": [], "expected_total": 0}
+    assert caller.quote(org, billing_period="monthly", seats=5, add_ons=[]).json["total"] == 0
+
+    bought = caller.upgrade(org, "key-1", **monthly)
+    replayed = caller.upgrade(org, "key-1", **monthly)
+
+    assert bought.status_code == 201, bought.json
+    no_charge = {"gateway": None, "charge_id": None, "brand": None, "last4": None}
+    assert bought.json["payment"] == no_charge
+    assert replayed.json == bought.json
+    assert caller.access(org)["bundle"]["state"] == "active"
+    events = caller.as_user(org, "u-alice", "GET", "/events").json["events"]
+    purchased = next(e for e in events if e["type"] == "UpgradePurchased")
+    assert purchased["data"]["payment"] == no_charge
+    assert isinstance(services.gateway, CountingGateway)
+    assert services.gateway.calls == []
+    services.close()
