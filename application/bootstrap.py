@@ -20,9 +20,9 @@ from application.payments import PaymentGateway, SandboxGateway
 from application.projections.read_model import ReadModel, ViewSettings, construct_views
 from application.schema import schema_lock
 from application.service import SuiteSubscriptions
-from application.settings import DatabaseSettings, database_settings
+from application.settings import DatabaseSettings, database_settings, pinned_test_clock_start
 from application.sql_tables import SqlTables, tables_for
-from application.test_clock import TestClock, TestClockOffset
+from application.test_clock import TestClock, TestClockStore
 from application.upgrade import UpgradeCheckouts
 from domain.catalog import Catalog
 from domain.clock import Clock
@@ -82,8 +82,12 @@ def build_services(
         )
         tables = tables_for(app.recorder)
         if shifted is not None:
-            # The offset lives in the application's database, which exists only now.
-            shifted.attach(TestClockOffset(tables))
+            # The clock lives in the application's database, which exists only now.
+            shifted.attach(
+                TestClockStore(tables),
+                latest_event_at=app.latest_event_at,
+                start=pinned_test_clock_start(),
+            )
         gateway = (gateway_factory or SandboxGateway)(tables, service_clock)
         idempotency = IdempotencyStore(tables, service_clock)
         invoice_numbers = InvoiceNumbers(tables)

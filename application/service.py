@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
 
@@ -270,6 +270,18 @@ class SuiteSubscriptions(Application[UUID]):
         except AggregateNotFoundError:
             raise OrganizationNotFound(organization_id) from None
         return organization
+
+    def latest_event_at(self) -> datetime | None:
+        """The business time of the log's newest event (None while the log is empty)."""
+        newest = self.recorder.max_notification_id()
+        if not newest:
+            return None
+        notifications = self.recorder.select_notifications(start=newest, limit=1)
+        if not notifications:
+            return None
+        newest_event = self.mapper.to_domain_event(notifications[0])
+        assert isinstance(newest_event, OrganizationEvent)
+        return newest_event.timestamp
 
     def facts(self, organization_id: UUID) -> OrganizationFacts:
         return self.get_organization(organization_id).facts

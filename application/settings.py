@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -35,6 +36,31 @@ def is_test_clock_enabled() -> bool:
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; raised at start-up."""
+
+
+def pinned_test_clock_start(value: str | None = None) -> datetime | None:
+    """``SUITE_TEST_CLOCK_START``: the instant a fresh database's test clock is frozen at.
+
+    An aware ISO 8601 time (``Z`` or an offset); unset or empty means none.
+    """
+    from application.test_clock import EARLIEST, LATEST
+
+    raw = os.environ.get("SUITE_TEST_CLOCK_START", "") if value is None else value
+    if not raw.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        msg = f"SUITE_TEST_CLOCK_START {raw!r} is not an ISO 8601 time"
+        raise SettingsError(msg) from None
+    if moment.tzinfo is None:
+        msg = f"SUITE_TEST_CLOCK_START {raw!r} names no time zone (end it with Z or +00:00)"
+        raise SettingsError(msg)
+    moment = moment.astimezone(UTC)
+    if not EARLIEST <= moment <= LATEST:
+        msg = f"SUITE_TEST_CLOCK_START {raw!r} is outside {EARLIEST.year}..{LATEST.year}"
+        raise SettingsError(msg)
+    return moment
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,11 @@ from interface import errors, request_guard
 from interface.auth import resolve_secret
 from interface.routes import health, organizations, test_clock
 from interface.routes.documentation import docs
-from interface.schemas import ErrorAnswerSchema
+from interface.schemas import (
+    TEST_CLOCK_CHANGE_EXTRAS,
+    ErrorAnswerSchema,
+    TestClockChangeSchema,
+)
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -93,6 +97,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(organizations.blp)
     if services.test_clock is not None:
         # Off, the paths do not exist at all: 404 for everyone, absent from the OpenAPI.
+        api.spec.components.schema(
+            "TestClockChange", TEST_CLOCK_CHANGE_EXTRAS, schema=TestClockChangeSchema
+        )
         api.register_blueprint(test_clock.blp)
     api.register_blueprint(health.blp)
     app.register_blueprint(docs)

@@ -7,7 +7,7 @@ domain's, so there is one source of truth for each rule.
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from application.projections.read_model import MAX_DIRECTORY_PAGE
 from domain.catalog import BILLING_PERIODS
@@ -121,10 +121,31 @@ class DirectoryQuerySchema(StrictSchema):
     min_position = fields.Integer(load_default=None, validate=validate.Range(0, 2**62))
 
 
-class TestClockAdvanceSchema(StrictSchema):
+class TestClockChangeSchema(StrictSchema):
+    """Exactly one of the four moves (SPEC §7); the OpenAPI says so with
+    ``minProperties``/``maxProperties`` (see ``TEST_CLOCK_CHANGE_EXTRAS``)."""
+
     __test__ = False
     advance_days = fields.Integer(strict=True, validate=validate.Range(0, 3650))
     advance_seconds = fields.Integer(strict=True, validate=validate.Range(0, 3650 * 86400))
+    set_to = fields.AwareDateTime(
+        metadata={"description": "Jump to this instant (forward only once the log holds events)"}
+    )
+    frozen = fields.Boolean(
+        metadata={"description": "true: time stands still between calls; false: runs on"}
+    )
+
+    @validates_schema
+    def _exactly_one(self, data: dict[str, object], **_kwargs: object) -> None:
+        if len(data) != 1:
+            raise ValidationError(
+                "Send exactly one of advance_days, advance_seconds, set_to, frozen.",
+                field_name="_schema",
+            )
+
+
+#: JSON Schema keywords marshmallow cannot state: one move per request.
+TEST_CLOCK_CHANGE_EXTRAS = {"minProperties": 1, "maxProperties": 1}
 
 
 # -- answers ----------------------------------------------------------------------
@@ -289,6 +310,7 @@ class ViewLagSchema(Schema):
 class TestClockSchema(Schema):
     __test__ = False
     now = fields.String(required=True)
+    frozen = fields.Boolean(required=True)
     offset_seconds = fields.Integer(required=True)
 
 

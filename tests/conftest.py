@@ -31,6 +31,9 @@ from domain.catalog import Catalog
 from domain.clock import ManualClock
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+#: ``SUITE_TEST_CLOCK_START`` for every server a test starts: the same instant as
+#: the in-process tests' clock, so no test depends on the day it is run.
+PINNED_START = T0.isoformat()
 
 
 @pytest.fixture

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask.views import MethodView
 
-from application.test_clock import TestClock
+from application.test_clock import TestClock, TestClockReading
 from interface import schemas as s
 from interface.errors import ApiError
 from interface.request_guard import current_principal
@@ -18,10 +19,8 @@ blp = ApiBlueprint(
     "test_clock",
     __name__,
     url_prefix="/v1/test-clock",
-    description="Move the service's time forward (test and demo deployments only).",
+    description="Move or freeze the service's time (test and demo deployments only).",
 )
-
-SECONDS_PER_DAY = 86_400
 
 
 def _test_clock() -> TestClock:
@@ -35,10 +34,14 @@ def _test_clock() -> TestClock:
     return clock
 
 
-def _reading(clock: TestClock) -> dict[str, Any]:
-    offset = clock.offset()
-    now = clock.base.now() + offset
-    return {"now": now.isoformat(), "offset_seconds": int(offset.total_seconds())}
+def _change(clock: TestClock, body: dict[str, Any]) -> TestClockReading:
+    if "set_to" in body:
+        return clock.set_to(body["set_to"])
+    if "frozen" in body:
+        return clock.freeze(body["frozen"])
+    if "advance_days" in body:
+        return clock.advance(timedelta(days=body["advance_days"]))
+    return clock.advance(timedelta(seconds=body["advance_seconds"]))
 
 
 @blp.route("")
@@ -49,21 +52,16 @@ class TestClockView(MethodView):
     @errors(403, 404)
     def get(self) -> dict[str, Any]:
         """The service's current time (operator)."""
-        return _reading(_test_clock())
+        return _test_clock().reading().to_dict()
 
-    @blp.arguments(s.TestClockAdvanceSchema)
+    @blp.arguments(s.TestClockChangeSchema)
     @blp.response(200, s.TestClockSchema)
-    @errors(403, 404, 422)
+    @errors(403, 404, 409, 422)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Move the service's time forward by days or seconds (operator)."""
-        clock = _test_clock()
-        if ("advance_days" in body) == ("advance_seconds" in body):
-            raise ApiError(
-                422,
-                "validation_failed",
-                "Send exactly one of advance_days or advance_seconds.",
-                {"fields": {"advance_days": ["send exactly one of advance_days, advance_seconds"]}},
-            )
-        seconds = body.get("advance_seconds", body.get("advance_days", 0) * SECONDS_PER_DAY)
-        clock.advance(seconds)
-        return _reading(clock)
+        """Move the service's time: advance by days or seconds, set it, or freeze it (operator).
+
+        Exactly one of `advance_days`, `advance_seconds`, `set_to` or `frozen`.
+        `set_to` may go back only while the log is empty (`409 test_clock_backwards`);
+        the clock stays between 1970-01-01 and 9000-01-01 (UTC).
+        """
+        return _change(_test_clock(), body).to_dict()

@@ -135,8 +135,8 @@ def test_every_process_on_the_database_reads_the_same_test_clock(
     worker_b = build_services(url, clock=clock, test_clock=True)
     assert worker_a.test_clock is not None
 
-    worker_a.test_clock.advance(86_400)
-    worker_a.test_clock.advance(3_600)
+    worker_a.test_clock.advance(timedelta(days=1))
+    worker_a.test_clock.advance(timedelta(hours=1))
 
     assert worker_b.clock.now() == clock.now() + timedelta(days=1, hours=1)
     worker_a.close()

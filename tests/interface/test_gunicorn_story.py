@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from interface.auth import mint_token
+from tests.conftest import PINNED_START
 from tests.interface.conftest import CRM_YEARLY, DESK_MONTHLY, SECRET, UPGRADE_BODY
 
 pytestmark = pytest.mark.slow
@@ -65,6 +66,8 @@ def server(tmp_path: Path) -> Iterator[tuple[Http, Path]]:
         "SUITE_JWT_SECRET": SECRET,
         "SUITE_VAR_DIR": str(tmp_path / "var"),
         "SUITE_TEST_CLOCK": "1",
+        # Pinned: the story gives the same answers on every day it is run.
+        "SUITE_TEST_CLOCK_START": PINNED_START,
     }
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(
@@ -129,8 +132,9 @@ def test_the_whole_story_over_http_with_two_workers_on_one_sqlite_file(
         readings = list(
             pool.map(lambda _: http.call("GET", "/v1/test-clock", operator)[1], range(8))
         )
-    assert {r["offset_seconds"] for r in readings} == {30 * 86_400}
-    assert min(r["now"] for r in readings) >= moved["now"]
+    # The clock started frozen at the pinned instant: every worker reads the same time.
+    assert moved["now"] == "2026-12-26T09:00:00+00:00"
+    assert {(r["now"], r["frozen"]) for r in readings} == {(moved["now"], True)}
     status, view, _ = http.call("GET", f"{base}/access", alice)
     assert view["bundle"]["state"] == "trial_expired"
 

@@ -11,6 +11,7 @@ from application.bootstrap import Services
 from domain.clock import ManualClock
 from interface.app import create_app
 from tests.interface.conftest import (
+    CRM_YEARLY,
     SECRET,
     Caller,
     error_code,
@@ -170,6 +171,51 @@ def test_the_test_clock_only_moves_forward(caller: Caller) -> None:
     assert backwards.status_code == both.status_code == 422
     assert payload(seconds)["now"] == "2026-11-26T09:01:30+00:00"
     assert caller.client.get("/v1/test-clock", headers=operator_headers()).json == seconds.json
+
+
+def test_the_test_clock_can_be_frozen_and_set_over_http(caller: Caller) -> None:
+    clock_path = "/v1/test-clock"
+    frozen = caller.client.post(clock_path, json={"frozen": True}, headers=operator_headers())
+    jumped = caller.client.post(
+        clock_path, json={"set_to": "2026-12-24T00:00:00Z"}, headers=operator_headers()
+    )
+    org = caller.register()
+    backwards = caller.client.post(
+        clock_path, json={"set_to": "2026-12-23T00:00:00Z"}, headers=operator_headers()
+    )
+
+    assert payload(frozen)["frozen"] is True
+    assert payload(jumped) == {
+        "now": "2026-12-24T00:00:00+00:00",
+        "frozen": True,
+        "offset_seconds": payload(jumped)["offset_seconds"],
+    }
+    assert (backwards.status_code, error_code(backwards)) == (409, "test_clock_backwards")
+    assert caller.access(org, "u-owner")["bundle"]["state"] == "none"
+    assert payload(caller.client.get(clock_path, headers=operator_headers()))["now"] == (
+        "2026-12-24T00:00:00+00:00"
+    )
+
+
+def test_advancing_the_test_clock_thousands_of_years_is_refused_and_nothing_breaks(
+    caller: Caller,
+) -> None:
+    org = caller.register()
+    caller.subscribe(org, "crm", CRM_YEARLY)
+    answers = []
+    for _ in range(800):  # 10 years a call: the year 9000 is reached well before
+        answer = caller.client.post(
+            "/v1/test-clock", json={"advance_days": 3650}, headers=operator_headers()
+        )
+        answers.append(answer.status_code)
+        if answer.status_code != 200:
+            break
+
+    assert answers[-1] == 422
+    assert error_code(answer) == "validation_failed"
+    assert set(answers[:-1]) == {200}
+    assert caller.access(org)["bundle"]["state"] == "none"
+    assert caller.client.get("/readyz").status_code == 200
 
 
 class ExplodingGateway:
