@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from application.sql_tables import SqlTables
+from domain.card_numbers import refuse_card_numbers
 from domain.clock import Clock
 from domain.errors import InvalidRequest, StateConflict
 
@@ -105,7 +106,11 @@ class IdempotencyStore:
     def claim(
         self, *, scope: str, key: str, fingerprint: str, organization_id: str | None
     ) -> Claim:
-        """Claim ``key`` for a request, or answer with the stored answer."""
+        """Claim ``key`` for a request, or answer with the stored answer.
+
+        A key holding a card number is refused before it is written.
+        """
+        refuse_card_numbers({"idempotency_key": key})
         token = uuid.uuid4().hex
         now = self._clock.now()
         with self._tables.transaction() as cursor:

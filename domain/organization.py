@@ -6,6 +6,9 @@ Every command first normalises its business time ``at`` to UTC: stored times
 are UTC (SPEC §7) and a "day" (plan periods, credits) is a UTC calendar day,
 whatever zone the caller's clock speaks.
 All state lives in ``self.facts``; events evolve it (see ``domain.events``).
+Text a caller chooses (names, user ids, the billing contact, the idempotency
+key) is refused when it holds a card number (``domain.card_numbers``), so no
+path can record one in the immutable log.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from domain.bundle_state import (
     start_trial_refusal,
     upgrade_refusal,
 )
+from domain.card_numbers import refuse_card_numbers
 from domain.carry_over import CarryOverDecision, may_act_on_bundle, who_may_start_trial
 from domain.catalog import BILLING_PERIODS, Catalog
 from domain.clock import ensure_utc
@@ -58,6 +62,7 @@ class Organization(Aggregate):
         owner_user_id: str,
         at: datetime,
     ) -> Organization:
+        refuse_card_numbers({"name": name, "owner_user_id": owner_user_id})
         name = name.strip()
         errors: dict[str, list[str]] = {}
         if not name or len(name) > MAX_NAME_LENGTH:
@@ -123,6 +128,7 @@ class Organization(Aggregate):
         at: datetime,
         catalog: Catalog,
     ) -> None:
+        refuse_card_numbers({"super_admin": super_admin, "admins": admins, "by": by})
         at = ensure_utc(at)
         self._require_service(service, catalog)
         errors: dict[str, list[str]] = {}
@@ -170,6 +176,7 @@ class Organization(Aggregate):
         at: datetime,
         catalog: Catalog,
     ) -> None:
+        refuse_card_numbers({"super_admin": super_admin, "admins": admins, "by": by})
         at = ensure_utc(at)
         self._require_service(service, catalog)
         if not super_admin.strip():
@@ -205,6 +212,7 @@ class Organization(Aggregate):
     # -- the trial ------------------------------------------------------------
 
     def start_trial(self, *, by: str, at: datetime, catalog: Catalog) -> None:
+        refuse_card_numbers({"by": by})
         at = ensure_utc(at)
         refusal = start_trial_refusal(self.facts, at)
         if refusal is not None:
@@ -230,6 +238,7 @@ class Organization(Aggregate):
         )
 
     def extend_trial(self, *, by: str, at: datetime, catalog: Catalog) -> None:
+        refuse_card_numbers({"by": by})
         at = ensure_utc(at)
         refusal = extension_refusal(self.facts, catalog.bundle, at)
         if refusal is not None:
@@ -250,6 +259,7 @@ class Organization(Aggregate):
         )
 
     def cancel_trial(self, *, by: str, at: datetime, catalog: Catalog) -> None:
+        refuse_card_numbers({"by": by})
         at = ensure_utc(at)
         refusal = cancellation_refusal(self.facts, at)
         if refusal is not None:
@@ -281,6 +291,8 @@ class Organization(Aggregate):
     # -- the upgrade -------------------------------------------------------------
 
     def quote(self, request: UpgradeRequest, *, at: datetime, catalog: Catalog) -> Quote:
+        # An unknown add-on code is named in the refusal: never a card number.
+        refuse_card_numbers({"add_ons": [{"code": a.code} for a in request.add_ons]})
         at = ensure_utc(at)
         running = self.facts.running_subscriptions(at.date())
         return compute_quote(catalog.bundle, request, running, at)
@@ -297,6 +309,9 @@ class Organization(Aggregate):
         at: datetime,
         catalog: Catalog,
     ) -> Quote:
+        refuse_card_numbers(
+            {"by": by, "billing_contact": billing_contact, "idempotency_key": idempotency_key}
+        )
         at = ensure_utc(at)
         refusal = upgrade_refusal(self.facts, at)
         if refusal is not None:

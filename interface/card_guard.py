@@ -1,18 +1,43 @@
-"""Refuse raw card data before anything else sees the request body.
+"""Refuse raw card data before anything else sees the request.
 
-The service takes payment *tokens* only. A body that carries something that
-looks like card data — a field named like a card number, CVC or expiry, or
-any 13–19 digit number that passes the Luhn check, anywhere in the body or
-the query string — is refused with ``422 raw_card_data_not_accepted``. The
-refusal names *where* the data was found, never the value, and the body is
-never logged or stored.
+The service takes payment *tokens* only. A request that carries something
+that looks like card data is refused with ``422 raw_card_data_not_accepted``
+before it is authenticated, logged by the service or stored:
+
+- a card number (``domain.card_numbers``: 13–19 Luhn-valid digits under any
+  separators, in any script) in a path segment, a query parameter's name or
+  value, a header's name or value, or a body field's name or value (nested);
+- a body field *named* like card data (a card number, CVC or expiry field).
+
+Headers, decided one by one (docs/api.md, "Card data"):
+
+- ``X-Request-ID`` holding a card number does not refuse the request: the
+  id is replaced by a generated one (``interface.errors.request_id``), so
+  it is never echoed nor logged;
+- the transport headers (:data:`TRANSPORT_HEADERS`) are written by clients
+  and proxies with addresses, ports and trace ids whose digit groups may
+  read as card numbers; the service neither stores nor logs them (the access
+  log masks every field), so they do not refuse a request;
+- every other header — ``Idempotency-Key`` first: it is stored — refuses it.
+
+A refusal names *where* (:func:`card_data_locations`), never the value; a
+name that itself holds a card number is named by its position (``#2``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from werkzeug.wrappers import Request
+
+from domain.card_numbers import (
+    CardDataNotAccepted,
+    card_number_locations,
+    contains_card_number,
+    whole_text,
+)
 
 _CARD_FIELD = re.compile(
     r"^(card|cards|cardnumber|cardno|ccnumber|creditcard|creditcardnumber|number|pan|"
@@ -20,29 +45,25 @@ _CARD_FIELD = re.compile(
     r"exp|expiry|expiration|expirationdate|expdate|expmonth|expyear|expirymonth|"
     r"expiryyear|expirationmonth|expirationyear|track1|track2|trackdata|magstripe)$"
 )
-_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d)*")
-MIN_PAN_DIGITS = 13
-MAX_PAN_DIGITS = 19
 
-
-def luhn_valid(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
-def looks_like_card_number(text: str) -> bool:
-    for match in _DIGIT_RUN.finditer(text):
-        digits = re.sub(r"\D", "", match.group())
-        if MIN_PAN_DIGITS <= len(digits) <= MAX_PAN_DIGITS and luhn_valid(digits):
-            return True
-    return False
+#: Replaced rather than refused (see the module docstring).
+REQUEST_ID_HEADER = "x-request-id"
+#: Connection and tracing headers: never stored nor logged, not refused.
+TRANSPORT_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-proto",
+        "x-real-ip",
+        "via",
+        "traceparent",
+        "tracestate",
+    }
+)
 
 
 def is_card_field_name(name: str) -> bool:
@@ -50,18 +71,79 @@ def is_card_field_name(name: str) -> bool:
 
 
 def card_data_locations(value: Any, path: str = "") -> Iterator[str]:
-    """Where in ``value`` card-like data sits (JSON-pointer-ish paths, no values)."""
+    """Where in a JSON body card data sits (JSON-pointer-like paths, no values)."""
     if isinstance(value, dict):
-        for key, item in value.items():
-            here = f"{path}/{key}"
-            if is_card_field_name(str(key)) or looks_like_card_number(str(key)):
-                yield here
+        for position, (key, item) in enumerate(value.items()):
+            if contains_card_number(str(key)):
+                yield f"{path}/#{position}"
+            elif is_card_field_name(str(key)):
+                yield f"{path}/{key}"
             else:
-                yield from card_data_locations(item, here)
+                yield from card_data_locations(item, f"{path}/{key}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from card_data_locations(item, f"{path}/{index}")
-    elif isinstance(value, bool) or value is None:
-        return
-    elif isinstance(value, int | float | str) and looks_like_card_number(str(value)):
-        yield path or "/"
+    else:
+        yield from card_number_locations(value, path)
+
+
+def _wire_text(value: str) -> str:
+    """A header as its sender wrote it: WSGI hands over latin-1, clients send UTF-8."""
+    try:
+        return value.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return value
+
+
+def path_locations(path: str) -> list[str]:
+    found = [
+        f"path:{number}"
+        for number, segment in enumerate(path.split("/")[1:], start=1)
+        if contains_card_number(segment)
+    ]
+    if not found and contains_card_number(path):  # spread over segments
+        found.append("path")
+    return found
+
+
+def query_locations(parameters: list[tuple[str, str]]) -> list[str]:
+    found = []
+    for position, (name, value) in enumerate(parameters):
+        if contains_card_number(name):
+            found.append(f"?#{position}")
+        elif is_card_field_name(name) or contains_card_number(value):
+            found.append(f"?{name}")
+    if not found and contains_card_number(whole_text(parameters)):  # spread over parameters
+        found.append("?")
+    return found
+
+
+def header_locations(headers: Iterable[tuple[str, str]]) -> Iterator[str]:
+    for position, (name, value) in enumerate(headers):
+        if contains_card_number(_wire_text(name)):
+            yield f"header:#{position}"
+            continue
+        lowered = name.lower()
+        if lowered == REQUEST_ID_HEADER or lowered in TRANSPORT_HEADERS:
+            continue
+        if contains_card_number(_wire_text(value)):
+            yield f"header:{name}"
+
+
+def refuse_card_data_outside_the_body(request: Request) -> None:
+    """422 for a card number in the path, the query string or a header."""
+    locations = [
+        *path_locations(request.path),
+        *query_locations(list(request.args.items(multi=True))),
+        *header_locations(request.headers.items()),
+    ]
+    if locations:
+        raise CardDataNotAccepted(locations)
+
+
+def refuse_card_data_in_body(body: Any) -> None:
+    locations = list(card_data_locations(body))
+    if not locations and contains_card_number(whole_text(body)):  # spread over fields
+        locations.append("/")
+    if locations:
+        raise CardDataNotAccepted(locations)

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from application.errors import ViewNotCaughtUp
 from application.payments import PaymentError
+from domain.card_numbers import contains_card_number
 from domain.errors import DomainError, InvalidRequest, NotAllowed, NotFound, StateConflict
 
 log = logging.getLogger("suitesub.api")
@@ -69,12 +70,22 @@ _HTTP_CODES = {
 
 
 def request_id() -> str:
-    """This request's id: the caller's ``X-Request-ID`` if sane, else a new one."""
+    """This request's id: the caller's ``X-Request-ID`` if sane, else a new one.
+
+    Sane: 1 to 64 ASCII letters, digits and dashes, holding no card number —
+    the id is echoed in every answer and written to the logs.
+    """
     existing = g.get("request_id")
     if existing:
         return str(existing)
     supplied = request.headers.get(REQUEST_ID_HEADER, "")
-    if supplied and len(supplied) <= 64 and supplied.replace("-", "").isalnum():
+    if (
+        supplied
+        and len(supplied) <= 64
+        and supplied.replace("-", "").isalnum()
+        and supplied.isascii()
+        and not contains_card_number(supplied)
+    ):
         g.request_id = supplied
     else:
         g.request_id = f"req_{secrets.token_hex(16)}"  # 128 random bits, as uuid4 had

@@ -1,12 +1,19 @@
-"""What every ``/v1`` request goes through before its view runs.
+"""What every request goes through before its view runs.
+
+0. every request, any path: the card-data guard on the path, the query
+   string and the headers (422 ``raw_card_data_not_accepted``) — before
+   anything else reads them, so a card number reaches no log and no table;
+
+then every ``/v1`` request:
 
 1. authentication (401), so nothing about a body is revealed to a stranger;
    then tenancy: a user token naming another organization gets 404 on
    every route of that organization, whatever the body; then operator-only
    methods (a view's ``operator_only``) give users 403;
 2. for bodies: JSON only (415), well-formed (400);
-3. the card-data guard (422 ``raw_card_data_not_accepted``) — before the
-   schemas, so a card number is refused as card data, not as an unknown field.
+3. the card-data guard on the body (422 ``raw_card_data_not_accepted``) —
+   before the schemas, so a card number is refused as card data, not as an
+   unknown field.
 
 Bodies are parsed here once and kept on ``g.json_body``; they are never logged.
 """
@@ -19,7 +26,7 @@ from typing import Any
 from flask import Flask, current_app, g, request
 
 from interface.auth import Principal, authenticate
-from interface.card_guard import card_data_locations
+from interface.card_guard import refuse_card_data_in_body, refuse_card_data_outside_the_body
 from interface.errors import ApiError
 
 API_PREFIX = "/v1/"
@@ -46,6 +53,7 @@ def _is_json_mimetype(mimetype: str) -> bool:
 
 def guard_request() -> None:
     req = request._get_current_object()  # once: each proxy look-up costs a context search
+    refuse_card_data_outside_the_body(req)
     if not req.path.startswith(API_PREFIX) or req.routing_exception is not None:
         return  # unknown routes and methods get their 404/405 first
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -61,14 +69,6 @@ def guard_request() -> None:
     view_class = getattr(app.view_functions.get(req.endpoint or ""), "view_class", None)
     if req.method in getattr(view_class, "operator_only", ()):
         principal.require_operator()
-    if req.query_string:
-        query_hits = [
-            f"?{name}"
-            for name, value in req.args.items(multi=True)
-            if any(card_data_locations({name: value}))
-        ]
-        if query_hits:
-            _refuse_card_data(query_hits)
     if request.method not in BODY_METHODS:
         return
     raw = request.get_data(cache=True)
@@ -86,20 +86,8 @@ def guard_request() -> None:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise ApiError(400, "malformed_json", "The body is not valid JSON.") from None
-    hits = list(card_data_locations(body))
-    if hits:
-        _refuse_card_data(hits)
+    refuse_card_data_in_body(body)
     g.json_body = body
-
-
-def _refuse_card_data(locations: list[str]) -> None:
-    raise ApiError(
-        422,
-        "raw_card_data_not_accepted",
-        "Card numbers, CVCs and expiry dates are never accepted: tokenize the card "
-        "with the payment form and send its payment_token instead.",
-        {"locations": locations[:20]},
-    )
 
 
 def init_app(app: Flask) -> None:

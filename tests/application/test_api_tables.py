@@ -11,6 +11,7 @@ import pytest
 from application.bootstrap import Services, build_services
 from application.idempotency import IdempotencyKeyInUse, IdempotencyKeyReused
 from application.payments import PaymentDeclined, PaymentGatewayUnavailable, SandboxGateway
+from domain.card_numbers import CardDataNotAccepted
 from domain.clock import ManualClock
 
 
@@ -99,6 +100,18 @@ def test_an_idempotency_key_replays_its_answer_and_refuses_another_request(
     assert replay.replay is not None
     assert (replay.replay.status, replay.replay.body) == (201, '{"ok":true}')
     assert other_scope.replay is None
+
+
+def test_an_idempotency_key_holding_a_card_number_is_never_written(services: Services) -> None:
+    store = services.idempotency
+
+    with pytest.raises(CardDataNotAccepted):
+        store.claim(scope="s", key="4111.1111.1111.1111", fingerprint="f", organization_id=None)
+
+    innocent = store.claim(
+        scope="s", key="4111.1111.1111.1112", fingerprint="f", organization_id=None
+    )
+    assert innocent.replay is None  # one digit off: fails the Luhn check
 
 
 def test_a_released_key_is_free_and_an_abandoned_claim_is_taken_over(

@@ -5,14 +5,25 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from flask.testing import FlaskClient
 
 from application.bootstrap import Services
+from domain.card_numbers import luhn_valid
 from domain.clock import ManualClock
 from interface.app import create_app
-from interface.card_guard import card_data_locations, luhn_valid
-from tests.interface.conftest import CRM_YEARLY, SECRET, UPGRADE_BODY, Caller, error_code
+from interface.card_guard import card_data_locations
+from tests.card_spellings import ASCII_SPELLINGS, holds_card_number, spellings
+from tests.interface.conftest import (
+    CRM_YEARLY,
+    SECRET,
+    UPGRADE_BODY,
+    Caller,
+    error_code,
+    operator_headers,
+)
 
 CARD_NUMBER = "4111111111111111"
 SPACED = "4111 1111 1111 1111"
@@ -102,3 +113,157 @@ def test_a_submitted_card_number_is_nowhere_in_the_database_file_or_logs(
         assert needle.encode() not in stored
         assert needle not in caplog.text
     assert b"tok_visa" not in stored  # even tokens are not kept, only the charge reference
+
+
+# -- every channel, every spelling ---------------------------------------------------
+
+SPELLINGS = spellings()
+
+
+def _utf8_header(text: str) -> str:
+    """A header value as a client sends UTF-8 (WSGI hands it over as latin-1)."""
+    return text.encode("utf-8").decode("latin-1")
+
+
+def _refused_at(answer: Any) -> list[str]:
+    assert answer.status_code == 422, answer.get_data(as_text=True)
+    assert error_code(answer) == "raw_card_data_not_accepted"
+    assert not holds_card_number(answer.get_data())
+    assert not holds_card_number(str(answer.headers).encode())
+    locations: list[str] = answer.json["error"]["details"]["locations"]
+    return locations
+
+
+@pytest.mark.parametrize("label", SPELLINGS)
+def test_a_card_number_in_any_body_field_is_refused_in_every_spelling(
+    caller: Caller, label: str
+) -> None:
+    card = SPELLINGS[label]
+    org = caller.register()
+    registration = {"name": card, "country": "JP", "owner_user_id": "u-owner"}
+    body = {
+        **UPGRADE_BODY,
+        "payment_token": "tok_visa",
+        "expected_total": 1,
+        "billing_contact": {**UPGRADE_BODY["billing_contact"], card: "Acme KK"},
+    }
+
+    named = caller.client.post("/v1/organizations", json=registration, headers=operator_headers())
+    keyed = caller.as_user(
+        org, "u-owner", "POST", "/upgrade", json=body, headers={"Idempotency-Key": "k"}
+    )
+    admins = caller.as_user(
+        org,
+        "u-owner",
+        "PUT",
+        "/services/crm/subscription",
+        json={**CRM_YEARLY, "admins": ["u-bob", card]},
+        headers=operator_headers(),
+    )
+
+    assert _refused_at(named) == ["/name"]
+    assert _refused_at(keyed) == ["/billing_contact/#3"]
+    assert _refused_at(admins) == ["/admins/1"]
+
+
+@pytest.mark.parametrize("label", SPELLINGS)
+def test_a_card_number_in_the_path_or_the_query_is_refused_before_authentication(
+    client: FlaskClient, label: str
+) -> None:
+    card = quote(SPELLINGS[label], safe="")
+    org = "7d0c8f2e-1b2a-4c3d-9e8f-123456789012"
+
+    in_path = client.get(f"/v1/organizations/{org}/services/{card}/admins")
+    unknown_path = client.get(f"/nowhere/{card}")
+    query_value = client.get(f"/v1/organizations/{org}/access?min_position={card}")
+    query_name = client.get(f"/v1/organizations/{org}/access?a=1&{card}=1")
+
+    spread = label == "slash"  # decoded, its digits span several segments
+    assert _refused_at(in_path) == ["path" if spread else "path:5"]
+    assert _refused_at(unknown_path) == ["path" if spread else "path:2"]
+    assert _refused_at(query_value) == ["?min_position"]
+    assert _refused_at(query_name) == ["?#1"]
+
+
+@pytest.mark.parametrize("label", SPELLINGS)
+@pytest.mark.parametrize("header", ["Idempotency-Key", "X-Note", "User-Agent", "Referer"])
+def test_a_card_number_in_a_header_is_refused(caller: Caller, label: str, header: str) -> None:
+    org = caller.register()
+
+    answer = caller.as_user(
+        org, "u-owner", "GET", "/access", headers={header: _utf8_header(SPELLINGS[label])}
+    )
+
+    assert _refused_at(answer) == [f"header:{header}"]
+
+
+def test_a_header_named_with_a_card_number_is_refused_by_position(caller: Caller) -> None:
+    org = caller.register()
+
+    answer = caller.as_user(org, "u-owner", "GET", "/access", headers={f"X-{CARD_NUMBER}": "1"})
+
+    [location] = _refused_at(answer)
+    assert location.startswith("header:#")
+
+
+def test_an_idempotency_key_with_a_card_number_consumes_nothing(caller: Caller) -> None:
+    org = caller.register()
+    caller.subscribe(org, "crm", CRM_YEARLY)
+
+    refused = caller.upgrade(org, SPELLINGS["dots"])
+    bought = caller.upgrade(org, "k-real")
+
+    assert _refused_at(refused) == ["header:Idempotency-Key"]
+    assert bought.status_code == 201, bought.json
+
+
+@pytest.mark.parametrize("label", list(ASCII_SPELLINGS))
+def test_a_request_id_with_a_card_number_is_replaced_never_echoed(
+    caller: Caller, label: str
+) -> None:
+    org = caller.register()
+    headers = {"X-Request-ID": SPELLINGS[label]}
+
+    served = caller.as_user(org, "u-owner", "GET", "/access", headers=headers)
+    refused = caller.as_user(org, "u-owner", "GET", "/nothing-here", headers=headers)
+    sane = caller.as_user(org, "u-owner", "GET", "/access", headers={"X-Request-ID": "abc-123"})
+
+    assert served.status_code == 200
+    assert served.headers["X-Request-ID"].startswith("req_")
+    assert refused.status_code == 404
+    assert refused.json["error"]["request_id"] == refused.headers["X-Request-ID"]
+    assert refused.headers["X-Request-ID"].startswith("req_")
+    assert sane.headers["X-Request-ID"] == "abc-123"
+
+
+def test_transport_headers_with_card_like_digits_do_not_refuse(caller: Caller) -> None:
+    org = caller.register()
+    headers = {"X-Forwarded-For": "203.0.113.195, 70.41.3.18, 150.172.238.178", "Via": CARD_NUMBER}
+
+    answer = caller.as_user(org, "u-owner", "GET", "/access", headers=headers)
+
+    assert answer.status_code == 200, answer.json
+
+
+def test_an_organization_id_that_reads_as_digits_is_not_a_card_number(client: FlaskClient) -> None:
+    digits_only = "41111111-1111-1111-1111-000000000000"  # 4111 1111 1111 1111 at its start
+
+    answer = client.get(f"/v1/organizations/{digits_only}/access")
+
+    assert answer.status_code == 401
+
+
+def test_a_card_number_spread_over_several_parts_is_refused(caller: Caller) -> None:
+    org = caller.register()
+    halves = [CARD_NUMBER[:8], CARD_NUMBER[8:]]
+    plan = {**CRM_YEARLY, "admins": halves}
+
+    over_admins = caller.client.put(
+        f"/v1/organizations/{org}/services/crm/subscription", json=plan, headers=operator_headers()
+    )
+    over_query = caller.as_user(org, "u-owner", "GET", f"/access?{halves[0]}={halves[1]}")
+    over_path = caller.as_user(org, "u-owner", "GET", f"/services/{halves[0]}/{halves[1]}")
+
+    assert _refused_at(over_admins) == ["/"]
+    assert _refused_at(over_query) == ["?"]
+    assert _refused_at(over_path) == ["path"]
