@@ -170,13 +170,13 @@ class SandboxGateway:
             existing = self._record(key, amount, currency, token, description)
         if existing.status == VOIDED:
             raise PaymentDeclined(
-                "This checkout was abandoned and can no longer be paid; start a new one.",
+                decline_message(CHECKOUT_ABANDONED),
                 code=CHECKOUT_ABANDONED,
                 details={"key": key},
             )
         if existing.status == DECLINED:
             code = existing.decline_code or "card_declined"
-            raise PaymentDeclined(_decline_message(code), code=code, details={"key": key})
+            raise PaymentDeclined(decline_message(code), code=code, details={"key": key})
         return existing
 
     def lookup(self, key: str) -> ChargeResult | None:
@@ -292,7 +292,10 @@ class SandboxGateway:
         )
 
 
-def _decline_message(code: str) -> str:
+def decline_message(code: str) -> str:
+    """What a refusal with ``code`` says (also when it is told again from the log)."""
+    if code == CHECKOUT_ABANDONED:
+        return "This checkout was abandoned and can no longer be paid; start a new one."
     for known_code, message in SANDBOX_DECLINES.values():
         if known_code == code:
             return message

@@ -29,17 +29,19 @@ from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
+from application.event_stream import select_organization_notifications
+from application.idempotency import IdempotencyKeyReused
 from application.payments import (
+    CHECKOUT_ABANDONED,
     NO_CHARGE,
     VOIDED,
     PaymentDeclined,
     PaymentGateway,
     PaymentGatewayUnavailable,
+    decline_message,
 )
 from application.service import SuiteSubscriptions
 from domain import events as ev
-from domain.errors import StateConflict
-from domain.facts import PendingCheckout
 from domain.quote import UpgradeRequest
 
 log = logging.getLogger(__name__)
@@ -93,12 +95,33 @@ class UpgradeCheckouts:
     ) -> dict[str, Any]:
         """Buy the bundle; answer the receipt (the quote, checkout id, payment).
 
-        A retry with the idempotency key of a checkout left started (its first
-        request crashed after recording UpgradeCheckoutStarted) resumes that
-        checkout: the gateway key is the checkout id, so the card is charged
-        at most once whatever happened before.
+        An idempotency key answers its checkout's outcome once there is one,
+        as the log tells it (SPEC §6, as payment platforms' keys do): a retry
+        whose first answer was lost gets the original receipt, or the
+        original failure, even after reconcile finished the checkout. A
+        retry of a checkout left started (its first request crashed after
+        recording UpgradeCheckoutStarted) resumes it: the gateway key is the
+        checkout id, so the card is charged at most once whatever happened
+        before. Only a gateway failure (nothing charged) lets the same
+        request begin a new checkout.
         """
-        try:
+        earlier = None
+        if idempotency_key is not None:
+            earlier = checkout_in_log(self.app, organization_id, idempotency_key=idempotency_key)
+        if earlier is not None:
+            if earlier.by != by or earlier.quote["total"] != purchase.expected_total:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was already used for a different purchase; "
+                    "use a new key for a new request.",
+                    details={"idempotency_key": idempotency_key},
+                )
+            if earlier.outcome == PURCHASED:
+                return earlier.receipt(organization_id)
+            if earlier.outcome == FAILED and earlier.reason not in RETRYABLE_FAILURES:
+                raise earlier.failure()
+        if earlier is not None and earlier.outcome == PENDING:
+            checkout_id, quote = earlier.checkout_id, earlier.quote
+        else:
             _started, checkout_id, fresh_quote = self.app.begin_upgrade_checkout(
                 organization_id,
                 by=by,
@@ -108,23 +131,18 @@ class UpgradeCheckouts:
                 idempotency_key=idempotency_key,
             )
             quote = fresh_quote.to_dict()
-        except StateConflict as conflict:
-            pending = self._resumable(conflict, organization_id, by, purchase, idempotency_key)
-            if pending is None:
-                raise
-            checkout_id, quote = pending.checkout_id, pending.quote
         payment = self._pay(organization_id, checkout_id, quote, purchase.payment_token)
         result = self.app.complete_upgrade_checkout(
             organization_id, checkout_id=checkout_id, payment=payment
         )
-        return {
-            **quote,
-            "organization_id": str(organization_id),
-            "checkout_id": checkout_id,
-            "payment": payment,
-            "version": result.version,
-            "position": result.position,
-        }
+        if not result.changed:
+            # Reconcile recorded this purchase first: answer it as the log has it.
+            recorded = checkout_in_log(self.app, organization_id, checkout_id=checkout_id)
+            if recorded is not None and recorded.outcome == PURCHASED:
+                return recorded.receipt(organization_id)
+        return receipt(
+            organization_id, checkout_id, quote, payment, result.version, result.position
+        )
 
     def _pay(
         self, organization_id: UUID, checkout_id: str, quote: dict[str, Any], payment_token: str
@@ -150,27 +168,6 @@ class UpgradeCheckouts:
             )
             raise
         return charge.payment_reference()
-
-    def _resumable(
-        self,
-        conflict: StateConflict,
-        organization_id: UUID,
-        by: str,
-        purchase: PurchaseRequest,
-        idempotency_key: str | None,
-    ) -> PendingCheckout | None:
-        """The started checkout this request is a retry of, if it is one."""
-        if conflict.code != "checkout_in_progress" or idempotency_key is None:
-            return None
-        pending = self.app.facts(organization_id).pending_checkout
-        if (
-            pending is None
-            or pending.idempotency_key != idempotency_key
-            or pending.by != by
-            or pending.quote.get("total") != purchase.expected_total
-        ):
-            return None
-        return pending
 
     # -- reconciliation -----------------------------------------------------------
 
@@ -241,3 +238,124 @@ class UpgradeCheckouts:
         for organization_id, topic in latest.items():
             if topic == started_topic:
                 yield organization_id
+
+
+def receipt(
+    organization_id: UUID,
+    checkout_id: str,
+    quote: dict[str, Any],
+    payment: dict[str, Any],
+    version: int | None,
+    position: int | None,
+) -> dict[str, Any]:
+    """What a purchase answers: the accepted quote, the checkout, the payment."""
+    return {
+        **quote,
+        "organization_id": str(organization_id),
+        "checkout_id": checkout_id,
+        "payment": payment,
+        "version": version,
+        "position": position,
+    }
+
+
+#: Failure reasons that leave nothing final: the gateway failed and nothing
+#: was charged, so the same request may begin a new checkout. Every other
+#: reason is the key's outcome.
+RETRYABLE_FAILURES = frozenset({PaymentGatewayUnavailable.code})
+PENDING, PURCHASED, FAILED = "pending", "purchased", "failed"
+_CHECKOUT_TOPICS = frozenset(
+    get_topic(cls)
+    for cls in (
+        ev.UpgradeCheckoutStarted,
+        ev.UpgradePurchased,
+        ev.UpgradeCheckoutFailed,
+        ev.StandaloneContractTerminated,
+    )
+)
+
+
+@dataclass
+class CheckoutRecord:
+    """One checkout as the log tells it: what was accepted and how it ended."""
+
+    checkout_id: str
+    by: str
+    quote: dict[str, Any]
+    outcome: str = PENDING
+    payment: dict[str, Any] | None = None
+    reason: str | None = None
+    #: The organization's version and log position after the purchase's last
+    #: event: what the purchase answered.
+    version: int | None = None
+    position: int | None = None
+
+    def settle(self, event: ev.OrganizationEvent, position: int) -> None:
+        """Fold one later event of this checkout."""
+        if isinstance(event, ev.UpgradeCheckoutFailed):
+            self.outcome, self.reason = FAILED, event.reason
+        elif isinstance(event, ev.UpgradePurchased):
+            self.outcome, self.payment = PURCHASED, dict(event.payment)
+        if self.outcome == PURCHASED:
+            # UpgradePurchased and its StandaloneContractTerminated are one save.
+            self.version, self.position = event.originator_version, position
+
+    def receipt(self, organization_id: UUID) -> dict[str, Any]:
+        assert self.payment is not None
+        return receipt(
+            organization_id, self.checkout_id, self.quote, self.payment, self.version, self.position
+        )
+
+    def failure(self) -> PaymentDeclined:
+        # Reconcile records a voided checkout as ``abandoned``; a late charge of
+        # it is refused as ``checkout_abandoned``: the retry hears the latter.
+        reason = self.reason or ABANDONED
+        code = CHECKOUT_ABANDONED if reason == ABANDONED else reason
+        # As the gateway refused it: the checkout id is the gateway's key.
+        return PaymentDeclined(decline_message(code), code=code, details={"key": self.checkout_id})
+
+
+def checkout_in_log(
+    app: SuiteSubscriptions,
+    organization_id: UUID,
+    *,
+    idempotency_key: str | None = None,
+    checkout_id: str | None = None,
+) -> CheckoutRecord | None:
+    """The latest checkout begun under ``idempotency_key`` (or with ``checkout_id``),
+    as the log tells it.
+
+    Read from the organization's stream (only its checkout events are
+    decoded), so the outcome is known even when the key's stored answer is
+    not: the first request died, or reconcile finished its checkout.
+    """
+    found: CheckoutRecord | None = None
+    after = 0
+    while True:
+        page = select_organization_notifications(
+            app.recorder, organization_id, after, _NOTIFICATION_PAGE
+        )
+        for notification in page:
+            if notification.topic not in _CHECKOUT_TOPICS:
+                continue
+            event = app.mapper.to_domain_event(notification)
+            if not isinstance(event, ev.OrganizationEvent):
+                continue
+            if isinstance(event, ev.UpgradeCheckoutStarted):
+                if event.checkout_id == checkout_id or (
+                    idempotency_key is not None and event.idempotency_key == idempotency_key
+                ):
+                    found = CheckoutRecord(event.checkout_id, event.by, dict(event.quote))
+            elif found is not None and _checkout_id(event) == found.checkout_id:
+                found.settle(event, notification.id)
+        if len(page) < _NOTIFICATION_PAGE:
+            return found
+        after = page[-1].id
+
+
+def _checkout_id(event: ev.OrganizationEvent) -> str | None:
+    if isinstance(
+        event, ev.UpgradePurchased | ev.UpgradeCheckoutFailed | ev.StandaloneContractTerminated
+    ):
+        return event.checkout_id
+    return None

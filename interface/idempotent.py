@@ -9,6 +9,9 @@ Which answers are stored (and replayed) and which release the key:
   the situation may change), 5xx and 502 ``payment_gateway_error`` (nothing
   was charged; retrying with the same key may succeed), and any crash.
 
+The upgrade also answers a key's outcome from the log when no answer is
+stored (``application/upgrade.py``), so a lost answer is never redone.
+
 Requests refused before the view (401, 400 malformed JSON, 415, 422 schema
 validation, card data) never reach this and never consume a key.
 """

@@ -54,6 +54,18 @@ class CrashBeforeCharge(SandboxGateway):
         raise SimulatedCrash
 
 
+class ProcessKilled(BaseException):
+    """The process is killed: no handler runs, so the key stays claimed, unanswered."""
+
+
+class KilledAfterCharge(SandboxGateway):
+    """Charges the card, then the process is killed before anything else happens."""
+
+    def charge(self, *args: Any, **kwargs: Any) -> ChargeResult:
+        super().charge(*args, **kwargs)
+        raise ProcessKilled
+
+
 class BlockingGateway(SandboxGateway):
     """Holds the first charge until told to go on (to overlap two requests)."""
 
@@ -223,6 +235,48 @@ def test_retrying_with_the_key_of_a_crashed_checkout_resumes_it_without_a_second
 
     assert retry.status_code == 201, retry.json
     services: Services = healthy.extensions["suitesub"]
+    assert services.gateway.count_charges() == 1  # type: ignore[attr-defined]
+    services.close()
+
+
+def test_a_retry_after_reconcile_finished_the_purchase_answers_the_original_receipt(
+    store_url: str, clock: ManualClock
+) -> None:
+    """As payment platforms' keys do: once a key has an outcome, it always answers it."""
+    dying = _app(store_url, clock, KilledAfterCharge)
+    first_services: Services = dying.extensions["suitesub"]
+    caller = Caller(dying.test_client())
+    org = _in_trial(caller)
+    total = caller.quote(org).json["total"]
+    with pytest.raises(ProcessKilled):
+        caller.upgrade(org, "key-1", expected_total=total)
+    clock.advance(timedelta(minutes=11))  # past the reconcile grace and the key's lease
+    (checkout_id,) = first_services.checkouts.reconcile().completed
+    if store_url.startswith("memory"):
+        restarted = create_app({"SERVICES": first_services, "JWT_SECRET": SECRET})
+    else:
+        first_services.close()
+        restarted = _app(store_url, clock, SandboxGateway)
+    services: Services = restarted.extensions["suitesub"]
+    retrying = Caller(restarted.test_client())
+
+    retry = retrying.upgrade(org, "key-1", expected_total=total)
+    replayed = retrying.upgrade(org, "key-1", expected_total=total)
+
+    assert retry.status_code == 201, retry.json
+    receipt = retry.json
+    charge = services.gateway.lookup(checkout_id)
+    assert charge is not None
+    assert (receipt["checkout_id"], receipt["total"]) == (checkout_id, total)
+    assert receipt["payment"] == charge.payment_reference()
+    events = retrying.as_user(org, "u-alice", "GET", "/events").json["events"]
+    assert (receipt["version"], receipt["position"]) == (
+        events[-1]["version"],
+        events[-1]["position"],
+    )
+    assert [e["type"] for e in events].count("UpgradePurchased") == 1
+    assert (replayed.status_code, replayed.json) == (201, receipt)
+    assert replayed.headers["Idempotent-Replayed"] == "true"
     assert services.gateway.count_charges() == 1  # type: ignore[attr-defined]
     services.close()
 
