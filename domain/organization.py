@@ -14,10 +14,11 @@ path can record one in the immutable log.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic
 
 from domain import events as ev
 from domain.bundle_state import (
@@ -87,13 +88,19 @@ class Organization(Aggregate):
             at,
             data,
         )
-        return cls._create(
-            ev.OrganizationRegistered,
-            id=organization_id,
-            timestamp=at,
-            chain=link,
+        # What the library's Aggregate creation does, through its public API.
+        fields: dict[str, Any] = {
+            "originator_topic": get_topic(cls),
+            "originator_id": organization_id,
+            "originator_version": cls.INITIAL_VERSION,
+            "timestamp": at,
+            "chain": link,
             **data,
-        )
+        }
+        registered = ev.OrganizationRegistered(**fields)
+        organization = cast(Organization, registered.mutate(None))
+        organization.pending_events.append(registered)
+        return organization
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
         """Add the hash-chain link before the event exists, so it is stored with it."""

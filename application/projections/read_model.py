@@ -1,58 +1,51 @@
-"""The read side the API and the CLI use: access views, the directory, view lag.
+"""The read side the API and the CLI use: one reader per view, read-your-writes.
 
 Who keeps the views current is a setting (``SUITE_VIEW_FOLLOWER``):
 
 - ``api`` (default on ``memory://`` and SQLite): every read first applies
-  whatever the log has that the views have not (usually nothing: two indexed
-  look-ups), so the API keeps its views current by itself however many
-  gunicorn workers run, with no other process;
+  whatever the log has that the views have not (usually nothing: one
+  indexed look-up), so the API keeps its views current by itself however
+  many gunicorn workers run, with no other process;
 - ``worker`` (default on PostgreSQL): ``suitesub worker`` follows the log
   and the API only reads; ``min_position`` waits for the worker.
 
 ``min_position`` (read-your-writes) waits at most ``SUITE_MIN_POSITION_TIMEOUT``
-seconds (default 2) and then refuses with ``view_not_caught_up`` (HTTP 503,
+seconds (default 2), then refuses with ``view_not_caught_up`` (HTTP 503,
 ``Retry-After``): a caller never gets an older view than it asked for. A
 position beyond the log's end is refused at once (422
-``min_position_ahead_of_log``).
-
-On PostgreSQL with a worker, each process keeps the access rows it read in
-a :class:`~application.projections.view_cache.ViewCache`, evicted by the
-views' own ``NOTIFY`` (``SUITE_VIEW_CACHE``, default ``on`` there, ``off``
-to read every row from the database; ``SUITE_VIEW_CACHE_TTL``, seconds): a
-cached row is served only if the views are known to have reached
-``min_position``; otherwise the read goes to the database as before.
+``min_position_ahead_of_log``). On PostgreSQL with a worker the access
+reader is wrapped in the NOTIFY-fed cache (:mod:`~application.projections.view_cache`).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol
 from uuid import UUID
 
 import psycopg
 from eventsourcing.application import Application
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteFactory
-from psycopg.sql import SQL, Identifier
+from eventsourcing.postgres import PostgresFactory
+from eventsourcing.sqlite import SQLiteFactory
 
 from application.errors import OrganizationNotFound, ViewNotCaughtUp
 from application.event_stream import select_organization_notifications
-from application.projections.access_reads import (
-    AccessRead,
-    AccessReader,
-    PostgresAccessReader,
-    SQLiteAccessReader,
-)
-from application.projections.projection import ViewFollower
+from application.projections.follower import Follower, connection_kwargs
 from application.projections.rows import OrganizationRow
 from application.projections.sql_views import PostgresOrganizationViews, SQLiteOrganizationViews
-from application.projections.view_cache import DEFAULT_TTL, ViewCache, channel_name
+from application.projections.view_cache import (
+    DEFAULT_TTL,
+    CachedAccessReader,
+    ViewCache,
+    channel_name,
+)
 from application.projections.views import (
-    DIRECTORY_STATES,
     UPSTREAM,
+    AccessRead,
     MemoryOrganizationViews,
     OrganizationViews,
+    OrganizationViewsProjection,
 )
 from application.schema import schema_lock
 from application.settings import SettingsError
@@ -60,10 +53,28 @@ from domain.access_view import access_view
 from domain.catalog import Catalog
 from domain.clock import Clock
 from domain.errors import InvalidRequest
+from domain.facts import BundleState
 
 LIVE_PREFIX = "views"
 DEFAULT_MIN_POSITION_TIMEOUT = 2.0
 MAX_DIRECTORY_PAGE = 500
+
+
+def _seconds(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name) or str(default)
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        msg = f"{name} {raw!r} is not a number of seconds"
+        raise SettingsError(msg) from None
+
+
+def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, str]) -> str:
+    value = (env.get(name) or default).lower()
+    if value not in allowed:
+        msg = f"{name} {value!r}: expected {allowed[0]!r} or {allowed[1]!r}"
+        raise SettingsError(msg)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +84,7 @@ class ViewSettings:
     #: How long ``min_position`` waits before answering ``view_not_caught_up``.
     min_position_timeout: float
     #: Keep read access rows in the process, evicted by the views' NOTIFY
-    #: (PostgreSQL with a worker only).
+    #: (PostgreSQL with a worker only; ``SUITE_VIEW_CACHE``).
     view_cache: bool = False
     #: Seconds a cached row may be served at most (a safety net, not the mechanism).
     view_cache_ttl: float = DEFAULT_TTL
@@ -81,47 +92,35 @@ class ViewSettings:
     @classmethod
     def from_env(cls, store_kind: str, env: dict[str, str] | None = None) -> ViewSettings:
         env = dict(os.environ if env is None else env)
-        follower = env.get("SUITE_VIEW_FOLLOWER") or (
-            "worker" if store_kind == "postgres" else "api"
-        )
-        if follower not in ("api", "worker"):
-            msg = f"SUITE_VIEW_FOLLOWER {follower!r}: expected 'api' or 'worker'"
-            raise SettingsError(msg)
+        default = "worker" if store_kind == "postgres" else "api"
+        follower = _choice(env, "SUITE_VIEW_FOLLOWER", default, ("api", "worker"))
         if store_kind == "memory" and follower == "worker":
             msg = "SUITE_VIEW_FOLLOWER=worker needs a shared store (SQLite or PostgreSQL)"
             raise SettingsError(msg)
-        raw_timeout = env.get("SUITE_MIN_POSITION_TIMEOUT") or str(DEFAULT_MIN_POSITION_TIMEOUT)
-        try:
-            timeout = float(raw_timeout)
-        except ValueError:
-            msg = f"SUITE_MIN_POSITION_TIMEOUT {raw_timeout!r} is not a number of seconds"
-            raise SettingsError(msg) from None
-        cache = (env.get("SUITE_VIEW_CACHE") or "on").lower()
-        if cache not in ("on", "off"):
-            msg = f"SUITE_VIEW_CACHE {cache!r}: expected 'on' or 'off'"
-            raise SettingsError(msg)
-        raw_ttl = env.get("SUITE_VIEW_CACHE_TTL") or str(DEFAULT_TTL)
-        try:
-            ttl = float(raw_ttl)
-        except ValueError:
-            msg = f"SUITE_VIEW_CACHE_TTL {raw_ttl!r} is not a number of seconds"
-            raise SettingsError(msg) from None
+        cache = _choice(env, "SUITE_VIEW_CACHE", "on", ("on", "off"))
         return cls(
             follow_on_read=follower == "api",
-            min_position_timeout=max(timeout, 0.0),
+            min_position_timeout=_seconds(
+                env, "SUITE_MIN_POSITION_TIMEOUT", DEFAULT_MIN_POSITION_TIMEOUT
+            ),
             view_cache=cache == "on" and follower == "worker" and store_kind == "postgres",
-            view_cache_ttl=max(ttl, 0.0),
+            view_cache_ttl=_seconds(env, "SUITE_VIEW_CACHE_TTL", DEFAULT_TTL),
         )
 
 
 def construct_views(app: Application[Any], prefix: str = LIVE_PREFIX) -> OrganizationViews:
-    """The views on the application's own store, tables created if missing."""
+    """The views on the application's own store, tables created if missing.
+
+    The views also read the log's end in their access statement (one
+    snapshot) since they share its database.
+    """
     factory = app.factory
+    log_table = getattr(app.recorder, "events_table_name", None)
     views: OrganizationViews
     if isinstance(factory, SQLiteFactory):
-        views = SQLiteOrganizationViews(factory.datastore, prefix)
+        views = SQLiteOrganizationViews(factory.datastore, prefix, log_table)
     elif isinstance(factory, PostgresFactory):
-        views = PostgresOrganizationViews(factory.datastore, prefix)
+        views = PostgresOrganizationViews(factory.datastore, prefix, log_table)
     else:
         return MemoryOrganizationViews(prefix)
     with schema_lock(app.env):
@@ -129,120 +128,169 @@ def construct_views(app: Application[Any], prefix: str = LIVE_PREFIX) -> Organiz
     return views
 
 
-def access_reader(app: Application[Any], views: OrganizationViews) -> AccessReader:
-    """The one-statement reader when the views share the log's database."""
-    recorder = app.recorder
-    if (
-        isinstance(views, SQLiteOrganizationViews)
-        and isinstance(recorder, SQLiteApplicationRecorder)
-        and views.datastore is recorder.datastore
-    ):
-        return SQLiteAccessReader(app, views, views.datastore, views.prefix)
-    if (
-        isinstance(views, PostgresOrganizationViews)
-        and isinstance(recorder, PostgresApplicationRecorder)
-        and views.datastore is recorder.datastore
-    ):
-        return PostgresAccessReader(app, views, views.datastore, views.prefix)
-    return AccessReader(app, views)
-
-
-def construct_view_cache(views: OrganizationViews, settings: ViewSettings) -> ViewCache | None:
-    """The process's cache of access rows, when the settings and the store allow one."""
-    if not settings.view_cache or not isinstance(views, PostgresOrganizationViews):
+def construct_cache(views: OrganizationViews, ttl: float) -> ViewCache | None:
+    """The process's cache of access rows, fed by the PostgreSQL views' NOTIFY."""
+    if not isinstance(views, PostgresOrganizationViews):
         return None
-    if settings.follow_on_read:
-        return None  # no worker announces the views' changes
-    kwargs: dict[str, Any] = dict(cast(dict[str, Any], views.datastore.pool.kwargs))
-    kwargs.pop("row_factory", None)
-    position_statement = SQL(
-        "SELECT notification_id FROM {0}.{1} WHERE application_name = %s"
-    ).format(Identifier(views.datastore.schema), Identifier(f"{views.prefix}_tracking"))
+    kwargs = connection_kwargs(views.datastore)
 
     def connect() -> psycopg.Connection[Any]:
         return psycopg.connect(**kwargs, autocommit=True)
 
     def read_position(connection: psycopg.Connection[Any]) -> int:
-        found = connection.execute(position_statement, (UPSTREAM,)).fetchone()
+        found = connection.execute(views.select_tracked, (UPSTREAM,)).fetchone()
         return int(found[0]) if found else 0
 
     return ViewCache(
-        connect,
-        channel_name(views.prefix, views.datastore.schema),
-        read_position,
-        ttl=settings.view_cache_ttl,
+        connect, channel_name(views.prefix, views.datastore.schema), read_position, ttl=ttl
     )
 
 
-class ReadModel:
-    """Access views and the operators' directory, read from the projections."""
+def ahead_of_log(min_position: int, latest: int) -> InvalidRequest:
+    return InvalidRequest(
+        "min_position is beyond the event log's last position.",
+        code="min_position_ahead_of_log",
+        details={"min_position": min_position, "latest_position": latest},
+    )
 
-    def __init__(
-        self,
-        app: Application[Any],
-        views: OrganizationViews,
-        *,
-        clock: Clock,
-        catalog: Catalog,
-        settings: ViewSettings,
-    ) -> None:
-        self.app = app
-        self.views = views
-        self.clock = clock
-        self.catalog = catalog
+
+class Positions:
+    """Read-your-writes over one follower: wait until its view has a position."""
+
+    def __init__(self, follower: Follower[Any], settings: ViewSettings) -> None:
+        self.follower = follower
         self.settings = settings
-        self.follower = ViewFollower(app, views)
-        self.access_reader = access_reader(app, views)
-        self.view_cache = construct_view_cache(views, settings)
-        #: A log position these views are known to have applied (seen by this process).
-        self._applied = 0
+        #: A log position the view is known to have applied (seen by this process).
+        self.applied = 0
 
-    # -- queries --------------------------------------------------------------
+    def wait_for(self, min_position: int | None) -> None:
+        """Return once the view has applied ``min_position`` (bounded wait).
 
-    def access(self, organization_id: UUID, *, min_position: int | None = None) -> dict[str, Any]:
-        """The access view: one row looked up, the time-dependent parts computed now.
-
-        One statement answers the row and, when they matter, the log's end and
-        the views' position from the same snapshot (``AccessReader``); only a
-        view that is behind costs more (a catch-up, or the bounded wait).
+        A position beyond the log's end was never handed out by this store
+        (commands answer after their events are committed): it is refused at
+        once rather than held for the whole timeout.
         """
-        key = str(organization_id)
-        cache = self.view_cache
-        row = None if cache is None else cache.get(key, min_position)
-        if row is None:
-            with_positions = (
-                cache is not None or min_position is not None or self.settings.follow_on_read
+        if min_position is None and not self.settings.follow_on_read:
+            return  # a worker keeps the views; nothing to wait for
+        latest = self.follower.latest_position()
+        if min_position is not None and min_position > latest:
+            raise ahead_of_log(min_position, latest)
+        if self.settings.follow_on_read:
+            # The views never move back: once they applied the log's end, a
+            # read needs only the log's end (one query) to know they still have.
+            if latest > self.applied:
+                self.applied = self.follower.catch_up()
+            return
+        assert min_position is not None
+        try:
+            self.follower.view.wait(
+                self.follower.app.name, min_position, timeout=self.settings.min_position_timeout
             )
-            read = self.access_reader.read(key, with_positions=with_positions)
-            row = read.row
-            if with_positions and not self._current(read, min_position):
-                row = self.views.access_row(key)
-            elif cache is not None and row is not None:
-                cache.offer(row, read.tracked)
-            if row is None:
-                row = self._wait_for_registration(organization_id)
-        view = access_view(row.facts, self.catalog, self.clock.now()).to_dict()
-        return {"version": row.version, "position": row.position, **view}
+        except TimeoutError:
+            raise ViewNotCaughtUp(min_position, self.follower.position()) from None
 
-    def _current(self, read: AccessRead, min_position: int | None) -> bool:
-        """Whether ``read.row`` may be served; if not, the views are brought up first.
+    def current(self, read: AccessRead, min_position: int | None) -> bool:
+        """Whether a row read with its positions may be served; if not, wait first.
 
-        The same rules as :meth:`wait_for`, on positions already read.
+        The rules of :meth:`wait_for`, on positions already read.
         """
         if min_position is not None and min_position > read.latest:
-            raise InvalidRequest(
-                "min_position is beyond the event log's last position.",
-                code="min_position_ahead_of_log",
-                details={"min_position": min_position, "latest_position": read.latest},
-            )
+            raise ahead_of_log(min_position, read.latest)
         if self.settings.follow_on_read:
             if read.tracked >= read.latest:
-                self._applied = max(self._applied, read.tracked)
+                self.applied = max(self.applied, read.tracked)
                 return True
         elif min_position is None or read.tracked >= min_position:
             return True
         self.wait_for(min_position)
         return False
+
+
+class AccessReads(Protocol):
+    """What the API asks of the access view (the cache adapter answers it too)."""
+
+    def access(
+        self, organization_id: UUID, *, min_position: int | None = None
+    ) -> dict[str, Any]: ...
+
+
+class AccessReader:
+    """The access view: one row looked up, the time-dependent parts computed now."""
+
+    def __init__(
+        self,
+        app: Application[Any],
+        views: OrganizationViews,
+        positions: Positions,
+        *,
+        catalog: Catalog,
+        clock: Clock,
+    ) -> None:
+        self.app = app
+        self.views = views
+        self.positions = positions
+        self.catalog = catalog
+        self.clock = clock
+
+    def read(self, organization_id: str) -> AccessRead:
+        """The row with the log's end and the views' position, in an order that keeps
+        the guarantee (the views never move back, so if ``tracked >= latest`` the
+        row read last includes everything up to ``latest``)."""
+        found = self.views.read_access(organization_id)
+        if found is not None:
+            return found
+        latest = self.positions.follower.latest_position()
+        tracked = self.views.position()
+        return AccessRead(self.views.access_row(organization_id), latest, tracked)
+
+    def row(
+        self, organization_id: UUID, min_position: int | None, *, with_positions: bool = False
+    ) -> tuple[OrganizationRow, int | None]:
+        """A row current enough for ``min_position``, and the views' position in the
+        same snapshot when it was read with one (``None`` otherwise)."""
+        key = str(organization_id)
+        positions = self.positions
+        row: OrganizationRow | None
+        tracked: int | None = None
+        if with_positions or min_position is not None or positions.settings.follow_on_read:
+            read = self.read(key)
+            row = read.row
+            if positions.current(read, min_position):
+                tracked = read.tracked
+            else:
+                row = self.views.access_row(key)
+        else:
+            row = self.views.access_row(key)
+        if row is None:
+            return self._wait_for_registration(organization_id), None
+        return row, tracked
+
+    def answer(self, row: OrganizationRow) -> dict[str, Any]:
+        view = access_view(row.facts, self.catalog, self.clock.now()).to_dict()
+        return {"version": row.version, "position": row.position, **view}
+
+    def access(self, organization_id: UUID, *, min_position: int | None = None) -> dict[str, Any]:
+        return self.answer(self.row(organization_id, min_position)[0])
+
+    def _wait_for_registration(self, organization_id: UUID) -> OrganizationRow:
+        """A row missing from the view: unknown organization, or one not applied yet."""
+        first = select_organization_notifications(self.app.recorder, organization_id, 0, 1)
+        if not first:
+            raise OrganizationNotFound(organization_id)
+        self.positions.wait_for(max(first[0].id, 1))
+        row = self.views.access_row(str(organization_id))
+        if row is None:  # pragma: no cover - the position was applied, so the row exists
+            raise ViewNotCaughtUp(first[0].id, self.views.position())
+        return row
+
+
+class DirectoryReader:
+    """The operators' directory, a page at a time, by the state shown now."""
+
+    def __init__(self, views: OrganizationViews, positions: Positions, *, clock: Clock) -> None:
+        self.views = views
+        self.positions = positions
+        self.clock = clock
 
     def organizations(
         self,
@@ -252,16 +300,15 @@ class ReadModel:
         limit: int = 50,
         min_position: int | None = None,
     ) -> dict[str, Any]:
-        """A page of the directory, ordered by organization id.
+        """A page ordered by organization id; ``next`` (the page's last id) is the cursor.
 
-        The cursor is the last id of the page (``next``); pass it as ``after``.
         ``state`` filters on the state as shown now (a trial past its end is
         ``trial_expired`` even before the sweep records it).
         """
-        if state is not None and state not in DIRECTORY_STATES:
+        if state is not None and state not in BundleState.ALL:
             raise InvalidRequest(
                 f"Unknown state {state!r}.",
-                details={"state": [f"must be one of: {', '.join(DIRECTORY_STATES)}"]},
+                details={"state": [f"must be one of: {', '.join(BundleState.ALL)}"]},
             )
         if not 1 <= limit <= MAX_DIRECTORY_PAGE:
             raise InvalidRequest(
@@ -276,7 +323,7 @@ class ReadModel:
                     "after is not an organization id.",
                     details={"after": ["must be the id of the last organization of a page"]},
                 ) from None
-        self.wait_for(min_position)
+        self.positions.wait_for(min_position)
         now = self.clock.now()
         entries = self.views.directory(now=now, state=state, after=after, limit=limit + 1)
         page = entries[:limit]
@@ -285,10 +332,45 @@ class ReadModel:
             "next": page[-1].organization_id if len(entries) > limit else None,
         }
 
-    def close(self) -> None:
-        """Stop the view cache's listener (the views themselves need no closing)."""
-        if self.view_cache is not None:
-            self.view_cache.close()
+
+class ReadModel:
+    """The organization views, their follower and their two readers, wired once."""
+
+    def __init__(
+        self,
+        app: Application[Any],
+        views: OrganizationViews,
+        *,
+        clock: Clock,
+        catalog: Catalog,
+        settings: ViewSettings,
+    ) -> None:
+        self.views = views
+        self.settings = settings
+        self.follower = Follower(app, OrganizationViewsProjection(view=views))
+        positions = Positions(self.follower, settings)
+        self.access_reader = AccessReader(app, views, positions, catalog=catalog, clock=clock)
+        self.view_cache = (
+            construct_cache(views, settings.view_cache_ttl)
+            if (settings.view_cache and not settings.follow_on_read)
+            else None
+        )
+        self.access_reads: AccessReads = (
+            self.access_reader
+            if self.view_cache is None
+            else CachedAccessReader(self.access_reader, self.view_cache)
+        )
+        self.directory_reader = DirectoryReader(views, positions, clock=clock)
+        self.positions = positions
+
+    def access(self, organization_id: UUID, *, min_position: int | None = None) -> dict[str, Any]:
+        return self.access_reads.access(organization_id, min_position=min_position)
+
+    def organizations(self, **query: Any) -> dict[str, Any]:
+        return self.directory_reader.organizations(**query)
+
+    def wait_for(self, min_position: int | None) -> None:
+        self.positions.wait_for(min_position)
 
     def lag(self) -> dict[str, int]:
         """``latest_position``, ``view_position`` and ``lag`` (for ``/readyz``)."""
@@ -298,52 +380,7 @@ class ReadModel:
         """Apply whatever the log has that the views have not; the views' position."""
         return self.follower.catch_up()
 
-    # -- read-your-writes -----------------------------------------------------
-
-    def wait_for(self, min_position: int | None) -> None:
-        """Return once the views have applied ``min_position`` (bounded wait).
-
-        A position beyond the log's end was never handed out by this store
-        (commands answer after their events are committed): it is refused at
-        once with ``min_position_ahead_of_log`` rather than held for the
-        whole timeout.
-        """
-        if min_position is None and not self.settings.follow_on_read:
-            return  # a worker keeps the views; nothing to wait for
-        latest = self.follower.latest_position()
-        if min_position is not None and min_position > latest:
-            raise InvalidRequest(
-                "min_position is beyond the event log's last position.",
-                code="min_position_ahead_of_log",
-                details={"min_position": min_position, "latest_position": latest},
-            )
-        if self.settings.follow_on_read:
-            # The views never move back: once they applied the log's end, a
-            # read needs only the log's end (one query) to know they still
-            # have; catching up costs two queries even when there is nothing.
-            if latest <= self._applied:
-                return
-            position = self._applied = self.follower.catch_up()
-        elif min_position is None:
-            return
-        else:
-            try:
-                self.views.wait(
-                    self.app.name, min_position, timeout=self.settings.min_position_timeout
-                )
-            except TimeoutError:
-                raise ViewNotCaughtUp(min_position, self.views.position()) from None
-            return
-        if min_position is not None and position < min_position:  # pragma: no cover
-            raise ViewNotCaughtUp(min_position, position)
-
-    def _wait_for_registration(self, organization_id: UUID) -> OrganizationRow:
-        """A row missing from the view: unknown organization, or one not applied yet."""
-        first = select_organization_notifications(self.app.recorder, organization_id, 0, 1)
-        if not first:
-            raise OrganizationNotFound(organization_id)
-        self.wait_for(max(first[0].id, 1))
-        row = self.views.access_row(str(organization_id))
-        if row is None:  # pragma: no cover - the position was applied, so the row exists
-            raise ViewNotCaughtUp(first[0].id, self.views.position())
-        return row
+    def close(self) -> None:
+        """Stop the view cache's listener (the views themselves need no closing)."""
+        if self.view_cache is not None:
+            self.view_cache.close()

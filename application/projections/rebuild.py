@@ -27,17 +27,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import uuid4
 
-from application.projections.projection import Progress, ViewFollower
+from eventsourcing.application import Application
+
+from application.projections.follower import Follower, Progress
 from application.projections.read_model import construct_views
 from application.projections.rows import DirectoryEntry, OrganizationRow
-from application.projections.views import ViewPage
+from application.projections.views import (
+    OrganizationViews,
+    OrganizationViewsProjection,
+    ViewPage,
+)
 from domain.facts import facts_to_dict
-
-if TYPE_CHECKING:
-    from application.bootstrap import Services
 
 #: Events per transaction while filling the fresh tables: four times fewer
 #: commits than a follower's batches (each one waits for the disk), while a
@@ -108,18 +111,21 @@ class RebuildReport:
 
 
 def rebuild_views(
-    services: Services, apply: bool = False, progress: Progress | None = None
+    app: Application[Any],
+    live: OrganizationViews,
+    apply: bool = False,
+    progress: Progress | None = None,
 ) -> RebuildReport:
     """Rebuild the access view and the directory from the log; see the module doc.
 
     ``progress(position, target)`` is called after each applied batch.
     """
-    app = services.app
-    live = services.read_model.views
     fresh = construct_views(app, prefix=f"rebuild_{uuid4().hex[:12]}")
     try:
-        live_follower = ViewFollower(app, live)
-        fresh_follower = ViewFollower(app, fresh, batch_size=REBUILD_BATCH_SIZE)
+        live_follower = Follower(app, OrganizationViewsProjection(view=live))
+        fresh_follower = Follower(
+            app, OrganizationViewsProjection(view=fresh), batch_size=REBUILD_BATCH_SIZE
+        )
         target = live_follower.catch_up(progress=progress)
         fresh_follower.catch_up(until=target, progress=progress)
         report = RebuildReport(
@@ -136,11 +142,12 @@ def rebuild_views(
             fresh_follower.catch_up(progress=progress)
             # One transaction under the live views' write lock: the database
             # copies the rebuilt rows in, then the few events recorded since
-            # are applied on top, so the position never moves back.
+            # are folded in on top, so the position never moves back.
             with live.replacing(fresh) as changes:
-                installed = live_follower.catch_up_within(changes)
+                for batch in live_follower.batches(changes.reached):
+                    changes.fold(batch)
             report.applied = True
-            report.applied_position = installed
+            report.applied_position = changes.reached
         report.latest_position = fresh_follower.latest_position()
         return report
     finally:
@@ -148,7 +155,10 @@ def rebuild_views(
 
 
 def compared_pages(
-    live: ViewFollower, rebuilt: ViewFollower, *, progress: Progress | None = None
+    live: Follower[OrganizationViews],
+    rebuilt: Follower[OrganizationViews],
+    *,
+    progress: Progress | None = None,
 ) -> Iterator[tuple[ViewPage, ViewPage]]:
     """Pages of the live and the rebuilt views, in id order, each pair at one position.
 
@@ -159,15 +169,15 @@ def compared_pages(
     """
     after: str | None = None
     while True:
-        live_page = live.views.page(after, COMPARE_PAGE_SIZE)
-        rebuilt_page = rebuilt.views.page(after, COMPARE_PAGE_SIZE)
+        live_page = live.view.page(after, COMPARE_PAGE_SIZE)
+        rebuilt_page = rebuilt.view.page(after, COMPARE_PAGE_SIZE)
         while rebuilt_page.position != live_page.position:
             if rebuilt_page.position < live_page.position:
                 rebuilt.catch_up(until=live_page.position, progress=progress)
-                rebuilt_page = rebuilt.views.page(after, COMPARE_PAGE_SIZE)
+                rebuilt_page = rebuilt.view.page(after, COMPARE_PAGE_SIZE)
             else:  # only if something else moved the rebuilt views: catch the live ones up
                 live.catch_up(until=rebuilt_page.position)
-                live_page = live.views.page(after, COMPARE_PAGE_SIZE)
+                live_page = live.view.page(after, COMPARE_PAGE_SIZE)
         ends = [page.last for page in (live_page, rebuilt_page) if page.last is not None]
         last = min(ends) if ends else None
         yield live_page.up_to(last), rebuilt_page.up_to(last)

@@ -32,11 +32,15 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import psycopg
 
 from application.projections.rows import OrganizationRow
+
+if TYPE_CHECKING:
+    from application.projections.read_model import AccessReader
 
 log = logging.getLogger(__name__)
 
@@ -238,3 +242,24 @@ class ViewCache:
             self._went_down()
             with contextlib.suppress(Exception):
                 connection.close()
+
+
+class CachedAccessReader:
+    """The access reader's interface, answered from a :class:`ViewCache` when it may be.
+
+    A miss (or a row the cache may not serve for ``min_position``) is read by
+    the wrapped reader with the views' position from the same snapshot, and
+    offered to the cache at that position.
+    """
+
+    def __init__(self, reader: AccessReader, cache: ViewCache) -> None:
+        self.reader = reader
+        self.cache = cache
+
+    def access(self, organization_id: UUID, *, min_position: int | None = None) -> dict[str, Any]:
+        row = self.cache.get(str(organization_id), min_position)
+        if row is None:
+            row, tracked = self.reader.row(organization_id, min_position, with_positions=True)
+            if tracked is not None:
+                self.cache.offer(row, tracked)
+        return self.reader.answer(row)

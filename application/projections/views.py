@@ -1,20 +1,15 @@
-"""The organization views: a tracking recorder that holds two materialised views.
+"""The organization views: one tracking recorder, its projection, and the in-memory store.
 
-- the *access view*: one row per organization with its stored facts,
-  version and position (``GET …/access`` reads one row by primary key);
-- the *organization directory* for operators: id, name, recorded state,
-  trial end (indexed, for the expiry sweep) and position.
-
-Both are written by one projection, in one transaction together with the
-tracking position of the last event applied: a crash can neither skip nor
-double-apply an event. Every write transaction first takes the views' write
-lock (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL transaction advisory lock, a
-mutex in memory) and then re-reads the tracked position, so any number of
-processes may apply the log concurrently: whoever comes second skips what
-the first already applied.
-
-This module holds the interface and the in-memory implementation; the SQL
-ones are in :mod:`application.projections.sql_views`.
+The views hold, per organization, the *access view* row (stored facts,
+version, position; ``GET …/access`` reads one by primary key) and the
+*directory* line for operators (id, name, recorded state, trial end —
+indexed for the expiry sweep). :meth:`OrganizationViews.put_with_tracking`
+folds a batch of events into them and records the batch's position in one
+transaction: a crash can neither skip nor double-apply an event. Every
+write first takes the views' lock (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL
+advisory lock, a mutex in memory) and re-reads the tracked position, so any
+number of followers may run: whoever comes second skips what the first
+applied. The SQL stores are in :mod:`application.projections.sql_views`.
 """
 
 from __future__ import annotations
@@ -26,17 +21,28 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 
-from application.projections.rows import DirectoryEntry, OrganizationRow
+from application.projections.follower import Batch, BatchProjection
+from application.projections.rows import DirectoryEntry, OrganizationRow, fold_run
 from domain.bundle_state import recorded_as_turning
-from domain.facts import BundleState
+from domain.events import OrganizationEvent
 
 #: Tracking rows are keyed by the name of the application whose log is followed.
 UPSTREAM = "SuiteSubscriptions"
 
-DIRECTORY_STATES = BundleState.ALL
+
+@dataclass(frozen=True, slots=True)
+class AccessRead:
+    """One access row and, when asked, the positions read from the same snapshot."""
+
+    row: OrganizationRow | None
+    #: The log's last position (0 for an empty log, or when not asked for).
+    latest: int = 0
+    #: The views' tracked position (0 when nothing applied, or when not asked for).
+    tracked: int = 0
 
 
 class ViewChanges(ABC):
@@ -45,55 +51,69 @@ class ViewChanges(ABC):
     def __init__(self, position: int) -> None:
         #: The tracked position when the transaction started (0: nothing applied).
         self.position = position
-        self._rows: dict[str, OrganizationRow | None] = {}
-        self._dirty: dict[str, OrganizationRow] = {}
-        self._tracked: int | None = None
+        self.rows: dict[str, OrganizationRow | None] = {}
+        self.dirty: dict[str, OrganizationRow] = {}
+        self.tracked: int | None = None
 
     def row(self, organization_id: str) -> OrganizationRow | None:
-        if organization_id not in self._rows:
-            self._rows[organization_id] = self._load(organization_id)
-        return self._rows[organization_id]
+        if organization_id not in self.rows:
+            self.preload([organization_id])
+        return self.rows[organization_id]
 
     def preload(self, organization_ids: Iterable[str]) -> None:
         """Read the rows of a whole batch at once (one query, not one per row)."""
-        missing = [i for i in dict.fromkeys(organization_ids) if i not in self._rows]
+        missing = [i for i in dict.fromkeys(organization_ids) if i not in self.rows]
         if missing:
-            self._rows.update(self._load_many(missing))
+            self.rows.update(self.load(missing))
 
     def put(self, row: OrganizationRow) -> None:
-        self._rows[row.organization_id] = row
-        self._dirty[row.organization_id] = row
+        self.rows[row.organization_id] = self.dirty[row.organization_id] = row
 
     def track(self, notification_id: int) -> None:
-        if notification_id <= max(self.position, self._tracked or 0):
-            msg = f"position {notification_id} is not after {self.position}"
+        if notification_id <= self.reached:
+            msg = f"position {notification_id} is not after {self.reached}"
             raise IntegrityError(msg)
-        self._tracked = notification_id
+        self.tracked = notification_id
 
     @property
-    def dirty_rows(self) -> list[OrganizationRow]:
-        return list(self._dirty.values())
-
-    @property
-    def tracked(self) -> int | None:
-        return self._tracked
+    def reached(self) -> int:
+        """The position the views will have when this transaction commits."""
+        return self.tracked or self.position
 
     @abstractmethod
-    def _load(self, organization_id: str) -> OrganizationRow | None: ...
+    def load(self, organization_ids: list[str]) -> dict[str, OrganizationRow | None]:
+        """The stored rows of these organizations (``None`` for those without one)."""
 
-    def _load_many(self, organization_ids: list[str]) -> dict[str, OrganizationRow | None]:
-        return {
-            organization_id: self._load(organization_id) for organization_id in organization_ids
-        }
+    def fold(self, events: Batch) -> int:
+        """Fold events (in log order) into the rows and track the last; how many were new.
 
-
-@dataclass
-class ViewSnapshot:
-    """Every row of both views and their position, read consistently."""
-
-    position: int
-    access: dict[str, OrganizationRow] = field(default_factory=dict)
-    directory: dict[str, DirectoryEntry] = field(default_factory=dict)
+        Events at or before the position are skipped (another follower
+        applied them). Each organization's row is read (a batch at once),
+        folded through all of its events with their pure ``fold`` and put
+        back once; events the views do not show only move the position.
+        """
+        last = self.reached
+        # Keyed by the id's integer (hashed in C; a UUID hashes in Python).
+        runs: dict[int, list[OrganizationEvent]] = {}
+        ends: dict[int, int] = {}
+        applied = 0
+        for domain_event, tracking in events:
+            if tracking.notification_id <= last:
+                continue
+            last = tracking.notification_id
+            applied += 1
+            if isinstance(domain_event, OrganizationEvent):
+                key = domain_event.originator_id.int
+                runs.setdefault(key, []).append(domain_event)
+                ends[key] = last
+        if not applied:
+            return 0
+        ids = {key: str(run[0].originator_id) for key, run in runs.items()}
+        self.preload(ids.values())
+        for key, run in runs.items():
+            self.put(fold_run(self.row(ids[key]), run, ends[key]))
+        self.track(last)
+        return applied
 
 
 @dataclass
@@ -119,15 +139,35 @@ class ViewPage:
             directory={key: entry for key, entry in self.directory.items() if key <= last},
         )
 
+    @classmethod
+    def read(
+        cls,
+        position: int,
+        access: list[OrganizationRow],
+        directory: list[DirectoryEntry],
+        limit: int,
+    ) -> ViewPage:
+        """A page from each view's rows read in id order, ``limit`` at most after one id.
 
-def page_end(access_ids: list[str], directory_ids: list[str], limit: int) -> str | None:
-    """The greatest id up to which both views were read completely.
+        Cut back to the greatest id up to which both were read completely (a
+        view that returned fewer than ``limit`` rows was read to its end).
+        """
+        ends = [rows[-1].organization_id for rows in (access, directory) if len(rows) >= limit]
+        return cls(
+            position=position,
+            last=None,
+            access={row.organization_id: row for row in access},
+            directory={entry.organization_id: entry for entry in directory},
+        ).up_to(min(ends) if ends else None)
 
-    Each view was read in id order, at most ``limit`` rows after the same id;
-    a view that returned fewer rows was read to its end.
-    """
-    ends = [ids[-1] for ids in (access_ids, directory_ids) if len(ids) >= limit]
-    return min(ends) if ends else None
+
+@dataclass
+class ViewSnapshot:
+    """Every row of both views and their position, read consistently."""
+
+    position: int
+    access: dict[str, OrganizationRow] = field(default_factory=dict)
+    directory: dict[str, DirectoryEntry] = field(default_factory=dict)
 
 
 class OrganizationViews(TrackingRecorder, ABC):
@@ -142,18 +182,25 @@ class OrganizationViews(TrackingRecorder, ABC):
     def changes(self) -> AbstractContextManager[ViewChanges]:
         """A locked write transaction; rows and tracking are written on exit."""
 
+    def put_with_tracking(self, events: Batch) -> int:
+        """Fold ``events`` into the views and track the last, in one transaction."""
+        with self.changes() as changes:
+            return changes.fold(events)
+
     @abstractmethod
     def replacing(self, source: OrganizationViews) -> AbstractContextManager[ViewChanges]:
         """A locked write transaction that starts by replacing every row with ``source``'s.
 
         Inside, the changes hold ``source``'s rows and position; the caller
-        applies the events after that position (the log moved on while
-        ``source`` was built). On exit the transaction commits only if the
-        position is at least the one the views had when the lock was taken:
-        the position never moves back, so an applier that read the log
-        before the swap cannot skip events after it. ``source`` must be a
-        set of views in the same store, that nobody else writes.
+        folds in the events after it (the log moved on while ``source`` was
+        built). It commits only if the position is at least the one the
+        views had when the lock was taken: the position never moves back,
+        so a follower that read the log before the swap skips nothing after
+        it. ``source`` must be views in the same store that nobody else writes.
         """
+
+    @abstractmethod
+    def create_table(self) -> None: ...
 
     @abstractmethod
     def drop(self) -> None:
@@ -172,6 +219,14 @@ class OrganizationViews(TrackingRecorder, ABC):
     @abstractmethod
     def access_row(self, organization_id: str) -> OrganizationRow | None: ...
 
+    def read_access(self, organization_id: str) -> AccessRead | None:
+        """The row with the log's end and the tracked position, from one snapshot.
+
+        ``None`` when these views cannot see the log in the same statement
+        (the reader then reads the three in an order that keeps the guarantee).
+        """
+        return None
+
     @abstractmethod
     def directory(
         self, *, now: datetime, state: str | None, after: str | None, limit: int
@@ -180,15 +235,15 @@ class OrganizationViews(TrackingRecorder, ABC):
 
     @abstractmethod
     def trials_due(self, *, now: datetime, limit: int) -> list[str]:
-        """Organizations whose recorded state is ``trial`` and whose end has passed."""
+        """Organizations whose trial's end has turned their state, not yet recorded."""
 
     @abstractmethod
     def page(self, after: str | None, limit: int) -> ViewPage:
         """Up to ``limit`` rows of each view after the id ``after``, in one short read.
 
         The page and its position are read consistently, and no transaction
-        stays open while its rows are decoded: large views are read a page
-        at a time (PostgreSQL ends transactions left idle too long).
+        stays open while its rows are decoded (PostgreSQL ends transactions
+        left idle too long).
         """
 
     def pages(self, limit: int = 1000) -> Iterator[ViewPage]:
@@ -204,14 +259,12 @@ class OrganizationViews(TrackingRecorder, ABC):
     def snapshot(self) -> ViewSnapshot:
         """Every row and their position (read again if the views moved meanwhile).
 
-        Holds every row in memory: for tests and small views. Comparing
-        large views goes page by page (:mod:`application.projections.rebuild`).
+        For tests and small views; large views are compared page by page.
         """
         while True:
             snapshot: ViewSnapshot | None = None
             for page in self.pages():
-                if snapshot is None:
-                    snapshot = ViewSnapshot(position=page.position)
+                snapshot = snapshot or ViewSnapshot(position=page.position)
                 if page.position != snapshot.position:
                     break
                 snapshot.access.update(page.access)
@@ -229,8 +282,8 @@ class OrganizationViews(TrackingRecorder, ABC):
     ) -> None:
         """Block until the views have applied ``notification_id`` (TimeoutError after ``timeout``).
 
-        Polls with a short, growing interval: a read-your-writes request is
-        usually answered within milliseconds of the worker applying the event.
+        Polls from 5 ms, growing to 100 ms (the library's starts at 100 ms): a
+        read-your-writes request is usually answerable within milliseconds.
         """
         deadline = time.monotonic() + timeout
         interval = 0.005
@@ -239,20 +292,27 @@ class OrganizationViews(TrackingRecorder, ABC):
             if remaining <= 0:
                 msg = f"views have not applied position {notification_id} within {timeout}s"
                 raise TimeoutError(msg)
-            if interrupt is not None and interrupt.wait(min(interval, remaining)):
+            if (interrupt or threading.Event()).wait(min(interval, remaining)):
                 raise TimeoutError("interrupted")
-            if interrupt is None:
-                time.sleep(min(interval, remaining))
             interval = min(interval * 2, 0.1)
 
 
-class _MemoryChanges(ViewChanges):
-    def __init__(self, views: MemoryOrganizationViews) -> None:
-        super().__init__(views._position)
-        self._views = views
+class OrganizationViewsProjection(BatchProjection[OrganizationViews]):
+    """Folds organization events into the access view and the directory."""
 
-    def _load(self, organization_id: str) -> OrganizationRow | None:
-        return self._views._rows.get(organization_id)
+    name = "organization_views"
+
+    def process_batch(self, events: Batch) -> int:
+        return self.view.put_with_tracking(events)
+
+
+class _MemoryChanges(ViewChanges):
+    def __init__(self, stored: dict[str, OrganizationRow], position: int) -> None:
+        super().__init__(position)
+        self.stored = stored
+
+    def load(self, organization_ids: list[str]) -> dict[str, OrganizationRow | None]:
+        return {key: self.stored.get(key) for key in organization_ids}
 
 
 class MemoryOrganizationViews(OrganizationViews):
@@ -260,59 +320,50 @@ class MemoryOrganizationViews(OrganizationViews):
 
     def __init__(self, prefix: str = "views") -> None:
         self.prefix = prefix
-        self._lock = threading.RLock()
-        self._rows: dict[str, OrganizationRow] = {}
-        self._position = 0
+        self.lock = threading.RLock()
+        self.rows: dict[str, OrganizationRow] = {}
+        self.tracked = 0
 
     @contextmanager
     def changes(self) -> Iterator[ViewChanges]:
-        with self._lock:
-            changes = _MemoryChanges(self)
+        with self.lock:
+            changes = _MemoryChanges(self.rows, self.tracked)
             yield changes
-            for row in changes.dirty_rows:
-                self._rows[row.organization_id] = row
-            if changes.tracked is not None:
-                self._position = changes.tracked
+            self.rows.update(changes.dirty)
+            self.tracked = changes.reached
 
     @contextmanager
     def replacing(self, source: OrganizationViews) -> Iterator[ViewChanges]:
         if not isinstance(source, MemoryOrganizationViews):
             msg = "in-memory views are replaced only by in-memory views"
             raise TypeError(msg)
-        with self._lock:
-            staged = MemoryOrganizationViews(self.prefix)
-            with source._lock:
-                staged._rows = dict(source._rows)
-                staged._position = source._position
-            with staged.changes() as changes:
-                yield changes
-            if staged._position < self._position:
-                msg = f"replacement at {staged._position} is behind the views at {self._position}"
+        with self.lock, source.lock:
+            changes = _MemoryChanges(dict(source.rows), source.tracked)
+            yield changes
+            if changes.reached < self.tracked:
+                msg = f"replacement at {changes.reached} is behind the views at {self.tracked}"
                 raise IntegrityError(msg)
-            self._rows = staged._rows
-            self._position = staged._position
+            self.rows = {**changes.stored, **changes.dirty}
+            self.tracked = changes.reached
+
+    def create_table(self) -> None:
+        pass
 
     def drop(self) -> None:
-        with self._lock:
-            self._rows = {}
-            self._position = 0
+        with self.lock:
+            self.rows, self.tracked = {}, 0
 
     def max_tracking_id(self, application_name: str) -> int | None:
-        with self._lock:
-            return self._position or None
+        return self.tracked or None
 
     def access_row(self, organization_id: str) -> OrganizationRow | None:
-        with self._lock:
-            return self._rows.get(organization_id)
+        return self.rows.get(organization_id)
 
     def directory(
         self, *, now: datetime, state: str | None, after: str | None, limit: int
     ) -> list[DirectoryEntry]:
-        with self._lock:
-            entries = sorted(
-                (row.directory_entry() for row in self._rows.values()),
-                key=lambda entry: entry.organization_id,
-            )
+        with self.lock:
+            entries = [row.directory_entry() for key, row in sorted(self.rows.items())]
         return [
             entry
             for entry in entries
@@ -321,26 +372,23 @@ class MemoryOrganizationViews(OrganizationViews):
         ][:limit]
 
     def trials_due(self, *, now: datetime, limit: int) -> list[str]:
-        with self._lock:
-            turning = recorded_as_turning()
+        turning = recorded_as_turning()
+        with self.lock:
             due = [
-                row
-                for row in self._rows.values()
-                if any(
-                    form.matches(row.facts.bundle_state, row.trial_ends_at, now) for form in turning
-                )
+                entry
+                for entry in map(OrganizationRow.directory_entry, self.rows.values())
+                if any(f.matches(entry.recorded_state, entry.trial_ends_at, now) for f in turning)
             ]
-        due.sort(key=lambda row: (row.trial_ends_at, row.organization_id))
-        return [row.organization_id for row in due[:limit]]
+        due.sort(key=lambda entry: (_sortable(entry.trial_ends_at), entry.organization_id))
+        return [entry.organization_id for entry in due[:limit]]
 
     def page(self, after: str | None, limit: int) -> ViewPage:
-        with self._lock:
-            ids = sorted(key for key in self._rows if after is None or key > after)[:limit]
-            rows = {key: self._rows[key] for key in ids}
-            position = self._position
-        return ViewPage(
-            position=position,
-            last=page_end(ids, ids, limit),
-            access=rows,
-            directory={key: row.directory_entry() for key, row in rows.items()},
-        )
+        with self.lock:
+            ids = sorted(key for key in self.rows if after is None or key > after)[:limit]
+            rows = [self.rows[key] for key in ids]
+            position = self.tracked
+        return ViewPage.read(position, rows, [row.directory_entry() for row in rows], limit)
+
+
+def _sortable(moment: datetime | None) -> Any:
+    return (moment is None, moment)

@@ -566,7 +566,9 @@ def rebuild(
     services = _services(ctx)
     as_json = _wants_json(output_format)
     with _rebuild_progress(quiet or as_json) as progress:
-        report = rebuild_views(services, apply=apply_rebuilt, progress=progress)
+        report = rebuild_views(
+            services.app, services.read_model.views, apply=apply_rebuilt, progress=progress
+        )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, default=str))
     else:

@@ -19,12 +19,11 @@ from eventsourcing.persistence import Tracking
 
 from application.bootstrap import Services, build_services
 from application.errors import OrganizationNotFound, ViewNotCaughtUp
-from application.projections import projection as projection_module
-from application.projections.projection import OrganizationViewsProjection
+from application.projections import views as views_module
 from application.projections.read_model import ViewSettings
 from application.projections.rebuild import rebuild_views
 from application.projections.rows import OrganizationRow
-from application.projections.views import MemoryOrganizationViews
+from application.projections.views import MemoryOrganizationViews, OrganizationViewsProjection
 from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.errors import InvalidRequest
@@ -127,7 +126,7 @@ def test_a_failed_batch_leaves_neither_rows_nor_position_behind(
 ) -> None:
     app = services.app
     orgs = [register(app, name=f"Org {n}") for n in range(3)]
-    real_fold = projection_module.fold_run
+    real_fold = views_module.fold_run
     folded: list[int] = []
 
     def fold_then_crash(row: OrganizationRow | None, events: Any, position: int) -> OrganizationRow:
@@ -136,15 +135,15 @@ def test_a_failed_batch_leaves_neither_rows_nor_position_behind(
             raise RuntimeError("the process dies here")
         return real_fold(row, events, position)
 
-    monkeypatch.setattr(projection_module, "fold_run", fold_then_crash)
+    monkeypatch.setattr(views_module, "fold_run", fold_then_crash)
     with pytest.raises(RuntimeError):
         services.read_model.catch_up()
     assert services.read_model.views.position() == 0
     assert services.read_model.views.access_row(str(orgs[0])) is None
 
-    monkeypatch.setattr(projection_module, "fold_run", real_fold)
+    monkeypatch.setattr(views_module, "fold_run", real_fold)
     assert services.read_model.catch_up() == app.recorder.max_notification_id()
-    assert rebuild_views(services).consistent
+    assert rebuild_views(services.app, services.read_model.views).consistent
 
 
 def test_one_batch_of_interleaved_organizations_folds_like_one_event_at_a_time(
@@ -164,7 +163,7 @@ def test_one_batch_of_interleaved_organizations_folds_like_one_event_at_a_time(
 
     notifications = app.recorder.select_notifications(start=1, limit=100)
     memory = MemoryOrganizationViews()
-    one_batch = OrganizationViewsProjection(view=memory).process_events(
+    one_batch = OrganizationViewsProjection(view=memory).process_batch(
         [
             (app.mapper.to_domain_event(n), Tracking("SuiteSubscriptions", n.id))
             for n in notifications
@@ -183,7 +182,7 @@ def test_reading_an_applied_position_again_changes_nothing(services: Services) -
         (services.app.mapper.to_domain_event(n), Tracking("SuiteSubscriptions", n.id))
         for n in notifications
     ]
-    assert services.read_model.follower.projection.process_events(replay) == 0
+    assert services.read_model.follower.projection.process_batch(replay) == 0
     assert services.read_model.views.snapshot() == before
     assert services.read_model.access(org)["version"] == 1
 
@@ -256,7 +255,7 @@ def test_concurrent_followers_apply_every_event_exactly_once(
         for thread in threads:
             thread.join()
         assert errors == []
-        report = rebuild_views(writer)
+        report = rebuild_views(writer.app, writer.read_model.views)
         assert report.consistent, report.differences
         assert report.organizations == 20
         rows = writer.read_model.views.snapshot().access.values()
@@ -273,7 +272,7 @@ def test_rebuild_reports_each_differing_field_and_apply_swaps_the_rebuilt_rows_i
     org = register(services.app)
     services.app.start_trial(org, by="u-owner")
     services.read_model.catch_up()
-    assert rebuild_views(services).consistent
+    assert rebuild_views(services.app, services.read_model.views).consistent
 
     views = services.read_model.views
     with views.changes() as changes:  # damage the live row behind the projection's back
@@ -283,25 +282,29 @@ def test_rebuild_reports_each_differing_field_and_apply_swaps_the_rebuilt_rows_i
             OrganizationRow(row.organization_id, row.facts, version=99, position=row.position)
         )
 
-    report = rebuild_views(services)
+    report = rebuild_views(services.app, services.read_model.views)
     assert [(d.organization_id, d.field, d.live, d.rebuilt) for d in report.differences] == [
         (str(org), "access.version", 99, 2),
         (str(org), "directory.version", 99, 2),
     ]
     assert not report.applied
 
-    applied = rebuild_views(services, apply=True)
+    applied = rebuild_views(services.app, services.read_model.views, apply=True)
     assert applied.applied
     assert applied.applied_position == applied.latest_position
     assert services.read_model.access(org)["version"] == 2
-    assert rebuild_views(services).consistent
+    assert rebuild_views(services.app, services.read_model.views).consistent
 
 
 def test_rebuild_calls_progress_and_leaves_no_fresh_tables_behind(services: Services) -> None:
     for n in range(3):
         register(services.app, name=f"Org {n}")
     calls: list[tuple[int, int]] = []
-    report = rebuild_views(services, progress=lambda done, target: calls.append((done, target)))
+    report = rebuild_views(
+        services.app,
+        services.read_model.views,
+        progress=lambda done, target: calls.append((done, target)),
+    )
     assert report.organizations == 3
     assert calls
     assert calls[-1][0] == report.live_position
@@ -357,13 +360,15 @@ def test_a_rebuild_swapped_in_while_events_arrive_and_a_follower_runs_loses_noth
     try:
         for thread in threads:
             thread.start()
-        swaps = [rebuild_views(rebuilder, apply=True) for _ in range(3)]
+        swaps = [
+            rebuild_views(rebuilder.app, rebuilder.read_model.views, apply=True) for _ in range(3)
+        ]
         for thread in threads:
             thread.join()
         assert errors == []
         assert all(swap.applied for swap in swaps)
         follower.read_model.catch_up()
-        final = rebuild_views(writer)
+        final = rebuild_views(writer.app, writer.read_model.views)
         assert final.consistent, final.differences[:5]
         assert final.organizations == 40
     finally:

@@ -78,7 +78,7 @@ def test_comparing_views_never_leaves_a_transaction_idle_while_rows_are_decoded(
     services.read_model.catch_up()
 
     slow_decoding()
-    report = rebuild_views(services)
+    report = rebuild_views(services.app, services.read_model.views)
 
     assert report.consistent, report.differences
     assert report.organizations == 5
@@ -97,12 +97,12 @@ def test_swapping_rebuilt_views_in_never_leaves_the_live_transaction_idle(
         changes.put(OrganizationRow(row.organization_id, row.facts, 99, row.position))
 
     slow_decoding()
-    applied = rebuild_views(services, apply=True)
+    applied = rebuild_views(services.app, services.read_model.views, apply=True)
 
     assert applied.applied
     assert [d.field for d in applied.differences] == ["access.version", "directory.version"]
     assert services.read_model.access(orgs[0])["version"] == 1
-    assert rebuild_views(services).consistent
+    assert rebuild_views(services.app, services.read_model.views).consistent
 
 
 def test_the_views_are_compared_page_by_page_in_organization_order(
@@ -128,7 +128,7 @@ def test_the_views_are_compared_page_by_page_in_organization_order(
                 assert row is not None
                 changes.put(OrganizationRow(row.organization_id, row.facts, 99, row.position))
 
-        report = rebuild_views(services)
+        report = rebuild_views(services.app, services.read_model.views)
 
         assert report.organizations == 7
         assert [(d.organization_id, d.field) for d in report.differences] == [
@@ -171,7 +171,7 @@ def test_when_the_live_views_move_on_between_pages_each_page_is_compared_at_thei
             return page
 
         monkeypatch.setattr(live, "page", page_then_a_follower_applies_a_new_event)
-        report = rebuild_views(services)
+        report = rebuild_views(services.app, services.read_model.views)
 
         assert report.consistent, report.differences
         assert report.organizations == 6

@@ -15,7 +15,6 @@ import pytest
 
 from application.bootstrap import Services, build_services
 from application.errors import ViewNotCaughtUp
-from application.projections.access_reads import AccessRead
 from application.projections.read_model import ViewSettings
 from application.projections.rebuild import rebuild_views
 from application.projections.rows import OrganizationRow
@@ -26,6 +25,7 @@ from application.projections.view_cache import (
     change_payload,
     channel_name,
 )
+from application.projections.views import AccessRead
 from domain.catalog import Catalog
 from domain.clock import ManualClock
 from interface.app import create_app
@@ -70,10 +70,10 @@ def _applied(worker: Services, api: Services) -> int:
 
 
 def _no_database_reads(api: Services, monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(organization_id: str, *, with_positions: bool) -> AccessRead:
+    def refuse(*args: object, **kwargs: object) -> AccessRead:
         raise AssertionError("read from the database")
 
-    monkeypatch.setattr(api.read_model.access_reader, "read", refuse)
+    monkeypatch.setattr(api.read_model.access_reader, "row", refuse)
 
 
 def test_a_row_read_once_is_then_served_from_the_process(
@@ -163,7 +163,7 @@ def test_audit_rebuild_apply_flushes_every_cached_row(
     assert cache.get(str(org), None) is not None
 
     heard = cache.heard
-    report = rebuild_views(worker, apply=True)
+    report = rebuild_views(worker.app, worker.read_model.views, apply=True)
     assert report.applied
     assert _until_evicted(cache, str(org), heard)
     view = api.read_model.access(org)

@@ -59,7 +59,7 @@ def test_every_api_worker_reads_every_workers_writes(embedded: Deployment) -> No
     assert len(page["organizations"]) == 12
     services = build_services(embedded.database_url)
     try:
-        report = rebuild_views(services)
+        report = rebuild_views(services.app, services.read_model.views)
         assert report.consistent, report.differences[:5]
         assert report.organizations == 12
     finally:

@@ -191,7 +191,7 @@ def test_a_worker_killed_mid_stream_resumes_and_the_views_equal_a_rebuild(
 
         deployment.start_worker()
         deployment.wait_until_views_caught_up(at_least=latest)
-        report = rebuild_views(services)
+        report = rebuild_views(services.app, services.read_model.views)
         assert report.consistent, report.differences[:5]
         assert report.live_position >= latest
         trial_rows = [
