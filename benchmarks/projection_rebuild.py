@@ -2,7 +2,7 @@
 
 Subject: what ``suitesub audit rebuild`` does to fill its fresh tables — a
 new set of views (access view and directory, under their own prefix) and a
-``ViewFollower`` applying the whole log to them, batch after batch, rows and
+``Follower`` applying the whole log to them, batch after batch, rows and
 position in one transaction per batch. Baseline: reading every notification
 and decoding it (benchmarks.raw_log), on the same log in the same store.
 """
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from application.projections.projection import ViewFollower
+from application.projections.follower import Follower
 from application.projections.read_model import construct_views
 from application.projections.rebuild import REBUILD_BATCH_SIZE
+from application.projections.views import OrganizationViewsProjection
 from application.service import SuiteSubscriptions
 from benchmarks.harness import BenchmarkResult, Profile, ratio, timed
 from benchmarks.log_builder import log_in_store
@@ -38,7 +39,9 @@ def run(profile: Profile, store_kind: str = "sqlite") -> BenchmarkResult:
                 raw_seconds = min(raw_seconds, timed(lambda: read_and_decode(app)))
                 views = construct_views(app, prefix=f"bench_{uuid4().hex[:8]}")
                 try:
-                    follower = ViewFollower(app, views, batch_size=REBUILD_BATCH_SIZE)
+                    follower = Follower(
+                        app, OrganizationViewsProjection(view=views), batch_size=REBUILD_BATCH_SIZE
+                    )
                     rebuild_seconds = min(rebuild_seconds, timed(follower.catch_up))
                     position, end = views.position(), app.recorder.max_notification_id()
                 finally:
