@@ -30,7 +30,7 @@ from flask_smorest import Api
 
 from application.bootstrap import Services, build_services
 from application.settings import env_flag
-from interface import errors, request_guard
+from interface import errors, log_masking, request_guard
 from interface.auth import resolve_secret
 from interface.routes import health, organizations, test_clock
 from interface.routes.documentation import docs
@@ -104,5 +104,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(health.blp)
     app.register_blueprint(docs)
     request_guard.init_app(app)
+    log_masking.init_app(app)
     errors.init_app(app)  # after Api(), so it replaces flask-smorest's handler
     return app

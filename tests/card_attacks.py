@@ -15,13 +15,12 @@ from urllib.parse import quote
 
 from tests.card_spellings import spellings
 
-#: The request a purchase sends, beside the card number under test.
+#: A quote's body; a purchase adds ``payment_token`` and ``expected_total``.
 UPGRADE: dict[str, Any] = {
     "billing_period": "yearly",
     "seats": 10,
     "add_ons": [{"code": "storage-10gb", "quantity": 2}],
     "billing_contact": {"company_name": "Acme KK", "country": "JP", "email": "b@acme.example"},
-    "payment_token": "tok_visa",
 }
 PLAN = {
     "seats": 5,
@@ -59,7 +58,7 @@ def attacks(organization_id: str, expected_total: int) -> list[Attack]:
         wire = card.encode("utf-8")
         coded = quote(card, safe="")
         basic = b"Basic " + base64.b64encode(wire + b":x")
-        upgrade = {**UPGRADE, "expected_total": expected_total}
+        upgrade = {**UPGRADE, "payment_token": "tok_visa", "expected_total": expected_total}
         contact: dict[str, Any] = dict(UPGRADE["billing_contact"])
         keyed = {**contact, card: "x"}
         contact["company_name"] = card
@@ -118,7 +117,7 @@ def attacks(organization_id: str, expected_total: int) -> list[Attack]:
                 spelling,
                 "POST",
                 f"{org}/upgrade/quote",
-                body={**upgrade, "billing_contact": keyed},
+                body={**UPGRADE, "billing_contact": keyed},
             ),
             Attack(
                 "payment token",

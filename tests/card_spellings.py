@@ -68,10 +68,19 @@ def _readings(blob: bytes) -> list[str]:
     for each in blobs:
         text = each.decode("utf-8", "replace")
         unescaped = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
+        unescaped = re.sub(r"(?:\\x[0-9a-fA-F]{2})+", _hex_escapes, unescaped)
         unescaped = re.sub(r"\\[tnrvf]", " ", unescaped)
         for reading in (text, unescaped, urllib.parse.unquote(unescaped)):
             texts += [reading, unicodedata.normalize("NFKC", reading)]
     return texts
+
+
+def _hex_escapes(match: re.Match[str]) -> str:
+    raw = bytes.fromhex(match.group().replace("\\x", ""))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def holds_card_number(blob: bytes, digits: str = CARD_NUMBER) -> bool:

@@ -71,6 +71,8 @@ def serve(host: str, port: int, workers: int, test_clock: bool) -> None:
         f"  walk-through:    docs/api.md"
     )
 
+    from interface.gunicorn_logging import ACCESS_LOG_FORMAT, CardSafeGunicornLogger
+
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             for key, value in {
@@ -78,6 +80,9 @@ def serve(host: str, port: int, workers: int, test_clock: bool) -> None:
                 "workers": workers,
                 "accesslog": "-",
                 "errorlog": "-",
+                # No query value and no card number in any line (docs/operations.md).
+                "logger_class": CardSafeGunicornLogger,
+                "access_log_format": ACCESS_LOG_FORMAT,
                 "timeout": 60,
                 "graceful_timeout": 10,
             }.items():
@@ -88,13 +93,16 @@ def serve(host: str, port: int, workers: int, test_clock: bool) -> None:
 
         def load(self) -> Any:
             from interface.app import create_app
+            from interface.log_masking import mask_card_numbers_in_logs
 
             # The service's own log lines (500 traces with their request id) go
-            # to stderr beside gunicorn's; request bodies are never logged.
+            # to stderr beside gunicorn's; request bodies are never logged, and
+            # card numbers are masked in every line.
             logging.basicConfig(
                 level=logging.INFO,
                 format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
             )
+            mask_card_numbers_in_logs()
             return create_app()
 
     Server().run()

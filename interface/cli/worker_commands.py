@@ -83,12 +83,14 @@ def worker(
     Ctrl-C; resumes from the views' tracked position when started again.
     """
     from application.worker import Worker, WorkerSettings
+    from interface.log_masking import mask_card_numbers_in_logs
 
     logging.basicConfig(
         level=os.environ.get("SUITE_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    mask_card_numbers_in_logs()
     settings = WorkerSettings(
         poll_interval=poll_interval,
         sweep_interval=sweep_interval,

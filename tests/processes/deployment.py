@@ -106,6 +106,19 @@ class Deployment:
             ],
             "api.log",
         )
+        self._wait_until_answering()
+
+    def start_serve(self, workers: int = 2) -> None:
+        """The API as ``suitesub serve`` runs it (its gunicorn settings, its access log)."""
+        host, port = self.base.split(":")
+        self.api = self._spawn(
+            [SUITESUB, "serve", "--host", host, "--port", port, "--workers", str(workers)],
+            "api.log",
+        )
+        self._wait_until_answering()
+
+    def _wait_until_answering(self) -> None:
+        assert self.api is not None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.api.poll() is not None:
@@ -144,10 +157,10 @@ class Deployment:
         *,
         token: str | None = None,
         body: Any = None,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | dict[str, bytes] | None = None,
     ) -> tuple[int, Any, dict[str, str]]:
         connection = http.client.HTTPConnection(self.base, timeout=30)
-        sent = {**(headers or {})}
+        sent: dict[str, str | bytes] = {**(headers or {})}
         if token:
             sent["Authorization"] = f"Bearer {token}"
         payload = None
