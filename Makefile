@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: help venv run test test-future lint types pytest bench bench-quick clean
 
 help:
-	@echo "make run    - set up .venv, install, start the API on SQLite under ./var/"
+	@echo "make run    - set up .venv, install, start the API on SQLite under ./var/ (PORT=8000)"
 	@echo "make test   - set up .venv, install, then ruff, mypy --strict, pytest"
 	@echo "make test-future - the fast tests under faketime at FUTURE_DATE (needs faketime)"
 	@echo "make bench  - full benchmarks; make bench-quick - the same at small sizes"
@@ -39,8 +39,10 @@ FUTURE_DATE ?= 2034-02-28 12:00:00
 test-future: $(STAMP)
 	faketime '$(FUTURE_DATE)' $(BIN)/pytest -q -m "not slow" -p no:cacheprovider
 
+# `make run PORT=8100` when 8000 is taken (serve says so and exits 2).
+PORT ?= 8000
 run: $(STAMP)
-	$(BIN)/suitesub serve
+	$(BIN)/suitesub serve --port $(PORT)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

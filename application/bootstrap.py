@@ -71,6 +71,7 @@ def build_services(
     view_settings: ViewSettings | None = None,
 ) -> Services:
     settings = database_settings(database_url)
+    settings.ensure_directory()
     catalog = catalog or load_catalog()
     base_clock = clock or SystemClock()
     shifted = TestClock(base_clock) if test_clock else None

@@ -106,6 +106,7 @@ class SuiteSubscriptions(Application[UUID]):
     ) -> SuiteSubscriptions:
         """Construct on the store that ``url`` (default ``SUITE_DATABASE_URL``) names."""
         settings = database_settings(url)
+        settings.ensure_directory()
         return cls(dict(settings.persistence_env), clock=clock, catalog=catalog)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:

@@ -3,7 +3,7 @@ onto the eventsourcing library's own environment variables.
 
 - ``memory://`` — in-process store, for tests;
 - ``sqlite:///var/suite.sqlite3`` (relative) or ``sqlite:////abs/path`` —
-  the embedded default, WAL mode, directory created;
+  the embedded default, WAL mode, directory created when the store is opened;
 - ``postgresql://user:password@host:port/dbname`` — production.
 """
 
@@ -74,6 +74,12 @@ class DatabaseSettings:
     def is_memory(self) -> bool:
         return self.kind == "memory"
 
+    def ensure_directory(self) -> None:
+        """Create the SQLite file's directory (opening a store may; parsing never does,
+        so a tool that must not create a database can look first)."""
+        if self.sqlite_path is not None:
+            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+
 
 def database_settings(url: str | None = None) -> DatabaseSettings:
     """Parse a database URL (default: ``SUITE_DATABASE_URL``)."""
@@ -98,7 +104,6 @@ def _sqlite(url: str) -> DatabaseSettings:
         raise SettingsError(msg)
     # sqlite:///var/x.db is relative (like SQLAlchemy); sqlite:////abs/x.db absolute.
     path = Path(unquote(raw_path[1:]))
-    path.parent.mkdir(parents=True, exist_ok=True)
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(path),

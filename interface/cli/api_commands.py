@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ import click
 
 from application.settings import is_test_clock_enabled
 from interface.cli import main
+from interface.cli.services import CommandFailed, command_services, open_services
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -36,6 +38,22 @@ def _secret() -> str:
         raise click.ClickException(str(error)) from None
 
 
+def _refuse_a_taken_port(host: str, port: int) -> None:
+    """Say plainly that the port is taken, instead of gunicorn's retries and traceback."""
+    with socket.socket() as probe:
+        # As gunicorn binds: a port left in TIME_WAIT is free, one with a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            msg = (
+                f"Cannot listen on {host}:{port}: {error.strerror or error}. Another server "
+                f"may be running there: choose another port with --port N "
+                f"(make run PORT=N)."
+            )
+            raise CommandFailed(msg) from None
+
+
 @main.command()
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
@@ -49,11 +67,14 @@ def serve(host: str, port: int, workers: int, test_clock: bool) -> None:
     """Run the HTTP API under gunicorn (SQLite under ./var/ unless SUITE_DATABASE_URL)."""
     from gunicorn.app.base import BaseApplication
 
-    from application.settings import database_settings
-
     if test_clock:
         os.environ["SUITE_TEST_CLOCK"] = "1"
-    settings = database_settings()  # fail fast on a bad URL, before forking
+    _refuse_a_taken_port(host, port)
+    # Fail fast, before forking, on a bad URL or an unreachable store; this also
+    # creates the tables once instead of in every worker at the same moment.
+    services = open_services()
+    settings = services.settings
+    services.close()
     _secret()  # create the dev secret once, before the workers race for it
     base_url = f"http://{host}:{port}"
     # As invoked (e.g. .venv/bin/suitesub under `make run`), so the hint can be pasted.
@@ -146,15 +167,11 @@ def token(user_id: str | None, organization_id: str | None, operator: bool, ttl:
     type=click.IntRange(0, 7 * 24 * 60),
     help="Leave checkouts younger than this alone (their request may be in flight).",
 )
-def reconcile(grace_minutes: int) -> None:
+@click.pass_context
+def reconcile(ctx: click.Context, grace_minutes: int) -> None:
     """Finish upgrade checkouts left started by a crash, asking the gateway what happened."""
-    from application.bootstrap import build_services
-
-    services = build_services(test_clock=is_test_clock_enabled())
-    try:
-        services.checkouts.reconcile_grace = timedelta(minutes=grace_minutes)
-        report = services.checkouts.reconcile()
-    finally:
-        services.close()
+    services = command_services(ctx, existing_only=True)
+    services.checkouts.reconcile_grace = timedelta(minutes=grace_minutes)
+    report = services.checkouts.reconcile()
     json.dump(report.to_dict(), sys.stdout)
     sys.stdout.write("\n")

@@ -23,7 +23,9 @@ from typing import Any, TextIO
 from uuid import UUID
 
 import click
+from rich import box
 from rich.console import Console
+from rich.padding import Padding
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -33,6 +35,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from application.audit import (
     LogFilter,
@@ -50,21 +53,18 @@ from application.audit_verification import (
     chain_digest,
     verify_log,
 )
-from application.bootstrap import Services, build_services
+from application.bootstrap import Services
 from application.projections.rebuild import RebuildReport, rebuild_views
-from application.settings import is_test_clock_enabled
 from domain.errors import DomainError, NotFound
 from interface.cli import main
+from interface.cli.services import CommandFailed, command_services
 
 FORMATS = click.Choice(["table", "json"])
 #: Rows per printed table: a terminal listing streams instead of building one huge table.
 TABLE_CHUNK = 200
 
 
-class AuditCommandError(click.ClickException):
-    """The command could not run (exit 2); findings use exit 1."""
-
-    exit_code = 2
+AuditCommandError = CommandFailed  # the command could not run (exit 2); findings use exit 1
 
 
 # ---------------------------------------------------------------------------
@@ -73,16 +73,8 @@ class AuditCommandError(click.ClickException):
 
 
 def _services(ctx: click.Context) -> Services:
-    """The services of this invocation: injected (tests) or built from the settings."""
-    root = ctx.find_root()
-    if isinstance(root.obj, Services):
-        return root.obj
-    # With the test clock on, "now" (replay's default, the digest's time) is the
-    # service's shifted time, as the API sees it.
-    services = build_services(test_clock=is_test_clock_enabled())
-    root.obj = services
-    root.call_on_close(services.close)
-    return services
+    """The services of this invocation; the audit tool never creates a database."""
+    return command_services(ctx, existing_only=True)
 
 
 def _wants_json(output_format: str | None) -> bool:
@@ -112,10 +104,17 @@ class _ProgressBar:
         self._bar.update(self._task, description=description, completed=done, total=total)
 
 
+def _shows_progress(quiet: bool) -> bool:
+    """A bar only for a person watching stderr while the output goes elsewhere: when
+    stdout is the same terminal the output itself shows progress, and a live bar
+    would be drawn over the lines being written."""
+    return not quiet and _is_terminal(sys.stderr) and not _is_terminal(sys.stdout)
+
+
 @contextmanager
 def _progress(description: str, total: int | None, quiet: bool) -> Iterator[_ProgressBar | None]:
-    """A rich progress bar over log positions, on stderr, only for a person watching."""
-    if quiet or not total or not _is_terminal(sys.stderr):
+    """A rich progress bar over log positions, on stderr only (see ``_shows_progress``)."""
+    if not total or not _shows_progress(quiet):
         yield None
         return
     with Progress(
@@ -126,7 +125,11 @@ def _progress(description: str, total: int | None, quiet: bool) -> Iterator[_Pro
         console=Console(stderr=True),
         transient=True,
     ) as bar:
-        yield _ProgressBar(bar, bar.add_task(description, total=total))
+        task = bar.add_task(description, total=total)
+        yield _ProgressBar(bar, task)
+        # A filtered scan reports only the pages it found something on: once it
+        # is through, the whole log was looked at.
+        bar.update(task, completed=bar.tasks[task].total)
 
 
 def _time_option(value: str | None) -> datetime | None:
@@ -172,12 +175,18 @@ def _write_json_lines(rows: Iterable[dict[str, Any]]) -> int:
     return count
 
 
-#: Width of a table written to a file or pipe (a terminal uses its own width).
-PIPED_TABLE_WIDTH = 200
+#: Tables fit this many columns when written to a file or pipe (a terminal
+#: uses its own width): long cells wrap, nothing is cut.
+TABLE_WIDTH = 100
+#: ``--wide`` tables are as wide as their content, up to this.
+WIDE_TABLE_WIDTH = 400
 
 
-def _console() -> Console:
-    width = None if _is_terminal(sys.stdout) else PIPED_TABLE_WIDTH
+def _console(*, wide: bool = False) -> Console:
+    if wide:
+        width: int | None = WIDE_TABLE_WIDTH
+    else:
+        width = None if _is_terminal(sys.stdout) else TABLE_WIDTH
     return Console(file=sys.stdout, soft_wrap=False, width=width, highlight=False)
 
 
@@ -211,6 +220,9 @@ def audit() -> None:
 @click.option("--since", help="Business time from (inclusive), ISO 8601; a date means 00:00 UTC.")
 @click.option("--until", help="Business time up to (exclusive), ISO 8601.")
 @click.option("--format", "output_format", type=FORMATS, help="Default: table on a terminal.")
+@click.option(
+    "--wide", is_flag=True, help="One line an event, as wide as it needs (default: two lines)."
+)
 @_quiet
 @click.pass_context
 def events(
@@ -220,6 +232,7 @@ def events(
     since: str | None,
     until: str | None,
     output_format: str | None,
+    wide: bool,
     quiet: bool,
 ) -> None:
     """The log in order, filtered by organization, event type and business time."""
@@ -234,40 +247,62 @@ def events(
     as_json = _wants_json(output_format)
     with (
         _domain_errors(),
-        _progress("events", _total_positions(services), quiet or as_json) as progress,
+        _progress("events", _total_positions(services), quiet) as progress,
     ):
         listed = iterate_log(services.app, log_filter, progress=progress)
         if as_json:
             _write_json_lines(event.to_dict() for event in listed)
         else:
-            _print_event_table(listed)
+            _print_event_table(listed, wide=wide)
 
 
-def _print_event_table(listed: Iterable[LoggedEvent]) -> None:
-    console = _console()
+def _print_event_table(listed: Iterable[LoggedEvent], *, wide: bool) -> None:
+    console = _console(wide=wide)
     chunk: list[LoggedEvent] = []
     first = True
     count = 0
     for event in listed:
+        if not wide:
+            if first:
+                console.print(EVENT_HEADER, style="bold", overflow="fold")
+                first = False
+            _print_event_lines(console, event)
+            count += 1
+            continue
         chunk.append(event)
         count += 1
         if len(chunk) == TABLE_CHUNK:
-            console.print(_event_table(chunk, header=first))
+            console.print(_wide_event_table(chunk, header=first))
             chunk, first = [], False
-    if chunk or first:
-        console.print(_event_table(chunk, header=first))
+    if wide and (chunk or first):
+        console.print(_wide_event_table(chunk, header=first))
     console.print(f"{count} event(s)")
 
 
-def _event_table(rows: list[LoggedEvent], *, header: bool) -> Table:
+#: The two-line listing's first line: 100 columns with the longest event type.
+EVENT_HEADER = f"{'position':>8} {'at (UTC)':19} {'organization':36} {'v':>3} type"
+SECOND_LINE_INDENT = 9
+
+
+def _print_event_lines(console: Console, event: LoggedEvent) -> None:
+    """An event in two lines within TABLE_WIDTH; nothing cut (whole ids, UTC seconds).
+
+    The second line says who acted and what happened, wrapped under the first."""
+    console.print(
+        f"{event.position:>8} {event.at.strftime('%Y-%m-%d %H:%M:%S'):19} "
+        f"{event.organization_id:36} {event.version:>3} {event.type}",
+        overflow="fold",
+        highlight=False,
+    )
+    who = f"by {event.by}: " if event.by else ""
+    console.print(Padding(Text(who + summarise(event), style="dim"), (0, 0, 0, SECOND_LINE_INDENT)))
+
+
+def _wide_event_table(rows: list[LoggedEvent], *, header: bool) -> Table:
+    """``--wide``: one line an event, as wide as it needs (for wide terminals and files)."""
     table = Table(show_header=header, box=None, pad_edge=False)
-    table.add_column("position", justify="right", width=8)
-    table.add_column("organization", width=36, no_wrap=True)
-    table.add_column("v", justify="right", width=4)
-    table.add_column("type", width=30, no_wrap=True)
-    table.add_column("at", width=25, no_wrap=True)
-    table.add_column("by", width=12, no_wrap=True)
-    table.add_column("what", min_width=30)
+    for name in ("position", "organization", "v", "type", "at", "by", "what"):
+        table.add_column(name, justify="right" if name in ("position", "v") else "left")
     for event in rows:
         table.add_row(
             str(event.position),
@@ -339,35 +374,38 @@ def _print_replay(result: Replay) -> None:
         f"  extensions used {bundle['extensions_used']}"
         f"  actions {', '.join(bundle['available_actions']) or '-'}"
     )
-    services = Table(title="access", title_justify="left")
-    for column in ("service", "edition", "contract", "access", "url", "note"):
-        services.add_column(column, overflow="fold")
+    services = Table(title="access", title_justify="left", box=box.SIMPLE_HEAD)
+    services.add_column("service", no_wrap=True)
+    services.add_column("edition · contract · access, then the URL to use", overflow="fold")
     for service in view["services"]:
-        services.add_row(
-            service["code"],
-            service["edition"],
-            service["contract"],
-            service["access"],
+        lines = [
+            f"{service['edition']} · {service['contract']} · {service['access']}",
             service["url"] or "-",
-            service.get("note") or "",
-        )
+        ]
+        if service.get("note"):
+            lines.append(f"[italic]{service['note']}[/italic]")
+        services.add_row(service["code"], "\n".join(lines))
     console.print(services)
     if result.explanation is None:
         return
-    steps = Table(title="why: what changed, event by event", title_justify="left")
-    for column in ("at", "v", "cause", "by", "what changed"):
-        steps.add_column(column, overflow="fold")
+    steps = Table(
+        title="why: what changed, event by event", title_justify="left", box=box.SIMPLE_HEAD
+    )
+    steps.add_column("at (UTC)", no_wrap=True)
+    steps.add_column("v", justify="right", no_wrap=True)
+    steps.add_column("cause, by", no_wrap=True)
+    steps.add_column("what changed", overflow="fold", min_width=30)
     for step in result.explanation:
         lines = [f"[italic]{step.summary}[/italic]"] if step.summary else []
         lines.extend(
             _change_line(change.subject, change.field, change.before, change.after)
             for change in step.changes
         )
+        cause = step.type or "time passed"
         steps.add_row(
-            step.at.isoformat(),
+            step.at.strftime("%Y-%m-%d %H:%M:%S"),
             "" if step.version is None else str(step.version),
-            step.type or "time passed",
-            step.by or "",
+            f"{cause}\nby {step.by}" if step.by else cause,
             "\n".join(lines) or "(no change to the access view)",
         )
     console.print(steps)
@@ -579,7 +617,7 @@ def rebuild(
 
 @contextmanager
 def _rebuild_progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
-    if quiet or not _is_terminal(sys.stderr):
+    if not _shows_progress(quiet):
         yield None
         return
     with Progress(

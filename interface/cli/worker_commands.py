@@ -13,23 +13,13 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
 
 import click
 
 from interface.cli import main
+from interface.cli.services import command_services
 
 log = logging.getLogger("suitesub.worker")
-
-
-def _services() -> Any:
-    from application.bootstrap import build_services
-    from application.settings import SettingsError, is_test_clock_enabled
-
-    try:
-        return build_services(test_clock=is_test_clock_enabled())
-    except SettingsError as error:
-        raise click.ClickException(str(error)) from None
 
 
 @main.command()
@@ -69,7 +59,9 @@ def _services() -> Any:
     help="Notifications applied per transaction while following the log.",
 )
 @click.option("--once", is_flag=True, help="Catch up, sweep and reconcile once, then exit.")
+@click.pass_context
 def worker(
+    ctx: click.Context,
     poll_interval: float,
     sweep_interval: float,
     sweep_batch: int,
@@ -98,7 +90,7 @@ def worker(
         reconcile_interval=reconcile_interval,
         batch_size=batch_size,
     )
-    services = _services()
+    services = command_services(ctx)
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -120,7 +112,6 @@ def worker(
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        services.close()
 
 
 @main.command("expire-trials")
@@ -138,7 +129,8 @@ def worker(
     default="text",
     show_default=True,
 )
-def expire_trials(batch: int, output_format: str) -> None:
+@click.pass_context
+def expire_trials(ctx: click.Context, batch: int, output_format: str) -> None:
     """Record TrialExpired for trials whose end has passed (idempotent, bounded).
 
     Exit status 0 whether or not anything was due; ``more`` says whether the
@@ -146,11 +138,7 @@ def expire_trials(batch: int, output_format: str) -> None:
     """
     from application.expiry import expire_due_trials
 
-    services = _services()
-    try:
-        report = expire_due_trials(services, batch=batch)
-    finally:
-        services.close()
+    report = expire_due_trials(command_services(ctx, existing_only=True), batch=batch)
     if output_format == "json":
         json.dump(report.to_dict(), sys.stdout)
         sys.stdout.write("\n")

@@ -32,7 +32,7 @@ class Readiness(MethodView):
     @blp.alt_response(503, schema=s.ErrorAnswerSchema, description="The database does not answer")
     @blp.doc(security=[])
     def get(self) -> dict[str, Any]:
-        """The database answers; ``views.lag`` = latest log position − views' position."""
+        """The database answers; `views.lag` = latest log position − views' position."""
         try:
             lag = services().read_model.lag()
         except Exception:

@@ -56,7 +56,7 @@ class Organizations(MethodView):
     @blp.response(200, s.DirectoryPageSchema)
     @errors(403, 422, 503)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
-        """The organization directory (operator), by id; ``next`` is the cursor."""
+        """The organization directory (operator), by id; `next` is the cursor."""
         current_principal().require_operator()
         after = query["after"]
         return services().read_model.organizations(
@@ -283,7 +283,7 @@ class Events(MethodView):
     @blp.response(200, s.EventPageSchema)
     @errors(404, 422)
     def get(self, query: dict[str, Any], organization_id: UUID) -> dict[str, Any]:
-        """The organization's event stream, oldest first (``after`` a position)."""
+        """The organization's event stream, oldest first (`after` a position)."""
         _authorized(organization_id)
         return services().app.organization_events(
             organization_id, after=query["after"], limit=query["limit"]

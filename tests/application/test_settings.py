@@ -23,7 +23,7 @@ def test_memory_selects_the_in_process_store() -> None:
     assert dict(settings.persistence_env) == {"PERSISTENCE_MODULE": "eventsourcing.popo"}
 
 
-def test_a_relative_sqlite_path_is_relative_to_the_working_directory_and_created(
+def test_a_relative_sqlite_path_is_relative_to_the_working_directory_created_when_opened(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -32,6 +32,8 @@ def test_a_relative_sqlite_path_is_relative_to_the_working_directory_and_created
     assert settings.sqlite_path == Path("var/data/suite.sqlite3")
     assert settings.persistence_env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"
     assert settings.persistence_env["SQLITE_DBNAME"] == "var/data/suite.sqlite3"
+    assert not (tmp_path / "var").exists()  # parsing creates nothing
+    settings.ensure_directory()  # opening the store does
     assert (tmp_path / "var" / "data").is_dir()
 
 
@@ -40,6 +42,7 @@ def test_an_absolute_sqlite_path_takes_four_slashes(tmp_path: Path) -> None:
     settings = database_settings(f"sqlite:///{target}")  # target starts with "/"
     assert settings.sqlite_path == target
     assert settings.persistence_env["SQLITE_DBNAME"] == str(target)
+    settings.ensure_directory()
     assert target.parent.is_dir()
 
 
@@ -57,6 +60,7 @@ def test_the_default_is_a_sqlite_file_under_var(
     assert DEFAULT_DATABASE_URL == "sqlite:///var/suite.sqlite3"
     assert settings.url == DEFAULT_DATABASE_URL
     assert settings.sqlite_path == Path("var/suite.sqlite3")
+    settings.ensure_directory()
     assert (tmp_path / "var").is_dir()
 
 

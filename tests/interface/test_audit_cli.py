@@ -20,13 +20,14 @@ from uuid import UUID
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
+from rich.cells import cell_len
 
 from application.bootstrap import Services, build_services
 from application.projections.rows import OrganizationRow
 from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.tamper_evidence import GENESIS_LINK, chain_link
-from interface.cli import main
+from interface.cli import audit_commands, main
 from tests.conftest import empty_postgres_tables
 from tests.interface.audit_story import DAY, HOUR, Story, tell_story
 
@@ -126,6 +127,55 @@ def test_events_table_is_readable_and_refuses_unknown_types(
     unknown = audit(services, "events", "--type", "TrialStartd")
     assert unknown.exit_code == 2
     assert "Unknown event type 'TrialStartd'" in unknown.output
+
+
+def test_tables_fit_100_columns_and_cut_no_id_or_time(services: Services, story: Story) -> None:
+    listing = audit(services, "events", "--format", "table")
+    explained = audit(
+        services, "replay", "--org", str(story.acme), "--explain", "--format", "table"
+    )
+    exported = json_lines(audit(services, "export"))
+
+    for output in (listing.stdout, explained.stdout):
+        assert max(cell_len(line) for line in output.splitlines()) <= 100
+    for event in exported:  # every id and second-precise UTC time is there, whole
+        assert event["organization_id"] in listing.stdout
+        at = datetime.fromisoformat(event["at"]).strftime("%Y-%m-%d %H:%M:%S")
+        assert at in listing.stdout
+    assert f"{len(exported)} event(s)" in listing.stdout
+
+
+def test_wide_events_are_one_line_each(services: Services, story: Story) -> None:
+    wide = audit(services, "events", "--format", "table", "--wide", "--org", str(story.acme))
+
+    rows = [line for line in wide.stdout.splitlines() if str(story.acme) in line]
+    assert len(rows) == story.acme_versions
+    assert all("T" in row and "+00:00" in row for row in rows)  # whole ISO times
+
+
+def test_a_progress_bar_is_drawn_only_when_the_output_goes_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    terminals: set[object] = set()
+    monkeypatch.setattr(audit_commands, "_is_terminal", lambda stream: stream in terminals)
+
+    terminals.update({sys.stderr, sys.stdout})  # both on the screen: the output shows progress
+    assert not audit_commands._shows_progress(quiet=False)
+    terminals.discard(sys.stdout)  # output to a file or pipe, a person watching stderr
+    assert audit_commands._shows_progress(quiet=False)
+    assert not audit_commands._shows_progress(quiet=True)
+
+
+def test_a_filtered_scan_ends_its_progress_at_the_whole_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(audit_commands, "_shows_progress", lambda quiet: True)
+    with audit_commands._progress("events", 15, quiet=False) as bar:
+        assert bar is not None
+        bar(4)  # the last page on which the filter found something
+        tasks = bar._bar.tasks
+
+    assert (tasks[0].completed, tasks[0].total) == (15, 15)
 
 
 def test_listing_an_unknown_organization_is_an_error_not_an_empty_history(

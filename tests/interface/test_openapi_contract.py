@@ -78,3 +78,16 @@ def test_the_api_honours_its_openapi_contract(case: schemathesis.Case[Any]) -> N
     org = _SEEDED["organization_id"]
     token = _token_for(case.method, case.path, org)
     case.call_and_validate(headers={"Authorization": f"Bearer {token}"})
+
+
+def test_the_docs_page_shows_markdown_not_restructuredtext() -> None:
+    """Swagger UI renders descriptions as Markdown: reST's ``double backticks``
+    and roles would show as literal noise on the /docs page."""
+    services: Services = build_services("memory://", clock=ManualClock(T0), test_clock=True)
+    api = create_app({"SERVICES": services, "JWT_SECRET": SECRET})
+    document = api.test_client().get("/openapi.json").get_data(as_text=True)
+    services.close()
+
+    assert "``" not in document
+    assert ":class:" not in document
+    assert ":func:" not in document
