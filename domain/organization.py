@@ -39,6 +39,7 @@ from domain.errors import InvalidRequest, NotAllowed, NotFound, StateConflict
 from domain.facts import GENESIS_LINK, BundleState, OrganizationFacts
 from domain.quote import Quote, UpgradeRequest, compute_quote
 from domain.tamper_evidence import chain_link, event_data, require_plain_json
+from domain.text import refuse_unsafe_text
 
 MAX_NAME_LENGTH = 200
 #: The most seats one standalone plan may record (a sanity bound on the input).
@@ -64,6 +65,8 @@ class Organization(Aggregate):
         at: datetime,
     ) -> Organization:
         refuse_card_numbers({"name": name, "owner_user_id": owner_user_id})
+        # Before the name is trimmed: Python counts some controls as white space.
+        refuse_unsafe_text({"name": name, "country": country, "owner_user_id": owner_user_id})
         name = name.strip()
         errors: dict[str, list[str]] = {}
         if not name or len(name) > MAX_NAME_LENGTH:
@@ -108,6 +111,8 @@ class Organization(Aggregate):
         kwargs["timestamp"] = at
         data = event_data(kwargs)
         require_plain_json(data)
+        # Every event, whatever command made it: no text the log cannot hold.
+        refuse_unsafe_text(data)
         kwargs["chain"] = chain_link(
             self.facts.chain_head,
             str(self.id),

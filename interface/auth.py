@@ -26,6 +26,7 @@ from uuid import UUID
 import jwt
 
 from application.errors import OrganizationNotFound
+from domain.text import text_problem
 from interface.errors import ApiError
 
 ALGORITHM = "HS256"
@@ -38,7 +39,7 @@ MIN_SECRET_LENGTH = 32
 
 
 class MissingSecretError(RuntimeError):
-    """Production start-up without ``SUITE_JWT_SECRET``."""
+    """Production start-up without a usable ``SUITE_JWT_SECRET`` (unset or too short)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +131,18 @@ def _verify(token: str, secret: str, public_key: str | None) -> tuple[Principal,
         raise _unauthorized("token_expired", "The token has expired; get a new one.") from None
     except jwt.InvalidTokenError:
         raise _unauthorized("invalid_token", "The token is not valid.") from None
+    expires = claims["exp"]
+    # RFC 7519 §2: a NumericDate is a JSON number; PyJWT also takes "123" strings.
+    if isinstance(expires, bool) or not isinstance(expires, int | float):
+        raise _unauthorized("invalid_token", "The token's exp is not a number.")
     subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject.strip():
+    if not isinstance(subject, str) or not subject.strip() or text_problem(subject):
         raise _unauthorized("invalid_token", "The token names no user (sub).")
-    expires_at = float(claims["exp"])
+    expires_at = float(expires)
     if claims.get("scope") == OPERATOR_SCOPE:
         return Principal(user_id=subject, organization_id=None, is_operator=True), expires_at
     organization = claims.get("org")
-    if not isinstance(organization, str) or not organization:
+    if not isinstance(organization, str) or not organization or text_problem(organization):
         raise _unauthorized("invalid_token", "The token names no organization (org).")
     return Principal(user_id=subject, organization_id=organization, is_operator=False), expires_at
 
@@ -165,10 +170,26 @@ def mint_token(
 
 
 def resolve_secret(configured: str | None, *, environment: str | None, var_dir: Path) -> str:
-    """The signing secret: configured, else (outside production) a dev secret on disk."""
+    """The signing secret: configured, else (outside production) a dev secret on disk.
+
+    In production a configured secret must have at least ``MIN_SECRET_LENGTH``
+    bytes (an HS256 key shorter than its 32-byte hash can be guessed offline
+    from one token).
+    """
+    production = (environment or "").lower() == "production"
     if configured:
+        length = len(configured.encode("utf-8"))
+        if production and length < MIN_SECRET_LENGTH:
+            msg = (
+                f"SUITE_JWT_SECRET is {length} bytes long. In production "
+                "(SUITE_ENV=production) the service will not start with a secret shorter "
+                f"than {MIN_SECRET_LENGTH} bytes: set it to a random string of at least "
+                f"{MIN_SECRET_LENGTH} characters "
+                "(e.g. `python3 -c 'import secrets; print(secrets.token_hex(32))'`)."
+            )
+            raise MissingSecretError(msg)
         return configured
-    if (environment or "").lower() == "production":
+    if production:
         msg = (
             "SUITE_JWT_SECRET is not set. In production (SUITE_ENV=production) the "
             "service will not start without it: set SUITE_JWT_SECRET to a random "

@@ -53,8 +53,9 @@ _KIND_STATUS: tuple[tuple[type[DomainError], int], ...] = (
     (NotFound, 404),
 )
 
-#: Codes for HTTP errors raised by the framework (routing, webargs).
-_HTTP_CODES = {
+#: Codes for HTTP errors raised by the framework (routing, webargs) and by
+#: gunicorn itself (interface/gunicorn_worker.py).
+HTTP_ERROR_CODES = {
     400: "bad_request",
     401: "authentication_required",
     403: "forbidden",
@@ -63,9 +64,14 @@ _HTTP_CODES = {
     406: "not_acceptable",
     409: "conflict",
     413: "request_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
+    417: "expectation_failed",
     422: "validation_failed",
     429: "too_many_requests",
+    431: "request_header_fields_too_large",
+    500: "internal_error",
+    501: "not_implemented",
 }
 
 
@@ -133,7 +139,7 @@ def describe_error(error: Exception) -> tuple[int, dict[str, Any], dict[str, str
 
 def _http_error(error: HTTPException) -> tuple[int, dict[str, Any], dict[str, str]]:
     status = error.code or 500
-    code = _HTTP_CODES.get(status, "http_error")
+    code = HTTP_ERROR_CODES.get(status, "http_error")
     details: dict[str, Any] = {}
     headers: dict[str, str] = {}
     data = getattr(error, "data", None)

@@ -99,6 +99,8 @@ def serve(host: str, port: int, workers: int, test_clock: bool) -> None:
             for key, value in {
                 "bind": f"{host}:{port}",
                 "workers": workers,
+                # gunicorn's own refusals (414, 431, 400 on a bad header) in JSON too.
+                "worker_class": "interface.gunicorn_worker.JsonErrorWorker",
                 "accesslog": "-",
                 "errorlog": "-",
                 # No query value and no card number in any line (docs/operations.md).
