@@ -42,6 +42,7 @@ from application.audit import (
     iterate_notifications,
 )
 from domain.tamper_evidence import ENVELOPE_FIELDS, GENESIS_LINK, canonical_json, chain_link
+from domain.text import may_hold_unsafe_text, unsafe_text_locations
 
 DIGEST_FORMAT = "suitesub-audit-digest/1"
 #: Organizations checked between two calls of ``chain_progress``.
@@ -255,13 +256,43 @@ def _check_in_log_order(
     if event is None:
         previous.undecodable.add(version)
         previous.in_order = False
-    elif previous.in_order:
+        return
+    _check_text(app, notification, event, found)
+    if previous.in_order:
         faults = _link_faults(
             previous.link, organization_id, version, event, expected.get(organization_id)
         )
         previous.link = event.chain
         if faults:
             previous.faults = [*(previous.faults or ()), *faults]
+
+
+def _check_text(
+    app: Application[UUID],
+    notification: Notification,
+    event: LoggedEvent,
+    found: Callable[[Fault], None],
+) -> None:
+    """A fault for each string the domain would have refused (domain/text.py).
+
+    Such an event was written past the domain; it may poison the views
+    (application/view_faults.py). A look at the stored bytes first keeps this
+    off the cost of sound events (compressed or encrypted bytes are always walked).
+    """
+    mapper = app.mapper
+    if mapper.compressor is None and mapper.cipher is None:
+        if not may_hold_unsafe_text(notification.state):
+            return
+    for location, problem in unsafe_text_locations(event.data, "data"):
+        found(
+            Fault(
+                event.organization_id,
+                event.version,
+                "unsafe_text",
+                f"{location} {problem}",
+                notification.id,
+            )
+        )
 
 
 #: Keys of a decoded event's state that are not its business data.

@@ -24,6 +24,7 @@ from application.settings import DatabaseSettings, database_settings, pinned_tes
 from application.sql_tables import SqlTables, tables_for
 from application.test_clock import TestClock, TestClockStore
 from application.upgrade import UpgradeCheckouts
+from application.view_faults import ViewFaults
 from domain.catalog import Catalog
 from domain.clock import Clock
 
@@ -47,6 +48,8 @@ class Services:
     read_model: ReadModel
     #: Set only when the service runs with the test clock (SUITE_TEST_CLOCK=1).
     test_clock: TestClock | None = None
+    #: Events the views could not decode or apply (application/view_faults.py).
+    view_faults: ViewFaults | None = None
 
     def access_view(self, organization_id: UUID, min_position: int | None = None) -> dict[str, Any]:
         """The access view the API serves (``min_position``: read your own writes).
@@ -93,6 +96,7 @@ def build_services(
         idempotency = IdempotencyStore(tables, service_clock)
         invoice_numbers = InvoiceNumbers(tables)
         views = construct_views(app)
+        view_faults = ViewFaults(tables)
     return Services(
         settings=settings,
         app=app,
@@ -109,6 +113,8 @@ def build_services(
             clock=service_clock,
             catalog=catalog,
             settings=view_settings or ViewSettings.from_env(settings.kind),
+            faults=view_faults,
         ),
         test_clock=shifted,
+        view_faults=view_faults,
     )

@@ -33,6 +33,14 @@ SAFE_TEXT_PATTERN = rf"^[^{UNSAFE_CHARACTERS}]*$"
 
 _UNSAFE = re.compile(f"[{UNSAFE_CHARACTERS}]")
 
+#: How the refused characters can appear in UTF-8 JSON bytes: escaped
+#: (``\u0000``-``\u001f``, ``\b \f \n \r \t``, ``\u007f``-``\u009f``,
+#: ``\ud800``-``\udfff``) or raw (DEL, a C1 control, a surrogate's bytes).
+_UNSAFE_IN_JSON = re.compile(
+    rb"\\(?:u00[01][0-9a-fA-F]|u007[fF]|u00[89][0-9a-fA-F]|u[dD][89a-fA-F][0-9a-fA-F]{2}|[bfnrt])"
+    rb"|\x7f|\xc2[\x80-\x9f]|\xed[\xa0-\xbf]"
+)
+
 
 def text_problem(value: str) -> str | None:
     """Why ``value`` may not be recorded, or ``None`` when it may."""
@@ -42,6 +50,15 @@ def text_problem(value: str) -> str | None:
     code_point = ord(found.group())
     kind = "a lone surrogate" if 0xD800 <= code_point <= 0xDFFF else "a control character"
     return f"must not contain {kind} (U+{code_point:04X} at index {found.start()})"
+
+
+def may_hold_unsafe_text(json_bytes: bytes) -> bool:
+    """A fast first look at UTF-8 JSON: ``False`` means no string in it is refused.
+
+    ``True`` may be a false alarm (an escaped backslash before an ``n``):
+    :func:`unsafe_text_locations` on the decoded value decides.
+    """
+    return _UNSAFE_IN_JSON.search(json_bytes) is not None
 
 
 def unsafe_text_locations(value: Any, path: str) -> Iterator[tuple[str, str]]:

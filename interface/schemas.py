@@ -301,10 +301,31 @@ class DirectoryPageSchema(Schema):
     )
 
 
+class ViewFaultSchema(Schema):
+    position = fields.Integer(required=True)
+    organization_id = fields.String(required=True)
+    version = fields.Integer(required=True)
+    topic = fields.String(required=True)
+    problem = fields.String(required=True)
+
+
+class ViewFaultsSchema(Schema):
+    count = fields.Integer(required=True)
+    faults = fields.List(
+        fields.Nested(ViewFaultSchema),
+        required=True,
+        metadata={"description": "The first 20, by log position"},
+    )
+
+
 class ViewLagSchema(Schema):
     latest_position = fields.Integer(required=True)
     view_position = fields.Integer(required=True)
     lag = fields.Integer(required=True)
+    faults = fields.Nested(
+        ViewFaultsSchema,
+        metadata={"description": "Events the views passed over: they cannot be decoded or applied"},
+    )
 
 
 class TestClockSchema(Schema):

@@ -16,6 +16,11 @@ SQLite has no ``subscribe()``, so following is polling; on PostgreSQL
 Any number of followers of one view may run at once: a view's write takes
 its lock and re-reads its tracked position, so the second skips what the
 first applied (exactly once).
+
+An event that cannot be decoded or applied (application/view_faults.py) is
+passed over — recorded, logged, and given to the projection as ``None`` with
+its tracking, so only the position moves — rather than stop every
+organization's view at it for ever.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.projection import Projection
 from psycopg.sql import SQL, Identifier
+
+from application.view_faults import ViewFaults, cannot_apply, cannot_decode, isolate_faults
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -52,7 +59,12 @@ class BatchProjection(Projection[TView]):
 
     @abstractmethod
     def process_batch(self, events: Batch) -> int:
-        """Put what ``events`` change, with the last one's tracking; how many were new."""
+        """Put what ``events`` change, with the last one's tracking; how many were new.
+
+        An event of ``None`` is one the follower passed over (it cannot be
+        decoded or applied): only its tracking counts, as for an event the
+        projection does not show.
+        """
 
 
 class Follower(Generic[TView]):
@@ -64,10 +76,13 @@ class Follower(Generic[TView]):
         projection: BatchProjection[TView],
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        faults: ViewFaults | None = None,
     ) -> None:
         self.app = app
         self.projection = projection
         self.batch_size = batch_size
+        #: Where events passed over are recorded (``None``: only logged).
+        self.faults = faults
 
     @property
     def view(self) -> TView:
@@ -103,10 +118,33 @@ class Follower(Generic[TView]):
 
         Returns the view's position afterwards.
         """
-        for batch in self.batches(self.position(), until):
-            self.projection.process_batch(batch)
+        after = self.position()
+        name = self.app.name
+        decode = self.app.mapper.to_domain_event
+
+        def apply_one(event: Any, notification: Any) -> None:
+            self.projection.process_batch([(event, Tracking(name, notification.id))])
+
+        while until is None or after < until:
+            notifications = self.app.recorder.select_notifications(
+                start=after, limit=self.batch_size, stop=until, inclusive_of_start=False
+            )
+            if not notifications:
+                break
+            batch: Batch | None = None
+            try:
+                batch = [(decode(n), Tracking(name, n.id)) for n in notifications]
+                self.projection.process_batch(batch)
+            except Exception as error:
+                if not (cannot_decode(error) if batch is None else cannot_apply(error)):
+                    raise
+                # An event of the batch cannot be decoded or applied: the batch
+                # again one event at a time, the bad one recorded and passed over,
+                # so one organization's event never stops every organization's view.
+                isolate_faults(notifications, decode, apply_one, self.faults)
+            after = notifications[-1].id
             if progress is not None:
-                progress(batch[-1][1].notification_id, until or self.latest_position())
+                progress(after, until or self.latest_position())
         return self.position()
 
     def lag(self) -> dict[str, int]:

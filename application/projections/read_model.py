@@ -49,6 +49,7 @@ from application.projections.views import (
 )
 from application.schema import schema_lock
 from application.settings import SettingsError
+from application.view_faults import ViewFaults
 from domain.access_view import access_view
 from domain.catalog import Catalog
 from domain.clock import Clock
@@ -344,10 +345,11 @@ class ReadModel:
         clock: Clock,
         catalog: Catalog,
         settings: ViewSettings,
+        faults: ViewFaults | None = None,
     ) -> None:
         self.views = views
         self.settings = settings
-        self.follower = Follower(app, OrganizationViewsProjection(view=views))
+        self.follower = Follower(app, OrganizationViewsProjection(view=views), faults=faults)
         positions = Positions(self.follower, settings)
         self.access_reader = AccessReader(app, views, positions, catalog=catalog, clock=clock)
         self.view_cache = (

@@ -40,6 +40,7 @@ from application.projections.views import (
     OrganizationViewsProjection,
     ViewPage,
 )
+from application.view_faults import ViewFaults
 from domain.facts import facts_to_dict
 
 #: Events per transaction while filling the fresh tables: four times fewer
@@ -115,16 +116,21 @@ def rebuild_views(
     live: OrganizationViews,
     apply: bool = False,
     progress: Progress | None = None,
+    faults: ViewFaults | None = None,
 ) -> RebuildReport:
     """Rebuild the access view and the directory from the log; see the module doc.
 
-    ``progress(position, target)`` is called after each applied batch.
+    ``progress(position, target)`` is called after each applied batch;
+    ``faults`` records the events the followers pass over (application/view_faults.py).
     """
     fresh = construct_views(app, prefix=f"rebuild_{uuid4().hex[:12]}")
     try:
-        live_follower = Follower(app, OrganizationViewsProjection(view=live))
+        live_follower = Follower(app, OrganizationViewsProjection(view=live), faults=faults)
         fresh_follower = Follower(
-            app, OrganizationViewsProjection(view=fresh), batch_size=REBUILD_BATCH_SIZE
+            app,
+            OrganizationViewsProjection(view=fresh),
+            batch_size=REBUILD_BATCH_SIZE,
+            faults=faults,
         )
         target = live_follower.catch_up(progress=progress)
         fresh_follower.catch_up(until=target, progress=progress)

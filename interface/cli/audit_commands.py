@@ -605,7 +605,11 @@ def rebuild(
     as_json = _wants_json(output_format)
     with _rebuild_progress(quiet or as_json) as progress:
         report = rebuild_views(
-            services.app, services.read_model.views, apply=apply_rebuilt, progress=progress
+            services.app,
+            services.read_model.views,
+            apply=apply_rebuilt,
+            progress=progress,
+            faults=services.view_faults,
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, default=str))

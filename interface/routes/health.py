@@ -32,10 +32,17 @@ class Readiness(MethodView):
     @blp.alt_response(503, schema=s.ErrorAnswerSchema, description="The database does not answer")
     @blp.doc(security=[])
     def get(self) -> dict[str, Any]:
-        """The database answers; `views.lag` = latest log position − views' position."""
+        """The database answers; `views.lag` = latest log position − views' position.
+
+        `views.faults`: events the views passed over because they cannot be
+        decoded or applied (docs/operations.md); the service stays ready.
+        """
+        found = services()
         try:
-            lag = services().read_model.lag()
+            views: dict[str, Any] = dict(found.read_model.lag())
+            if found.view_faults is not None:
+                views["faults"] = found.view_faults.summary()
         except Exception:
             log.exception("readiness check failed")
             raise ApiError(503, "database_unavailable", "The database does not answer.") from None
-        return {"status": "ready", "views": lag}
+        return {"status": "ready", "views": views}
