@@ -280,9 +280,9 @@ def _check_text(
     off the cost of sound events (compressed or encrypted bytes are always walked).
     """
     mapper = app.mapper
-    if mapper.compressor is None and mapper.cipher is None:
-        if not may_hold_unsafe_text(notification.state):
-            return
+    plain = mapper.compressor is None and mapper.cipher is None
+    if plain and not may_hold_unsafe_text(notification.state):
+        return
     for location, problem in unsafe_text_locations(event.data, "data"):
         found(
             Fault(
