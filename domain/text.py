@@ -25,11 +25,24 @@ from typing import Any
 
 from domain.errors import InvalidRequest
 
-#: The refused characters, as a character class valid both in Python and in
-#: the ECMA regular expressions of JSON Schema (the OpenAPI ``pattern``).
-UNSAFE_CHARACTERS = r"\x00-\x1f\x7f-\x9f\ud800-\udfff"
-#: A whole string of safe text (JSON Schema / OpenAPI ``pattern``).
-SAFE_TEXT_PATTERN = rf"^[^{UNSAFE_CHARACTERS}]*$"
+#: C0 controls, DEL and C1 controls, as a character class valid both in
+#: Python and in the ECMA regular expressions of JSON Schema.
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"
+#: Lone surrogates: code points, not characters.
+LONE_SURROGATES = r"\ud800-\udfff"
+#: Every refused code point.
+UNSAFE_CHARACTERS = CONTROL_CHARACTERS + LONE_SURROGATES
+#: What the OpenAPI document says of every text field (its ``pattern``): no
+#: control character. It cannot name the lone surrogates as well — a JSON
+#: Schema pattern reads Unicode characters, which a lone surrogate is not,
+#: and request generators (schemathesis) stop honouring a pattern that names
+#: a range of them — so the fields' description names those.
+SAFE_TEXT_PATTERN = rf"^[^{CONTROL_CHARACTERS}]*$"
+#: The words beside :data:`SAFE_TEXT_PATTERN` in the OpenAPI document.
+SAFE_TEXT_DESCRIPTION = (
+    "One line of text: no control character (U+0000-U+001F, U+007F-U+009F, "
+    "tab and line breaks included) and no lone surrogate (U+D800-U+DFFF)."
+)
 
 _UNSAFE = re.compile(f"[{UNSAFE_CHARACTERS}]")
 

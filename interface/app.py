@@ -27,9 +27,12 @@ from typing import Any
 
 from flask import Flask
 from flask_smorest import Api
+from flask_smorest.spec.plugins import unicodeconverter2paramschema
+from werkzeug.routing import UnicodeConverter
 
 from application.bootstrap import Services, build_services
 from application.settings import env_flag
+from domain.text import SAFE_TEXT_DESCRIPTION, SAFE_TEXT_PATTERN
 from interface import errors, log_masking, request_guard
 from interface.auth import resolve_secret
 from interface.routes import health, organizations, test_clock
@@ -47,6 +50,15 @@ class SuiteApi(Api):  # type: ignore[misc]
     """flask-smorest, documenting every error with the service's one error shape."""
 
     ERROR_SCHEMA = ErrorAnswerSchema
+
+
+def _text_path_parameter(converter: UnicodeConverter) -> dict[str, Any]:
+    """A ``<string:...>`` path segment, documented with the rule every text follows."""
+    return {
+        **unicodeconverter2paramschema(converter),
+        "pattern": SAFE_TEXT_PATTERN,
+        "description": SAFE_TEXT_DESCRIPTION,
+    }
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -94,6 +106,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["suitesub"] = services
 
     api = SuiteApi(app)
+    api.register_converter(UnicodeConverter, _text_path_parameter)
     api.register_blueprint(organizations.blp)
     if services.test_clock is not None:
         # Off, the paths do not exist at all: 404 for everyone, absent from the OpenAPI.

@@ -2,19 +2,27 @@
 
 Request schemas check *shape* (types, required fields, sizes); the business
 rules (seats against current licenses, known add-ons, date order...) are the
-domain's, so there is one source of truth for each rule.
+domain's, so there is one source of truth for each rule. What the schemas
+import from the domain they also state in the OpenAPI document — country
+codes as an enum, every text field's ``pattern`` (no control characters,
+no lone surrogates: domain/text.py, enforced for every string by
+interface/request_guard.py) — so a request the document calls valid is
+refused only by a rule it cannot state.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from application.projections.read_model import MAX_DIRECTORY_PAGE
 from domain.catalog import BILLING_PERIODS
-from domain.countries import is_iso_country
+from domain.countries import ISO_3166_ALPHA2
 from domain.facts import BundleState
 from domain.organization import MAX_NAME_LENGTH, MAX_STANDALONE_SEATS
 from domain.quote import MAX_ADD_ON_QUANTITY, MAX_SEATS, MIN_SEATS
+from domain.text import SAFE_TEXT_DESCRIPTION, SAFE_TEXT_PATTERN
 
 MAX_ID = 128
 MAX_TEXT = 200
@@ -26,20 +34,30 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
-def _user_id(**kwargs: object) -> fields.String:
-    return fields.String(validate=validate.Length(min=1, max=MAX_ID), **kwargs)  # type: ignore[arg-type]
+def _text(*, max_length: int, **kwargs: Any) -> fields.String:
+    """A one-line text field: 1 to ``max_length`` characters, none the log refuses.
+
+    The ``pattern`` documents domain/text.py's rule; the request guard enforces it
+    (for every string, documented or not) before the schema runs.
+    """
+    return fields.String(
+        validate=validate.Length(min=1, max=max_length),
+        metadata={"pattern": SAFE_TEXT_PATTERN, "description": SAFE_TEXT_DESCRIPTION},
+        **kwargs,
+    )
 
 
-def _known_country(value: str) -> None:
-    if not is_iso_country(value):
-        raise ValidationError("Must be an ISO 3166-1 alpha-2 code such as 'JP'.")
+def _user_id(**kwargs: Any) -> fields.String:
+    return _text(max_length=MAX_ID, **kwargs)
 
 
-def _country(**kwargs: object) -> fields.String:
-    """An officially assigned ISO 3166-1 alpha-2 code (the domain never sees a billing
-    contact's fields one by one, so its country is checked here)."""
-    return fields.String(  # type: ignore[arg-type]
-        validate=[validate.Regexp(r"^[A-Z]{2}$"), _known_country], **kwargs
+def _country(**kwargs: Any) -> fields.String:
+    """An officially assigned ISO 3166-1 alpha-2 code (domain/countries.py), an enum."""
+    return fields.String(
+        validate=validate.OneOf(
+            sorted(ISO_3166_ALPHA2), error="Must be an ISO 3166-1 alpha-2 code such as 'JP'."
+        ),
+        **kwargs,
     )
 
 
@@ -47,8 +65,8 @@ def _country(**kwargs: object) -> fields.String:
 
 
 class RegisterOrganizationSchema(StrictSchema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
-    country = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{2}$"))
+    name = _text(max_length=MAX_NAME_LENGTH, required=True)
+    country = _country(required=True)
     owner_user_id = _user_id(required=True)
 
 
@@ -74,14 +92,14 @@ class EmptySchema(StrictSchema):
 
 
 class AddOnSchema(StrictSchema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=MAX_ID))
+    code = _text(max_length=MAX_ID, required=True)
     quantity = fields.Integer(
         required=True, strict=True, validate=validate.Range(1, MAX_ADD_ON_QUANTITY)
     )
 
 
 class BillingContactSchema(StrictSchema):
-    company_name = fields.String(required=True, validate=validate.Length(min=1, max=MAX_TEXT))
+    company_name = _text(max_length=MAX_TEXT, required=True)
     country = _country(required=True)
     email = fields.Email(required=True, validate=validate.Length(max=254))
 
@@ -98,7 +116,7 @@ class QuoteRequestSchema(StrictSchema):
 
 
 class UpgradeRequestSchema(QuoteRequestSchema):
-    payment_token = fields.String(required=True, validate=validate.Length(min=1, max=MAX_TEXT))
+    payment_token = _text(max_length=MAX_TEXT, required=True)
     expected_total = fields.Integer(required=True, strict=True, validate=validate.Range(0, 10**12))
 
 
