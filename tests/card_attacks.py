@@ -14,23 +14,12 @@ from typing import Any
 from urllib.parse import quote
 
 from tests.card_spellings import spellings
+from tests.interface.conftest import CRM_YEARLY, UPGRADE_BODY
 
 #: A quote's body; a purchase adds ``payment_token`` and ``expected_total``.
-UPGRADE: dict[str, Any] = {
-    "billing_period": "yearly",
-    "seats": 10,
-    "add_ons": [{"code": "storage-10gb", "quantity": 2}],
-    "billing_contact": {"company_name": "Acme KK", "country": "JP", "email": "b@acme.example"},
-}
-PLAN = {
-    "seats": 5,
-    "billing_period": "yearly",
-    "amount_paid": 120_000,
-    "period_start": "2026-01-01",
-    "period_end": "2027-01-01",
-    "super_admin": "u-alice",
-    "admins": [],
-}
+UPGRADE: dict[str, Any] = UPGRADE_BODY
+#: A CRM plan whose super admin is u-alice (who may then buy the bundle).
+PLAN = CRM_YEARLY
 
 
 @dataclass(frozen=True)
