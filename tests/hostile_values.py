@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tests.card_spellings import spellings
+
 
 @dataclass(frozen=True, slots=True)
 class HostileText:
@@ -43,5 +45,12 @@ CONTROL_TEXT: tuple[HostileText, ...] = (
     HostileText("reversed-surrogate-pair", "\udc00\ud800"),
 )
 
+#: Card numbers in every separator style (tests/card_spellings.py): refused
+#: everywhere, before any other check (domain/card_numbers.py).
+CARD_TEXT: tuple[HostileText, ...] = tuple(
+    HostileText(f"card-{label.replace(' ', '-')}", text, "raw_card_data_not_accepted")
+    for label, text in spellings().items()
+)
+
 #: Everything the corpus sends to every text field.
-HOSTILE_TEXT: tuple[HostileText, ...] = (*CONTROL_TEXT,)
+HOSTILE_TEXT: tuple[HostileText, ...] = (*CONTROL_TEXT, *CARD_TEXT)

@@ -30,6 +30,7 @@ from tests.domain.builders import (
     register,
     yearly_request,
 )
+from tests.hostile_values import CARD_TEXT, HostileText
 
 SPELLINGS = spellings()
 
@@ -215,3 +216,15 @@ def test_a_checkout_cannot_record_a_card_number(changes: dict[str, Any], locatio
 
     assert refusal.details == {"locations": [location]}
     assert org.version == version
+
+
+@pytest.mark.parametrize("hostile", CARD_TEXT, ids=lambda h: h.name)
+def test_every_card_number_of_the_hostile_corpus_is_refused_by_the_domain(
+    hostile: HostileText,
+) -> None:
+    with pytest.raises(CardDataNotAccepted) as refused:
+        Organization.register(
+            organization_id=ORG_ID, name=hostile.text, country="JP", owner_user_id="u", at=T0
+        )
+
+    assert refused.value.code == hostile.refused_with
