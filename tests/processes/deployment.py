@@ -101,6 +101,9 @@ class Deployment:
                 "wsgi:app",
                 "--workers",
                 str(workers),
+                # As docs/operations.md's gunicorn.conf.py: gunicorn's own refusals in JSON.
+                "--worker-class",
+                "interface.gunicorn_worker.JsonErrorWorker",
                 "--bind",
                 self.base,
                 "--log-level",
