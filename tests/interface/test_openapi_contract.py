@@ -77,10 +77,6 @@ RULES_THE_SCHEMA_CANNOT_STATE: tuple[tuple[str, str, str | None], ...] = (
     ),
 )
 
-#: The coordinator is rewriting the test clock's body ("exactly one of"):
-#: checked here once that lands (SPEC §7).
-NOT_YET_CHECKED = ["/v1/test-clock"]
-
 
 def _allowed_refusal(operation: str, body: Any) -> bool:
     error = body.get("error", {}) if isinstance(body, dict) else {}
@@ -163,8 +159,8 @@ def _call(case: schemathesis.Case[Any], token: str) -> None:
     case.call_and_validate(headers=headers)
 
 
-with_operator = schemathesis.pytest.from_fixture("operator_schema").exclude(path=NOT_YET_CHECKED)
-with_user = schemathesis.pytest.from_fixture("user_schema").exclude(path=NOT_YET_CHECKED)
+with_operator = schemathesis.pytest.from_fixture("operator_schema")
+with_user = schemathesis.pytest.from_fixture("user_schema")
 EXAMPLES = settings(
     max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck)
 )
