@@ -12,8 +12,10 @@ import http.client
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from application.bootstrap import build_services
 from application.projections.rebuild import rebuild_views
@@ -122,3 +124,41 @@ def test_no_hostile_input_is_recorded_and_the_followed_views_match_a_rebuild(
         assert report.rebuilt_position == recorded
     finally:
         services.close()
+
+
+@pytest.mark.postgres
+def test_a_poisoned_event_neither_stops_the_worker_nor_any_other_organizations_views(
+    tmp_path: Path,
+) -> None:
+    with fresh_postgres_database("poisoned") as url:
+        running = Deployment(url, tmp_path)
+        try:
+            running.start_api(workers=1)
+            running.start_worker()
+            services = build_services(url)
+            try:
+                # Written past the domain, as only a tool outside the service could.
+                services.app.recorder.insert_events(
+                    [StoredEvent(uuid4(), 1, "domain.events:OrganizationRegistered", b"\xff")]
+                )
+                poisoned_at = services.app.recorder.max_notification_id()
+            finally:
+                services.close()
+            status, body, _ = running.call(
+                "POST",
+                "/v1/organizations",
+                token=OPERATOR,
+                body={"name": "After KK", "country": "JP", "owner_user_id": "u-owner"},
+            )
+            assert status == 201, body
+            status, view, _ = running.call(
+                "GET",
+                f"/v1/organizations/{body['id']}/access?min_position={body['position']}",
+                token=user(body["id"], "u-owner"),
+            )
+            assert status == 200, view  # the worker applied what came after
+            views = running.wait_until_views_caught_up()
+            assert [fault["position"] for fault in views["faults"]["faults"]] == [poisoned_at]
+            assert all(worker.poll() is None for worker in running.workers)
+        finally:
+            running.stop()
