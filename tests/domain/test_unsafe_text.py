@@ -116,3 +116,28 @@ def test_a_checkout_refuses_a_hostile_billing_contact_and_key() -> None:
 
     assert _refused_field(error) == {"billing_contact.company_name", "idempotency_key"}
     assert org.facts.pending_checkout is None
+
+
+@pytest.mark.parametrize("code_point", EVERY_REFUSED_CODE_POINT, ids=hex)
+def test_the_first_look_at_stored_json_never_misses_a_refused_character(code_point: int) -> None:
+    import json
+
+    import orjson
+
+    from domain.text import may_hold_unsafe_text
+
+    text = f"a{chr(code_point)}"
+    encodings = [json.dumps(text).encode()]
+    if not 0xD800 <= code_point <= 0xDFFF:
+        encodings += [json.dumps(text, ensure_ascii=False).encode(), orjson.dumps(text)]
+    else:
+        encodings.append(json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    assert all(may_hold_unsafe_text(encoded) for encoded in encodings)
+
+
+def test_the_first_look_passes_sound_text_quickly() -> None:
+    import json
+
+    from domain.text import may_hold_unsafe_text
+
+    assert not may_hold_unsafe_text(json.dumps({"name": "Zoë — 東京"}, ensure_ascii=False).encode())
