@@ -22,18 +22,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Any, Protocol
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.postgres import PostgresFactory
-from eventsourcing.sqlite import SQLiteFactory
+from eventsourcing.sqlite import SQLiteDatastore, SQLiteFactory
 
 from application.errors import OrganizationNotFound, ViewNotCaughtUp
 from application.event_stream import select_organization_notifications
+from application.projections.dialects import Postgres, SQLite
 from application.projections.follower import Follower, connection_kwargs
 from application.projections.rows import OrganizationRow
-from application.projections.sql_views import PostgresOrganizationViews, SQLiteOrganizationViews
 from application.projections.view_cache import (
     DEFAULT_TTL,
     CachedAccessReader,
@@ -43,7 +43,6 @@ from application.projections.view_cache import (
 from application.projections.views import (
     UPSTREAM,
     AccessRead,
-    MemoryOrganizationViews,
     OrganizationViews,
     OrganizationViewsProjection,
 )
@@ -112,18 +111,18 @@ class ViewSettings:
 def construct_views(app: Application[Any], prefix: str = LIVE_PREFIX) -> OrganizationViews:
     """The views on the application's own store, tables created if missing.
 
-    The views also read the log's end in their access statement (one
-    snapshot) since they share its database.
+    Beside the log they also read its end in the access statement (one
+    snapshot); the ``memory://`` store's views are an in-memory SQLite database.
     """
     factory = app.factory
     log_table = getattr(app.recorder, "events_table_name", None)
-    views: OrganizationViews
     if isinstance(factory, SQLiteFactory):
-        views = SQLiteOrganizationViews(factory.datastore, prefix, log_table)
+        views = OrganizationViews(factory.datastore, SQLite(), prefix, log_table)
     elif isinstance(factory, PostgresFactory):
-        views = PostgresOrganizationViews(factory.datastore, prefix, log_table)
+        views = OrganizationViews(factory.datastore, Postgres(), prefix, log_table)
     else:
-        return MemoryOrganizationViews(prefix)
+        memory = SQLiteDatastore(f"file:views_{uuid4().hex}?mode=memory&cache=shared")
+        views = OrganizationViews(memory, SQLite(), prefix)
     with schema_lock(app.env):
         views.create_table()
     return views
@@ -131,7 +130,7 @@ def construct_views(app: Application[Any], prefix: str = LIVE_PREFIX) -> Organiz
 
 def construct_cache(views: OrganizationViews, ttl: float) -> ViewCache | None:
     """The process's cache of access rows, fed by the PostgreSQL views' NOTIFY."""
-    if not isinstance(views, PostgresOrganizationViews):
+    if not isinstance(views.dialect, Postgres):
         return None
     kwargs = connection_kwargs(views.datastore)
 
@@ -383,6 +382,7 @@ class ReadModel:
         return self.follower.catch_up()
 
     def close(self) -> None:
-        """Stop the view cache's listener (the views themselves need no closing)."""
+        """Stop the view cache's listener; close the views' own store if they have one."""
         if self.view_cache is not None:
             self.view_cache.close()
+        self.views.close()

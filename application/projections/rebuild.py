@@ -33,7 +33,6 @@ from uuid import uuid4
 from eventsourcing.application import Application
 
 from application.projections.follower import Follower, Progress
-from application.projections.read_model import construct_views
 from application.projections.rows import DirectoryEntry, OrganizationRow
 from application.projections.views import (
     OrganizationViews,
@@ -123,7 +122,7 @@ def rebuild_views(
     ``progress(position, target)`` is called after each applied batch;
     ``faults`` records the events the followers pass over (application/view_faults.py).
     """
-    fresh = construct_views(app, prefix=f"rebuild_{uuid4().hex[:12]}")
+    fresh = live.beside(f"rebuild_{uuid4().hex[:12]}")
     try:
         live_follower = Follower(app, OrganizationViewsProjection(view=live), faults=faults)
         fresh_follower = Follower(

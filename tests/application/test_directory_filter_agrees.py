@@ -69,12 +69,13 @@ def test_every_store_lists_under_a_state_exactly_the_rows_that_show_it(
     app: SuiteSubscriptions, held: list[tuple[str, datetime | None]], now: datetime
 ) -> None:
     views = construct_views(app)
+    position = views.position()
     with views.changes() as changes:
         for organization_id, (recorded, ends) in zip(IDS, held, strict=True):
             changes.put(
                 OrganizationRow(organization_id, _facts(organization_id, recorded, ends), 1, 1)
             )
-        changes.track(views.position() + 1)
+        changes.track(position + 1)
     shown = {
         organization_id: shown_state(recorded, ends, now)
         for organization_id, (recorded, ends) in zip(IDS, held, strict=True)

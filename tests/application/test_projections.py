@@ -23,7 +23,7 @@ from application.projections import views as views_module
 from application.projections.read_model import ViewSettings
 from application.projections.rebuild import rebuild_views
 from application.projections.rows import OrganizationRow
-from application.projections.views import MemoryOrganizationViews, OrganizationViewsProjection
+from application.projections.views import OrganizationViewsProjection
 from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.errors import InvalidRequest
@@ -162,15 +162,16 @@ def test_one_batch_of_interleaved_organizations_folds_like_one_event_at_a_time(
     assert event_at_a_time.position == app.recorder.max_notification_id()
 
     notifications = app.recorder.select_notifications(start=1, limit=100)
-    memory = MemoryOrganizationViews()
-    one_batch = OrganizationViewsProjection(view=memory).process_batch(
+    beside = services.read_model.views.beside("one_batch")
+    one_batch = OrganizationViewsProjection(view=beside).process_batch(
         [
             (app.mapper.to_domain_event(n), Tracking("SuiteSubscriptions", n.id))
             for n in notifications
         ]
     )
     assert one_batch == len(notifications)
-    assert memory.snapshot() == event_at_a_time
+    assert beside.snapshot() == event_at_a_time
+    beside.drop()
 
 
 def test_reading_an_applied_position_again_changes_nothing(services: Services) -> None:
