@@ -25,6 +25,7 @@ from application.sql_tables import SqlTables, tables_for
 from application.test_clock import TestClock, TestClockStore
 from application.upgrade import UpgradeCheckouts
 from application.view_faults import ViewFaults
+from application.webhooks.runner import Webhooks
 from domain.catalog import Catalog
 from domain.clock import Clock
 
@@ -46,6 +47,8 @@ class Services:
     invoice_numbers: InvoiceNumbers
     #: The projections: access views, the operators' directory, view lag.
     read_model: ReadModel
+    #: Integration events, webhook endpoints and their delivery (SPEC §12).
+    webhooks: Webhooks
     #: Set only when the service runs with the test clock (SUITE_TEST_CLOCK=1).
     test_clock: TestClock | None = None
     #: Events the views could not decode or apply (application/view_faults.py).
@@ -60,6 +63,7 @@ class Services:
         return self.read_model.access(organization_id, min_position=min_position)
 
     def close(self) -> None:
+        self.webhooks.close()
         self.read_model.close()
         self.app.close()
 
@@ -97,6 +101,7 @@ def build_services(
         invoice_numbers = InvoiceNumbers(tables)
         views = construct_views(app)
         view_faults = ViewFaults(tables)
+        webhooks = Webhooks(app, tables, catalog, service_clock)
     return Services(
         settings=settings,
         app=app,
@@ -115,6 +120,7 @@ def build_services(
             settings=view_settings or ViewSettings.from_env(settings.kind),
             faults=view_faults,
         ),
+        webhooks=webhooks,
         test_clock=shifted,
         view_faults=view_faults,
     )

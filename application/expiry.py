@@ -1,4 +1,6 @@
-"""The trial-expiry sweep: record TrialExpired for trials whose end has passed.
+"""The sweeps that record what time alone decides: TrialExpired for trials whose
+end has passed, and the reminders of SPEC §12 (``trial.will_end``,
+``bundle.renewal_upcoming``) when they fall due.
 
 Views show an ended trial as ``trial_expired`` at once; the sweep makes the
 log say so too (the decision screen, audits and exports read the log).
@@ -70,4 +72,47 @@ def expire_due_trials(services: Services, *, batch: int = DEFAULT_SWEEP_BATCH) -
         (report.expired if result.changed else report.unchanged).append(organization_id)
     if report.expired:
         log.info("expiry sweep: recorded TrialExpired for %d organizations", len(report.expired))
+    return report
+
+
+@dataclass
+class ReminderReport:
+    #: Organizations whose reminders (``trial.will_end``, ``bundle.renewal_upcoming``)
+    #: this run recorded.
+    reminded: list[str] = field(default_factory=list)
+    #: Kept changing under us; the next run tries again.
+    failed: list[str] = field(default_factory=list)
+    more: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reminded": self.reminded, "failed": self.failed, "more": self.more}
+
+
+def record_due_reminders(services: Services, *, batch: int = DEFAULT_SWEEP_BATCH) -> ReminderReport:
+    """Record the reminders time has made due, so they are on the stream (SPEC §12).
+
+    *Which* organizations: the integration log's schedule (brought up to the
+    log's end first); the aggregate decides again, so a reminder recorded by
+    another sweeper, or a trial decided in the meantime, records nothing.
+    """
+    if batch < 1:
+        msg = "batch must be at least 1"
+        raise ValueError(msg)
+    integration = services.webhooks.integration
+    integration.catch_up()
+    due = integration.reminders_due(limit=batch)
+    report = ReminderReport(more=len(due) == batch)
+    for organization_id in due:
+        try:
+            result = services.app.record_due_reminders(UUID(organization_id))
+        except ConcurrentModification:
+            log.warning("reminder sweep: %s kept changing; left for the next run", organization_id)
+            report.failed.append(organization_id)
+            continue
+        if result.changed:
+            report.reminded.append(organization_id)
+    # The schedule learns what was recorded (and stops naming these as due).
+    integration.catch_up()
+    if report.reminded:
+        log.info("reminder sweep: recorded reminders for %d organizations", len(report.reminded))
     return report

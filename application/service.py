@@ -208,6 +208,13 @@ class SuiteSubscriptions(Application[UUID]):
         """Record TrialExpired if the trial's end has passed; idempotent."""
         return self._command(organization_id, lambda org: org.expire_trial(at=self.clock.now()))
 
+    def record_due_reminders(self, organization_id: UUID) -> CommandResult:
+        """Record ``trial.will_end`` / ``bundle.renewal_upcoming`` when due; idempotent."""
+        return self._command(
+            organization_id,
+            lambda org: org.record_due_reminders(at=self.clock.now(), catalog=self.catalog),
+        )
+
     def begin_upgrade_checkout(
         self,
         organization_id: UUID,

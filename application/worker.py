@@ -1,5 +1,6 @@
-"""``suitesub worker``: follow the log into the views, sweep expired trials,
-reconcile abandoned checkouts — in one loop, until stopped.
+"""``suitesub worker``: follow the log into the views, sweep expired trials and
+due reminders, reconcile abandoned checkouts — in one loop, until stopped —
+and deliver webhooks beside it (``application.webhooks``).
 
 On PostgreSQL the loop wakes on the events table's ``NOTIFY`` (and polls
 every ``poll_interval`` in case a notification is missed); on SQLite it
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from application.expiry import DEFAULT_SWEEP_BATCH, expire_due_trials
+from application.expiry import DEFAULT_SWEEP_BATCH, expire_due_trials, record_due_reminders
 
 if TYPE_CHECKING:
     from application.bootstrap import Services
@@ -75,9 +76,19 @@ class Worker:
         log.info(
             "worker: following the log from position %d", self.services.read_model.views.position()
         )
-        self.services.read_model.follower.follow(
-            stop, poll_interval=self.settings.poll_interval, between_batches=self.run_chores
+        # Webhooks follow the log on their own thread: a slow endpoint never
+        # holds up the views.
+        webhooks = threading.Thread(
+            target=self.services.webhooks.run, args=(stop,), name="webhooks"
         )
+        webhooks.start()
+        try:
+            self.services.read_model.follower.follow(
+                stop, poll_interval=self.settings.poll_interval, between_batches=self.run_chores
+            )
+        finally:
+            stop.set()
+            webhooks.join()
 
     def run_once(self) -> None:
         """Catch up, run every chore once, catch up with what they recorded (``--once``)."""
@@ -86,6 +97,7 @@ class Worker:
             chore.next_at = 0.0
             chore.run_if_due(time.monotonic())
         self.services.read_model.catch_up()
+        self.services.webhooks.run_once()
 
     def run_chores(self) -> None:
         now = time.monotonic()
@@ -93,7 +105,9 @@ class Worker:
             chore.run_if_due(now)
 
     def _sweep(self) -> bool:
-        return expire_due_trials(self.services, batch=self.settings.sweep_batch).more
+        expired = expire_due_trials(self.services, batch=self.settings.sweep_batch)
+        reminded = record_due_reminders(self.services, batch=self.settings.sweep_batch)
+        return expired.more or reminded.more
 
     def _reconcile(self) -> bool:
         report = self.services.checkouts.reconcile()

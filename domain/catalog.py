@@ -60,6 +60,10 @@ class Bundle:
     prices: Mapping[str, int]
     add_ons: tuple[AddOn, ...]
     tax_rate_percent: int
+    #: ``trial.will_end`` is recorded this many days before the trial ends (SPEC §12).
+    trial_will_end_days: int = 3
+    #: ``bundle.renewal_upcoming`` is recorded this many days before a yearly renewal.
+    renewal_upcoming_days: int = 7
 
     def price_per_user_month(self, billing_period: str) -> int:
         return self.prices[billing_period]
@@ -221,6 +225,7 @@ def parse_catalog(document: Mapping[str, Any], source: str) -> Catalog:
         prices=prices,
         add_ons=tuple(add_ons),
         tax_rate_percent=tax,
+        **_reminder_days(reader, raw_bundle),
     )
     # Services outside the bundle have no place in an access view of the bundle.
     in_bundle = set(bundle.services)
@@ -259,6 +264,19 @@ def _parse_issuer(reader: _Reader, raw: Mapping[str, Any]) -> Issuer:
         address=reader.string(raw, "issuer.address", "address"),
         email=email,
     )
+
+def _reminder_days(reader: _Reader, raw_bundle: Mapping[str, Any]) -> dict[str, int]:
+    """``[bundle.reminders]`` (optional): how many days ahead reminders are recorded."""
+    raw = raw_bundle.get("reminders")
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise CatalogError(reader.source, "bundle.reminders", "must be a table")
+    return {
+        f"{name}_days": reader.positive(raw, f"bundle.reminders.{name}", name)
+        for name in ("trial_will_end", "renewal_upcoming")
+        if name in raw
+    }
 
 
 class _Reader:

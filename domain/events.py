@@ -167,6 +167,26 @@ class TrialExpired(OrganizationEvent):
         return facts.updated(bundle_state=BundleState.TRIAL_EXPIRED)
 
 
+class TrialEndReminderRecorded(OrganizationEvent):
+    """The trial ends soon (``trial.will_end``), recorded by the sweep so it replays."""
+
+    ends_at: str
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        return facts.updated(trial_reminded_for=datetime.fromisoformat(self.ends_at))
+
+
+class RenewalReminderRecorded(OrganizationEvent):
+    """A yearly contract renews soon (``bundle.renewal_upcoming``), recorded by the sweep."""
+
+    renews_at: str
+    billing_period: str
+    seats: int
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        return facts.updated(renewal_reminded_for=datetime.fromisoformat(self.renews_at))
+
+
 class TrialCancelled(OrganizationEvent):
     by: str
     reason: str
@@ -275,6 +295,8 @@ EVENT_CLASSES: tuple[type[OrganizationEvent], ...] = (
     UpgradeCheckoutFailed,
     UpgradePurchased,
     StandaloneContractTerminated,
+    TrialEndReminderRecorded,
+    RenewalReminderRecorded,
 )
 
 EVENTS_BY_NAME = {cls.__name__: cls for cls in EVENT_CLASSES}

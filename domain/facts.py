@@ -117,6 +117,10 @@ class OrganizationFacts:
     pending_checkout: PendingCheckout | None = None
     contract: ContractFacts | None = None
     terminated_services: tuple[str, ...] = ()
+    #: The trial end that ``trial.will_end`` was recorded for (one reminder per end).
+    trial_reminded_for: datetime | None = None
+    #: The renewal that ``bundle.renewal_upcoming`` was recorded for.
+    renewal_reminded_for: datetime | None = None
     chain_head: str = field(default=GENESIS_LINK)
 
     @property
@@ -248,6 +252,8 @@ def facts_to_dict(facts: OrganizationFacts) -> dict[str, Any]:
             "charge_id": contract.charge_id,
         },
         "terminated_services": list(facts.terminated_services),
+        "trial_reminded_for": _dt(facts.trial_reminded_for),
+        "renewal_reminded_for": _dt(facts.renewal_reminded_for),
         "chain_head": facts.chain_head,
     }
 
@@ -319,5 +325,7 @@ def facts_from_dict(data: dict[str, Any]) -> OrganizationFacts:
             charge_id=contract["charge_id"],
         ),
         terminated_services=tuple(data.get("terminated_services", [])),
+        trial_reminded_for=_parse_dt(data.get("trial_reminded_for")),
+        renewal_reminded_for=_parse_dt(data.get("renewal_reminded_for")),
         chain_head=data.get("chain_head", GENESIS_LINK),
     )

@@ -38,6 +38,7 @@ from domain.countries import is_iso_country
 from domain.errors import InvalidRequest, NotAllowed, NotFound, StateConflict
 from domain.facts import GENESIS_LINK, BundleState, OrganizationFacts
 from domain.quote import Quote, UpgradeRequest, compute_quote
+from domain.reminders import TRIAL_WILL_END, due_reminders
 from domain.tamper_evidence import chain_link, event_data, require_plain_json
 from domain.text import refuse_unsafe_text
 
@@ -299,6 +300,29 @@ class Organization(Aggregate):
             return False
         self.trigger_event(ev.TrialExpired, timestamp=at, ends_at=trial.ends_at.isoformat())
         return True
+
+    def record_due_reminders(self, *, at: datetime, catalog: Catalog) -> bool:
+        """Record the reminders time has made due (SPEC §12); ``False`` if none."""
+        at = ensure_utc(at)
+        due = due_reminders(self.facts, catalog.bundle, at)
+        for reminder in due:
+            if reminder.kind == TRIAL_WILL_END:
+                self.trigger_event(
+                    ev.TrialEndReminderRecorded,
+                    timestamp=at,
+                    ends_at=reminder.announces.isoformat(),
+                )
+            else:
+                contract = self.facts.contract
+                assert contract is not None
+                self.trigger_event(
+                    ev.RenewalReminderRecorded,
+                    timestamp=at,
+                    renews_at=reminder.announces.isoformat(),
+                    billing_period=contract.billing_period,
+                    seats=contract.seats,
+                )
+        return bool(due)
 
     # -- the upgrade -------------------------------------------------------------
 

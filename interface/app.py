@@ -16,6 +16,8 @@ blueprints. Configuration comes from ``config`` first, then the environment:
 | ``CATALOG`` | — | a Catalog (default: ``SUITE_CATALOG`` or the packaged one) |
 | ``GATEWAY_FACTORY`` | — | builds the payment gateway (tests inject fakes) |
 | ``SERVICES`` | — | ready-made Services (tests sharing one store) |
+| ``WEBHOOKS_IN_PROCESS`` | — | deliver webhooks from this process (default: services built |
+|   |   | here and the API following the log itself, as on the embedded default) |
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from application.settings import env_flag
 from domain.text import SAFE_TEXT_DESCRIPTION, SAFE_TEXT_PATTERN
 from interface import errors, log_masking, request_guard
 from interface.auth import resolve_secret
-from interface.routes import health, organizations, test_clock
+from interface.routes import health, organizations, test_clock, webhooks
 from interface.routes.documentation import docs
 from interface.schemas import (
     TEST_CLOCK_CHANGE_EXTRAS,
@@ -108,6 +110,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api = SuiteApi(app)
     api.register_converter(UnicodeConverter, _text_path_parameter)
     api.register_blueprint(organizations.blp)
+    api.register_blueprint(webhooks.feed)
+    api.register_blueprint(webhooks.blp)
     if services.test_clock is not None:
         # Off, the paths do not exist at all: 404 for everyone, absent from the OpenAPI.
         api.spec.components.schema(
@@ -118,5 +122,23 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(docs)
     request_guard.init_app(app)
     log_masking.init_app(app)
+    if settings.get("WEBHOOKS_IN_PROCESS", "SERVICES" not in settings):
+        _deliver_webhooks_in_process(app, services)
     errors.init_app(app)  # after Api(), so it replaces flask-smorest's handler
     return app
+
+
+def _deliver_webhooks_in_process(app: Flask, services: Services) -> None:
+    """On the embedded default the API delivers webhooks, as it keeps its views.
+
+    Started at the first request of each process, not here: gunicorn may
+    build the app before it forks its workers, and threads do not survive
+    a fork.
+    """
+    if not services.read_model.settings.follow_on_read:
+        return  # ``suitesub worker`` delivers
+
+    def start() -> None:
+        services.webhooks.start_in_background()
+
+    app.before_request(start)

@@ -1,5 +1,7 @@
-"""One organization's story that records every one of the 12 event types,
-with fixed ids and a manual clock, so its stored form is byte-for-byte stable."""
+"""Stories that record every event type, with fixed ids and a manual clock,
+so their stored form is byte-for-byte stable: one organization's whole story
+(the 12 event types of SPEC §3), and a second organization's reminders
+(recorded by the sweep, SPEC §12)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from application.service import SuiteSubscriptions
 from domain.clock import ManualClock
 from tests.domain.builders import CATALOG, CONTACT, ORG_ID, PAYMENT, T0, days, yearly_request
 
+REMINDED_ORG_ID = UUID("7d0c5a1e-0000-4000-8000-000000000002")
 MEMORY = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
 
 
@@ -82,6 +85,36 @@ def record_every_event_type(app: SuiteSubscriptions) -> UUID:
         checkout_id="chk_0002",
     )
     app.complete_upgrade_checkout(org, checkout_id="chk_0002", payment=PAYMENT)
+    return org
+
+
+def record_reminders(app: SuiteSubscriptions) -> UUID:
+    """A second organization: reminded that its trial ends, buys yearly, is reminded
+    of the renewal."""
+    clock = app.clock
+    assert isinstance(clock, ManualClock)
+    org = UUID(
+        app.register_organization(
+            name="Beta", country="JP", owner_user_id="u-owner", organization_id=REMINDED_ORG_ID
+        ).organization_id
+    )
+    app.start_trial(org, by="u-owner")
+    clock.advance(days(27))
+    app.record_due_reminders(org)
+    request = yearly_request(3)
+    total = app.quote(org, request).total
+    app.begin_upgrade_checkout(
+        org,
+        by="u-owner",
+        request=request,
+        billing_contact=CONTACT,
+        expected_total=total,
+        idempotency_key="idem-0101",
+        checkout_id="chk_0101",
+    )
+    app.complete_upgrade_checkout(org, checkout_id="chk_0101", payment=PAYMENT)
+    clock.advance(days(365 - 7))
+    app.record_due_reminders(org)
     return org
 
 

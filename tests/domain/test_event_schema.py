@@ -24,7 +24,12 @@ from eventsourcing.persistence import StoredEvent
 
 from domain.events import EVENT_CLASSES, OrganizationEvent
 from tests.domain.builders import ORG_ID
-from tests.domain.event_story import memory_app, record_every_event_type, stored_events
+from tests.domain.event_story import (
+    memory_app,
+    record_every_event_type,
+    record_reminders,
+    stored_events,
+)
 
 GOLDEN = Path(__file__).with_name("golden")
 WRITE_MISSING = os.environ.get("SUITE_WRITE_GOLDEN") == "1"
@@ -42,9 +47,9 @@ def golden_path(cls: type[Any]) -> Path:
 @pytest.fixture(scope="module")
 def first_stored_of_each_type() -> dict[str, StoredEvent]:
     app = memory_app()
-    org = record_every_event_type(app)
+    orgs = [record_every_event_type(app), record_reminders(app)]
     found: dict[str, StoredEvent] = {}
-    for stored in stored_events(app, org):
+    for stored in (stored for org in orgs for stored in stored_events(app, org)):
         found.setdefault(stored.topic.rpartition(":")[2], stored)
     app.close()
     return found
@@ -64,7 +69,7 @@ def test_the_story_records_every_event_type(
     first_stored_of_each_type: dict[str, StoredEvent],
 ) -> None:
     assert sorted(first_stored_of_each_type) == sorted(EVENT_NAMES)
-    assert len(EVENT_NAMES) == 12
+    assert len(EVENT_NAMES) == 14
 
 
 @pytest.mark.parametrize("cls", EVENT_CLASSES, ids=EVENT_NAMES)

@@ -1,0 +1,200 @@
+"""Integration events (SPEC §12): the public, versioned face of the stream.
+
+A pure mapping from one stored domain event — with the organization's facts
+just before it and its position in the log — to zero or more envelopes::
+
+    {"id": "evt_…", "type", "created_at", "organization_id", "position",
+     "api_version": "2026-12-01", "data": {…}}
+
+- :data:`TRANSLATIONS` is the one table from domain event class to the
+  integration events it announces: adding an event type is one line here.
+- ``access.changed`` is derived for *every* event: the access view the
+  organization was last told (the view of the facts before the event, at the
+  moment of the event before it) against the view right after the event, both
+  computed with the domain's own :func:`~domain.access_view.access_view`. A
+  change that time alone causes (a trial's end) is announced when the sweep
+  records it (``TrialExpired``), so it replays like any other.
+- ``id`` is derived from the log position and the type, so every replay,
+  retry and redelivery of an envelope carries the same id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from domain import events as ev
+from domain.access_view import AccessView, ServiceAccess, access_view
+from domain.catalog import Catalog
+from domain.facts import OrganizationFacts
+
+API_VERSION = "2026-12-01"
+ACCESS_CHANGED = "access.changed"
+_ID_NAMESPACE = UUID("5b0e7f3c-12a4-4c6e-9d52-7d0c5a1e0012")
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationEvent:
+    id: str
+    type: str
+    created_at: datetime
+    organization_id: str
+    position: int
+    data: Mapping[str, Any]
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "created_at": self.created_at.isoformat(),
+            "organization_id": self.organization_id,
+            "position": self.position,
+            "api_version": API_VERSION,
+            "data": dict(self.data),
+        }
+
+
+def integration_event_id(position: int, event_type: str) -> str:
+    """The stable id of the ``event_type`` envelope announced at ``position``."""
+    return f"evt_{uuid5(_ID_NAMESPACE, f'{position}/{event_type}').hex}"
+
+
+Translation = Callable[[Any], Mapping[str, Any]]
+
+
+def _trial_started(e: ev.TrialStarted) -> Mapping[str, Any]:
+    return {
+        "by": e.by,
+        "trial_ends_at": e.ends_at,
+        "carried_over": e.carried_over,
+        "usable_in_bundle": e.usable_in_bundle,
+        "standalone_only": e.standalone_only,
+        "trial_services": e.trial_services,
+    }
+
+
+def _bundle_purchased(e: ev.UpgradePurchased) -> Mapping[str, Any]:
+    return {
+        "checkout_id": e.checkout_id,
+        "by": e.by,
+        "currency": e.currency,
+        "billing_period": e.billing_period,
+        "seats": e.seats,
+        "add_ons": e.add_ons,
+        "subtotal": e.subtotal,
+        "credit": e.credit,
+        "tax": e.tax,
+        "total": e.total,
+        "credits": e.credits,
+        "contract_start": e.contract_start,
+        "contract_end": e.contract_end,
+    }
+
+
+#: Domain event class → the integration events it announces, each with its
+#: ``data``. ``access.changed`` is derived for every event besides these.
+TRANSLATIONS: Mapping[type[ev.OrganizationEvent], tuple[tuple[str, Translation], ...]] = {
+    ev.TrialStarted: (("trial.started", _trial_started),),
+    ev.TrialEndReminderRecorded: (("trial.will_end", lambda e: {"trial_ends_at": e.ends_at}),),
+    ev.TrialExtended: (
+        (
+            "trial.extended",
+            lambda e: {
+                "by": e.by,
+                "previous_end": e.previous_end,
+                "trial_ends_at": e.new_end,
+                "extension_number": e.extension_number,
+            },
+        ),
+    ),
+    ev.TrialExpired: (("trial.expired", lambda e: {"trial_ended_at": e.ends_at}),),
+    ev.TrialCancelled: (("trial.cancelled", lambda e: {"by": e.by, "reason": e.reason}),),
+    ev.ServiceDowngradedToFree: (("service.downgraded_to_free", lambda e: {"service": e.service}),),
+    ev.UpgradePurchased: (("bundle.purchased", _bundle_purchased),),
+    ev.RenewalReminderRecorded: (
+        (
+            "bundle.renewal_upcoming",
+            lambda e: {
+                "renews_at": e.renews_at,
+                "billing_period": e.billing_period,
+                "seats": e.seats,
+            },
+        ),
+    ),
+}
+
+#: Every integration event type, in the order docs/webhooks.md lists them.
+EVENT_TYPES: tuple[str, ...] = (
+    *(name for translations in TRANSLATIONS.values() for name, _ in translations),
+    ACCESS_CHANGED,
+)
+
+
+def _row_key(row: ServiceAccess) -> tuple[str, str, str, str | None]:
+    return (row.edition, row.contract, row.access, row.url)
+
+
+def access_changes(before: AccessView | None, after: AccessView) -> dict[str, Any] | None:
+    """``access.changed``'s data: the services whose edition, contract, access or URL
+    changed, each with its new row and the previous one; ``None`` if none changed."""
+    previous = {} if before is None else {row.code: row for row in before.services}
+    changed = [
+        {**row.to_dict(), "previous": None if old is None else old.to_dict()}
+        for row in after.services
+        if (old := previous.get(row.code)) is None or _row_key(old) != _row_key(row)
+    ]
+    if not changed:
+        return None
+    return {
+        "bundle_state": after.bundle.state,
+        "previous_bundle_state": None if before is None else before.bundle.state,
+        "services": changed,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Before:
+    """The organization just before an event: its facts and when it last changed."""
+
+    facts: OrganizationFacts | None
+    at: datetime | None
+
+
+def announce(
+    event: ev.OrganizationEvent, position: int, before: Before, catalog: Catalog
+) -> tuple[tuple[IntegrationEvent, ...], OrganizationFacts]:
+    """The envelopes ``event`` (stored at ``position``) announces, and the facts after it."""
+    facts = event.fold(before.facts)
+    organization_id = str(event.originator_id)
+    found: list[IntegrationEvent] = [
+        IntegrationEvent(
+            id=integration_event_id(position, name),
+            type=name,
+            created_at=event.at,
+            organization_id=organization_id,
+            position=position,
+            data=translate(event),
+        )
+        for name, translate in TRANSLATIONS.get(type(event), ())
+    ]
+    previous_view = (
+        None
+        if before.facts is None or before.at is None
+        else access_view(before.facts, catalog, before.at)
+    )
+    changes = access_changes(previous_view, access_view(facts, catalog, event.at))
+    if changes is not None and before.facts is not None:
+        found.append(
+            IntegrationEvent(
+                id=integration_event_id(position, ACCESS_CHANGED),
+                type=ACCESS_CHANGED,
+                created_at=event.at,
+                organization_id=organization_id,
+                position=position,
+                data=changes,
+            )
+        )
+    return tuple(found), facts
