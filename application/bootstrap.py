@@ -25,6 +25,7 @@ from application.sql_tables import SqlTables, tables_for
 from application.test_clock import TestClock, TestClockStore
 from application.upgrade import UpgradeCheckouts
 from application.view_faults import ViewFaults
+from application.webhooks.nats_sink import NatsSettings
 from application.webhooks.runner import Webhooks
 from domain.catalog import Catalog
 from domain.clock import Clock
@@ -102,6 +103,7 @@ def build_services(
         views = construct_views(app)
         view_faults = ViewFaults(tables)
         webhooks = Webhooks(app, tables, catalog, service_clock)
+        webhooks = Webhooks(app, tables, catalog, service_clock, nats=NatsSettings.from_env())
     return Services(
         settings=settings,
         app=app,

@@ -11,6 +11,7 @@ from benchmarks import (
     audit_verify,
     command_throughput,
     projection_rebuild,
+    webhook_delivery,
 )
 from benchmarks.harness import BenchmarkResult, Profile
 
@@ -29,6 +30,7 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark(aggregate_load_growth.NAME, aggregate_load_growth.run),
     # PostgreSQL variants are required of the first three only; this one is long.
     Benchmark(audit_verify.NAME, audit_verify.run, stores=("sqlite",)),
+    Benchmark(webhook_delivery.NAME, webhook_delivery.run),
 ]
 
 

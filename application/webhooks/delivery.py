@@ -22,11 +22,12 @@
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import secrets
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -49,7 +50,7 @@ LAST_RETRY_INTERVAL = 43200
 JITTER = 0.1
 DISABLE_AFTER = timedelta(days=3)
 DEFAULT_LEASE_SECONDS = 60.0
-DEFAULT_PER_ENDPOINT = 4
+DEFAULT_PER_ENDPOINT = 8
 DEFAULT_POOL_SIZE = 16
 CLAIM_BATCH = 200
 
@@ -72,8 +73,11 @@ class Claimed:
 
 
 _DUE = """
-SELECT d.id, d.endpoint_id FROM webhook_deliveries d
+SELECT d.id, d.endpoint_id, d.event_id, e.url, e.secret, e.previous_secret,
+       e.previous_secret_until_ms, i.envelope
+FROM webhook_deliveries d
 JOIN webhook_endpoints e ON e.id = d.endpoint_id
+JOIN integration_events i ON i.id = d.event_id
 WHERE d.status = 'pending' AND d.next_attempt_ms <= %s
   AND (d.lease_until_ms IS NULL OR d.lease_until_ms < %s)
   AND e.disabled = 0 AND e.deleted = 0
@@ -114,8 +118,6 @@ class WebhookDispatcher:
         self.rng = rng or random.Random()
         self.owner = f"dispatcher_{secrets.token_hex(6)}"
         self._wakeup = threading.Event()
-        self._in_flight: defaultdict[str, int] = defaultdict(int)
-        self._in_flight_lock = threading.Lock()
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -131,8 +133,8 @@ class WebhookDispatcher:
         with self.tables.transaction() as cursor:
             execute = self.tables.execute
             execute(cursor, _DUE, (now_ms, wall_ms, CLAIM_BATCH))
-            candidates = [(row["id"], row["endpoint_id"]) for row in cursor.fetchall()]
-            for delivery_id, endpoint_id in candidates:
+            for row in cursor.fetchall():
+                endpoint_id = row["endpoint_id"]
                 if taken[endpoint_id] >= capacity(endpoint_id):
                     continue
                 execute(
@@ -140,18 +142,9 @@ class WebhookDispatcher:
                     "UPDATE webhook_deliveries SET lease_until_ms = %s, lease_owner = %s "
                     "WHERE id = %s AND status = 'pending' "
                     "AND (lease_until_ms IS NULL OR lease_until_ms < %s)",
-                    (wall_ms + self.lease_ms, self.owner, delivery_id, wall_ms),
+                    (wall_ms + self.lease_ms, self.owner, row["id"], wall_ms),
                 )
-                execute(
-                    cursor,
-                    "SELECT d.lease_owner, d.event_id, e.url, e.secret, e.previous_secret, "
-                    "e.previous_secret_until_ms, i.envelope "
-                    "FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id "
-                    "JOIN integration_events i ON i.id = d.event_id WHERE d.id = %s",
-                    (delivery_id,),
-                )
-                row = cursor.fetchone()
-                if row is None or row["lease_owner"] != self.owner:
+                if cursor.rowcount != 1:
                     continue  # another dispatcher holds it
                 signing = [row["secret"]]
                 until = row["previous_secret_until_ms"]
@@ -160,7 +153,7 @@ class WebhookDispatcher:
                 taken[endpoint_id] += 1
                 claimed.append(
                     Claimed(
-                        delivery_id=delivery_id,
+                        delivery_id=row["id"],
                         endpoint_id=endpoint_id,
                         event_id=row["event_id"],
                         url=row["url"],
@@ -172,65 +165,75 @@ class WebhookDispatcher:
 
     # -- sending ------------------------------------------------------------------
 
-    def send(self, claimed: Claimed) -> AttemptOutcome:
-        """One attempt, its outcome recorded (and the lease released)."""
+    def attempt(self, claimed: Claimed) -> AttemptOutcome:
+        """One signed POST (after the URL guard's check); nothing recorded."""
         try:
             target = self.guard.resolve(claimed.url)
         except DomainError as refusal:
-            outcome = AttemptOutcome(False, None, 0, refusal.message)
-        else:
-            headers = signed_headers(
-                claimed.signing_secrets, claimed.event_id, self.wall_clock.now(), claimed.body
-            )
-            outcome = self.sender.post(target, claimed.body.encode("utf-8"), headers)
-        self.record(claimed, outcome)
+            return AttemptOutcome(False, None, 0, refusal.message)
+        headers = signed_headers(
+            claimed.signing_secrets, claimed.event_id, self.wall_clock.now(), claimed.body
+        )
+        return self.sender.post(target, claimed.body.encode("utf-8"), headers)
+
+    def send(self, claimed: Claimed) -> AttemptOutcome:
+        """One attempt, its outcome recorded (and the lease released)."""
+        outcome = self.attempt(claimed)
+        self.record([(claimed, outcome)])
         return outcome
 
-    def record(self, claimed: Claimed, outcome: AttemptOutcome) -> None:
-        now = self.clock.now()
-        now_ms = to_ms(now)
-        execute = self.tables.execute
+    def record(self, outcomes: Sequence[tuple[Claimed, AttemptOutcome]]) -> None:
+        """Record attempts' outcomes in one transaction (leases released)."""
+        now_ms = to_ms(self.clock.now())
         with self.tables.transaction() as cursor:
+            for claimed, outcome in outcomes:
+                self._record_one(cursor, claimed, outcome, now_ms)
+
+    def _record_one(
+        self, cursor: Any, claimed: Claimed, outcome: AttemptOutcome, now_ms: int
+    ) -> None:
+        execute = self.tables.execute
+        execute(
+            cursor,
+            "SELECT attempts FROM webhook_deliveries WHERE id = %s AND lease_owner = %s",
+            (claimed.delivery_id, self.owner),
+        )
+        row = cursor.fetchone()
+        if row is None:
+            return  # our lease ran out and another dispatcher took over
+        attempts = int(row["attempts"]) + 1
+        if outcome.succeeded:
+            status, next_ms, delivered_ms = "delivered", None, now_ms
+        else:
+            delay_ms = int(retry_delay(attempts, self.rng) * 1000)
+            status, next_ms, delivered_ms = "pending", now_ms + delay_ms, None
+        execute(
+            cursor,
+            "UPDATE webhook_deliveries SET status = %s, attempts = %s, "
+            "next_attempt_ms = %s, delivered_ms = %s, last_response_code = %s, "
+            "last_latency_ms = %s, last_error = %s, last_attempt_ms = %s, "
+            "lease_until_ms = NULL, lease_owner = NULL WHERE id = %s",
+            (
+                status,
+                attempts,
+                next_ms,
+                delivered_ms,
+                outcome.response_code,
+                outcome.latency_ms,
+                outcome.error,
+                now_ms,
+                claimed.delivery_id,
+            ),
+        )
+        if outcome.succeeded:
             execute(
                 cursor,
-                "SELECT attempts FROM webhook_deliveries WHERE id = %s AND lease_owner = %s",
-                (claimed.delivery_id, self.owner),
+                "UPDATE webhook_endpoints SET failing_since_ms = NULL "
+                "WHERE id = %s AND failing_since_ms IS NOT NULL",
+                (claimed.endpoint_id,),
             )
-            row = cursor.fetchone()
-            if row is None:
-                return  # our lease ran out and another dispatcher took over
-            attempts = int(row["attempts"]) + 1
-            if outcome.succeeded:
-                status, next_ms, delivered_ms = "delivered", None, now_ms
-            else:
-                delay_ms = int(retry_delay(attempts, self.rng) * 1000)
-                status, next_ms, delivered_ms = "pending", now_ms + delay_ms, None
-            execute(
-                cursor,
-                "UPDATE webhook_deliveries SET status = %s, attempts = %s, "
-                "next_attempt_ms = %s, delivered_ms = %s, last_response_code = %s, "
-                "last_latency_ms = %s, last_error = %s, last_attempt_ms = %s, "
-                "lease_until_ms = NULL, lease_owner = NULL WHERE id = %s",
-                (
-                    status,
-                    attempts,
-                    next_ms,
-                    delivered_ms,
-                    outcome.response_code,
-                    outcome.latency_ms,
-                    outcome.error,
-                    now_ms,
-                    claimed.delivery_id,
-                ),
-            )
-            if outcome.succeeded:
-                execute(
-                    cursor,
-                    "UPDATE webhook_endpoints SET failing_since_ms = NULL WHERE id = %s",
-                    (claimed.endpoint_id,),
-                )
-            else:
-                self._note_failure(cursor, claimed.endpoint_id, now_ms, outcome)
+        else:
+            self._note_failure(cursor, claimed.endpoint_id, now_ms, outcome)
 
     def _note_failure(
         self, cursor: Any, endpoint_id: str, now_ms: int, outcome: AttemptOutcome
@@ -279,31 +282,51 @@ class WebhookDispatcher:
                 attempts += 1
 
     def run(self, stop: threading.Event, *, poll_interval: float = 0.5) -> None:
-        """Dispatch on a thread pool until ``stop`` is set."""
-        with ThreadPoolExecutor(self.pool_size, thread_name_prefix="webhook") as pool:
-            while not stop.is_set():
-                try:
-                    batch = self.claim(self._capacity)
-                except Exception:
-                    log.exception("webhooks: claiming deliveries failed; retrying")
-                    batch = []
-                for claimed in batch:
-                    with self._in_flight_lock:
-                        self._in_flight[claimed.endpoint_id] += 1
-                    pool.submit(self._send_in_pool, claimed)
-                self._wakeup.wait(poll_interval)
-                self._wakeup.clear()
+        """Dispatch on a thread pool until ``stop`` is set.
 
-    def _capacity(self, endpoint_id: str) -> int:
-        with self._in_flight_lock:
-            return self.per_endpoint - self._in_flight[endpoint_id]
+        Pool threads only send; this loop records what they finished and
+        claims what is due next, both in one transaction per turn, so the
+        database sees a few commits per turn rather than two per delivery.
+        """
+        finished: queue.SimpleQueue[tuple[Claimed, AttemptOutcome]] = queue.SimpleQueue()
+        in_flight: defaultdict[str, int] = defaultdict(int)
 
-    def _send_in_pool(self, claimed: Claimed) -> None:
-        try:
-            self.send(claimed)
-        except Exception:
-            log.exception("webhooks: delivery %s failed unexpectedly", claimed.delivery_id)
-        finally:
-            with self._in_flight_lock:
-                self._in_flight[claimed.endpoint_id] -= 1
+        def attempt_in_pool(claimed: Claimed) -> None:
+            try:
+                outcome = self.attempt(claimed)
+            except Exception as error:  # the outcome must be recorded whatever happened
+                log.exception("webhooks: delivery %s failed unexpectedly", claimed.delivery_id)
+                outcome = AttemptOutcome(False, None, 0, f"{type(error).__name__}: {error}")
+            finished.put((claimed, outcome))
             self._wakeup.set()
+
+        with ThreadPoolExecutor(self.pool_size, thread_name_prefix="webhook") as pool:
+            while True:
+                self._wakeup.clear()  # before draining: a later set() wakes the wait below
+                outcomes = []
+                while not finished.empty():
+                    outcomes.append(finished.get())
+                try:
+                    if outcomes:
+                        self.record(outcomes)
+                except Exception:
+                    log.exception("webhooks: recording outcomes failed; retrying")
+                    for item in outcomes:
+                        finished.put(item)
+                    stop.wait(poll_interval)
+                    continue
+                for claimed, _outcome in outcomes:
+                    in_flight[claimed.endpoint_id] -= 1
+                batch: list[Claimed] = []
+                if stop.is_set():
+                    if not any(in_flight.values()):
+                        return
+                else:
+                    try:
+                        batch = self.claim(lambda e: self.per_endpoint - in_flight[e])
+                    except Exception:
+                        log.exception("webhooks: claiming deliveries failed; retrying")
+                for claimed in batch:
+                    in_flight[claimed.endpoint_id] += 1
+                    pool.submit(attempt_in_pool, claimed)
+                self._wakeup.wait(poll_interval)

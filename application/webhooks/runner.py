@@ -21,6 +21,7 @@ from application.sql_tables import SqlTables
 from application.webhooks.delivery import WebhookDispatcher
 from application.webhooks.endpoints import WebhookEndpoints
 from application.webhooks.integration import IntegrationLog
+from application.webhooks.nats_sink import NatsSettings, NatsSink
 from application.webhooks.tables import create_webhook_tables
 from application.webhooks.url_guard import UrlGuard, allow_private_from_env
 from domain.catalog import Catalog
@@ -42,6 +43,7 @@ class Webhooks:
         *,
         guard: UrlGuard | None = None,
         dispatcher: WebhookDispatcher | None = None,
+        nats: NatsSettings | None = None,
     ) -> None:
         create_webhook_tables(tables)
         self.app = app
@@ -51,6 +53,8 @@ class Webhooks:
         self.dispatcher = dispatcher or WebhookDispatcher(tables, clock, self.guard)
         self.integration.on_deliveries = self.dispatcher.wake
         self.sinks: list[Sink] = []
+        if nats is not None:
+            self.sinks.append(NatsSink(tables, nats).run)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._started_in: int | None = None
@@ -60,7 +64,7 @@ class Webhooks:
         self.integration.catch_up()
         return self.dispatcher.deliver_due()
 
-    def follow(self, stop: threading.Event, *, poll_interval: float = 0.5) -> None:
+    def follow(self, stop: threading.Event, *, poll_interval: float = 0.2) -> None:
         """Keep the integration log current until ``stop`` is set."""
         listener = LogListener.for_app(self.app)
         try:
