@@ -102,7 +102,6 @@ def build_services(
         invoice_numbers = InvoiceNumbers(tables)
         views = construct_views(app)
         view_faults = ViewFaults(tables)
-        webhooks = Webhooks(app, tables, catalog, service_clock)
         webhooks = Webhooks(app, tables, catalog, service_clock, nats=NatsSettings.from_env())
     return Services(
         settings=settings,

@@ -144,7 +144,14 @@ class WebhookDispatcher:
                     "AND (lease_until_ms IS NULL OR lease_until_ms < %s)",
                     (wall_ms + self.lease_ms, self.owner, row["id"], wall_ms),
                 )
-                if cursor.rowcount != 1:
+                # Not ``rowcount``: the library's SQLite cursor does not offer it.
+                execute(
+                    cursor,
+                    "SELECT lease_owner FROM webhook_deliveries WHERE id = %s",
+                    (row["id"],),
+                )
+                holder = cursor.fetchone()
+                if holder is None or holder["lease_owner"] != self.owner:
                     continue  # another dispatcher holds it
                 signing = [row["secret"]]
                 until = row["previous_secret_until_ms"]
