@@ -265,6 +265,7 @@ def _parse_issuer(reader: _Reader, raw: Mapping[str, Any]) -> Issuer:
         email=email,
     )
 
+
 def _reminder_days(reader: _Reader, raw_bundle: Mapping[str, Any]) -> dict[str, int]:
     """``[bundle.reminders]`` (optional): how many days ahead reminders are recorded."""
     raw = raw_bundle.get("reminders")
