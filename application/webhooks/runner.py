@@ -16,7 +16,7 @@ from typing import Any
 
 from eventsourcing.application import Application
 
-from application.projections.projection import LogListener
+from application.projections.follower import LogListener
 from application.sql_tables import SqlTables
 from application.webhooks.delivery import WebhookDispatcher
 from application.webhooks.endpoints import WebhookEndpoints
