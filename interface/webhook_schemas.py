@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from interface.schemas import MAX_TEXT, StrictSchema
+from domain.integration_events import EVENT_TYPES
+from interface.schemas import MAX_TEXT, StrictSchema, _text
 
 MAX_EVENT_TYPES = 50
-_EVENT_TYPE = fields.String(validate=validate.Length(min=1, max=64))
+_EVENT_TYPE = fields.String(validate=validate.OneOf(["*", *EVENT_TYPES]))
 
 
 class FeedQuerySchema(StrictSchema):
@@ -40,17 +41,17 @@ class FeedPageSchema(Schema):
 
 
 class EndpointCreateSchema(StrictSchema):
-    url = fields.String(required=True, validate=validate.Length(min=1, max=2048))
+    url = _text(max_length=2048, required=True)
     events = fields.List(
         _EVENT_TYPE, required=True, validate=validate.Length(min=1, max=MAX_EVENT_TYPES)
     )
-    description = fields.String(load_default="", validate=validate.Length(max=MAX_TEXT))
+    description = _text(max_length=MAX_TEXT, load_default="")
 
 
 class EndpointPatchSchema(StrictSchema):
-    url = fields.String(validate=validate.Length(min=1, max=2048))
+    url = _text(max_length=2048)
     events = fields.List(_EVENT_TYPE, validate=validate.Length(min=1, max=MAX_EVENT_TYPES))
-    description = fields.String(validate=validate.Length(max=MAX_TEXT))
+    description = _text(max_length=MAX_TEXT)
     disabled = fields.Boolean()
 
 

@@ -37,7 +37,7 @@ class Feed(MethodView):
     @feed.response(200, ws.FeedPageSchema)
     @errors(403, 422)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
-        """Integration events after a position (``types`` filters; ``next`` is the cursor)."""
+        """Integration events after a position (`types` filters; `next` is the cursor)."""
         found = services()
         if found.read_model.settings.follow_on_read:
             found.webhooks.integration.catch_up()
@@ -72,7 +72,7 @@ class Endpoint(MethodView):
     @blp.response(200, ws.EndpointSchema)
     @errors(403, 404)
     def get(self, endpoint_id: str) -> dict[str, Any]:
-        """One endpoint (``disabled_reason`` says why it was disabled)."""
+        """One endpoint (`disabled_reason` says why it was disabled)."""
         return services().webhooks.endpoints.get(endpoint_id)
 
     @blp.arguments(ws.EndpointPatchSchema)
