@@ -16,6 +16,15 @@ from benchmarks.registry import BENCHMARKS, run_benchmark
 from benchmarks.stores import postgres_available
 
 TINY = PROFILES["tiny"]
+#: Benchmarks that start real server processes (gunicorn): `slow`, like the other such tests.
+STARTS_SERVERS = {"access_read_http"}
+
+
+def _params(benchmarks: object) -> list[object]:
+    return [
+        pytest.param(b, marks=pytest.mark.slow) if b.name in STARTS_SERVERS else b  # type: ignore[attr-defined]
+        for b in benchmarks  # type: ignore[attr-defined]
+    ]
 
 
 def _assert_well_formed(result: BenchmarkResult) -> None:
@@ -29,7 +38,7 @@ def _assert_well_formed(result: BenchmarkResult) -> None:
     assert result.met in (True, False, None)
 
 
-@pytest.mark.parametrize("benchmark", BENCHMARKS, ids=lambda b: b.name)
+@pytest.mark.parametrize("benchmark", _params(BENCHMARKS), ids=lambda b: b.name)
 def test_each_benchmark_runs_at_a_tiny_size_on_sqlite(
     benchmark: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -44,7 +53,9 @@ def test_each_benchmark_runs_at_a_tiny_size_on_sqlite(
 
 @pytest.mark.postgres
 @pytest.mark.parametrize(
-    "benchmark", [b for b in BENCHMARKS if "postgres" in b.stores], ids=lambda b: b.name
+    "benchmark",
+    _params([b for b in BENCHMARKS if "postgres" in b.stores]),
+    ids=lambda b: b.name,
 )
 def test_each_postgres_variant_runs_at_a_tiny_size(
     benchmark: object, monkeypatch: pytest.MonkeyPatch
