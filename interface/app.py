@@ -35,7 +35,7 @@ from werkzeug.routing import UnicodeConverter
 from application.bootstrap import Services, build_services
 from application.settings import env_flag
 from domain.text import SAFE_TEXT_DESCRIPTION, SAFE_TEXT_PATTERN
-from interface import errors, log_masking, request_guard
+from interface import console, errors, log_masking, request_guard
 from interface.auth import resolve_secret
 from interface.routes import health, organizations, test_clock, webhooks
 from interface.routes.documentation import docs
@@ -120,6 +120,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         api.register_blueprint(test_clock.blp)
     api.register_blueprint(health.blp)
     app.register_blueprint(docs)
+    console.init_app(app, production=(environment or "").lower() == "production")
     request_guard.init_app(app)
     log_masking.init_app(app)
     if settings.get("WEBHOOKS_IN_PROCESS", "SERVICES" not in settings):

@@ -1,0 +1,39 @@
+"""The web console (SPEC §13): the article's screens, server-rendered, under ``/console/``.
+
+Pages call the same application services and queries as the ``/v1`` routes
+(``Services.app``, ``checkouts``, ``read_model``, ``application.audit``); no
+rule is decided here, in a template or in JavaScript. Everything the browser
+loads is served from this package's ``static/`` folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from flask import Flask
+
+from interface.console import i18n, security
+from interface.console.blueprint import console
+from interface.console.pages import admin, sign_in, support  # noqa: F401  (routes register)
+
+CONSOLE_PREFIX = "/console"
+
+
+def init_app(app: Flask, *, production: bool) -> None:
+    """Register the console on ``app`` (after the JWT secret is configured)."""
+    secret: str = app.config["JWT_SECRET"]
+    # Sessions are signed with a key derived from the token secret: one secret
+    # to configure, and a session cookie can never be replayed as a token.
+    app.secret_key = hmac.new(secret.encode(), b"suitesub-console-session", hashlib.sha256).digest()
+    app.config.update(
+        SESSION_COOKIE_NAME="suitesub_console",
+        SESSION_COOKIE_PATH=CONSOLE_PREFIX,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=production,
+        CONSOLE_PRODUCTION=production,
+    )
+    i18n.init_app(app)
+    security.init_app(console)
+    app.register_blueprint(console, url_prefix=CONSOLE_PREFIX)

@@ -1,0 +1,1 @@
+"""The console's pages: sign-in, the administrators' screens, the support screens."""

@@ -1,0 +1,102 @@
+"""The support screens (operator): the directory by state, an organization's
+history at a glance, its access view at any moment, and its chain check.
+
+The history is the audit tool's: ``application.audit.replay`` folds the
+stream up to a moment with the same pure rules the API uses, and explains
+each change of the access view by the event (or the passing of time) that
+caused it; ``verify_organization`` is ``suitesub audit verify`` for one
+organization.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from flask import render_template, request
+from flask.typing import ResponseReturnValue
+
+from application.audit import ExplainedStep, parse_time, replay
+from application.audit_verification import verify_organization
+from application.projections.views import DIRECTORY_STATES
+from domain.errors import DomainError
+from interface.console.blueprint import console, services
+from interface.console.pages.admin import stream
+from interface.console.pages.common import refusal
+from interface.console.signed_in import operator
+
+DIRECTORY_PAGE = 50
+
+
+@console.get("/support/")
+def support_directory() -> ResponseReturnValue:
+    operator()
+    state = request.args.get("state") or None
+    page = services().read_model.organizations(
+        state=state, after=request.args.get("after") or None, limit=DIRECTORY_PAGE
+    )
+    return render_template(
+        "console/support_directory.html",
+        states=DIRECTORY_STATES,
+        state=state,
+        organizations=page["organizations"],
+        next_page=page["next"],
+    )
+
+
+def since_previous_event(steps: tuple[ExplainedStep, ...]) -> list[ExplainedStep]:
+    """The last event's step and what time changed after it, up to the moment shown."""
+    last_event = max((i for i, step in enumerate(steps) if step.cause == "event"), default=0)
+    return list(steps[last_event:])
+
+
+def _moment(organization_id: UUID) -> dict[str, Any]:
+    """The "as of" picker's answer: the replay at that time or version, or its refusal."""
+    as_of = request.args.get("as_of", "").strip()
+    version = request.args.get("version", "").strip()
+    if not as_of and not version:
+        return {}
+    app = services().app
+    try:
+        replayed = replay(
+            app,
+            organization_id,
+            app.catalog,
+            as_of=parse_time(as_of) if as_of else None,
+            version=int(version) if version.isdigit() else None,
+            explain=True,
+        )
+    except DomainError as error:
+        return {"as_of": as_of, "moment_refusal": refusal(error)}
+    assert replayed.explanation is not None
+    return {
+        "as_of": as_of,
+        "replayed": replayed,
+        "replayed_view": replayed.view.to_dict(),
+        "changes": since_previous_event(replayed.explanation),
+    }
+
+
+@console.get("/support/orgs/<uuid:organization_id>")
+def support_organization(organization_id: UUID) -> ResponseReturnValue:
+    operator()
+    return render_template(
+        "console/support_organization.html",
+        organization_id=organization_id,
+        facts=services().app.facts(organization_id),
+        view=services().access_view(organization_id),
+        timeline=stream(organization_id),
+        **_moment(organization_id),
+    )
+
+
+@console.get("/support/orgs/<uuid:organization_id>/verification")
+def support_verification(organization_id: UUID) -> ResponseReturnValue:
+    operator()
+    facts = services().app.facts(organization_id)  # 404 for an unknown organization
+    return render_template(
+        "console/support_verification.html",
+        organization_id=organization_id,
+        facts=facts,
+        verification=verify_organization(services().app, organization_id),
+    )

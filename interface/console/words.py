@@ -1,0 +1,184 @@
+"""What the console says about events, refusals and view cells, in the page's language.
+
+Only words live here: each event type's sentence, each refusal code's
+explanation. What happened and why is decided by the domain (the events'
+data, the refusals' codes and details); this module only puts it in words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from interface.console.blueprint import services as console_services
+from interface.console.i18n import moment, yen
+
+CELL_WORDS: Mapping[str, Any] = {
+    "paid": _l("Paid"),
+    "trial": _l("Trial"),
+    "free": _l("Free"),
+    "none": _l("None"),
+    "standalone": _l("Standalone"),
+    "bundle": _l("CRM Plus"),
+}
+
+STATE_WORDS: Mapping[str, Any] = {
+    "none": _l("No bundle"),
+    "trial": _l("Trial"),
+    "trial_expired": _l("Trial ended"),
+    "cancelled": _l("Trial cancelled"),
+    "active": _l("Active"),
+    "past_due": _l("Payment past due"),
+    "ended": _l("Ended"),
+}
+
+PERIOD_WORDS: Mapping[str, Any] = {"monthly": _l("Monthly"), "yearly": _l("Yearly")}
+
+#: The access view's notes, as the domain writes them, in the page's language.
+NOTE_WORDS: Mapping[str, Any] = {
+    "available in the bundle after upgrade": _l(
+        "Use the standalone URL until the upgrade: inside CRM Plus after it."
+    ),
+}
+
+ADD_ON_WORDS: Mapping[str, Any] = {
+    "storage-10gb": _l("Storage, 10 GB"),
+    "extra-portal": _l("Extra portal"),
+    "advanced-analytics": _l("Advanced analytics"),
+}
+
+
+def cell(word: str | None) -> str:
+    return str(CELL_WORDS.get(word or "none", word))
+
+
+def state(code: str) -> str:
+    return str(STATE_WORDS.get(code, code))
+
+
+def period(code: str) -> str:
+    return str(PERIOD_WORDS.get(code, code))
+
+
+def note(text: str | None) -> str:
+    return "" if text is None else str(NOTE_WORDS.get(text, text))
+
+
+def service(code: str) -> str:
+    """A service's name, as the catalog spells it."""
+    found = console_services().catalog.service(code)
+    return code if found is None else found.name
+
+
+def service_list(codes: Any) -> str:
+    return ", ".join(service(c) for c in codes) or "—"
+
+
+def add_on(code: str) -> str:
+    return str(ADD_ON_WORDS.get(code, code))
+
+
+def _date(value: Any) -> str:
+    return moment(value) if isinstance(value, str) and "T" in value else str(value)
+
+
+_EVENT_SENTENCES: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
+    "OrganizationRegistered": lambda d: _(
+        "Organization %(name)s (%(country)s) registered, owner %(owner)s.",
+        name=d.get("name"),
+        country=d.get("country"),
+        owner=d.get("owner_user_id"),
+    ),
+    "StandaloneSubscriptionRecorded": lambda d: _(
+        "%(service)s plan recorded: %(seats)s seats, %(period)s, %(paid)s paid for "
+        "%(start)s to %(end)s; super admin %(admin)s.",
+        service=service(d.get("service", "")),
+        seats=d.get("seats"),
+        period=period(d.get("billing_period", "")),
+        paid=yen(int(d.get("amount_paid", 0))),
+        start=d.get("period_start"),
+        end=d.get("period_end"),
+        admin=d.get("super_admin"),
+    ),
+    "ServiceAdminsChanged": lambda d: _(
+        "%(service)s super admin set to %(admin)s.",
+        service=service(d.get("service", "")),
+        admin=d.get("super_admin"),
+    ),
+    "TrialStarted": lambda d: _(
+        "CRM Plus trial started; it ends %(end)s. Carried over: %(carried)s.",
+        end=_date(d.get("ends_at")),
+        carried=service_list(d.get("carried_over", [])),
+    ),
+    "TrialExtended": lambda d: _(
+        "Trial extended (extension %(number)s): it now ends %(end)s.",
+        number=d.get("extension_number"),
+        end=_date(d.get("new_end")),
+    ),
+    "TrialExpired": lambda d: _(
+        "The trial ended %(end)s with no decision.", end=_date(d.get("ends_at"))
+    ),
+    "TrialCancelled": lambda d: _("Trial cancelled."),
+    "ServiceDowngradedToFree": lambda d: _(
+        "%(service)s moved to its free edition.", service=service(d.get("service", ""))
+    ),
+    "UpgradeCheckoutStarted": lambda d: _(
+        "Checkout started for %(total)s.", total=yen(int(d.get("quote", {}).get("total", 0)))
+    ),
+    "UpgradeCheckoutFailed": lambda d: _(
+        "Checkout failed: %(reason)s.", reason=refusal_title(str(d.get("reason", "")))
+    ),
+    "UpgradePurchased": lambda d: _(
+        "CRM Plus purchased: %(seats)s seats, %(period)s, %(total)s paid by %(brand)s "
+        "ending %(last4)s.",
+        seats=d.get("seats"),
+        period=period(d.get("billing_period", "")),
+        total=yen(int(d.get("total", 0))),
+        brand=d.get("payment", {}).get("brand"),
+        last4=d.get("payment", {}).get("last4"),
+    ),
+    "StandaloneContractTerminated": lambda d: _(
+        "%(service)s standalone contract ended; %(credit)s credited for %(days)s unused days.",
+        service=service(d.get("service", "")),
+        credit=yen(int(d.get("amount_credited", 0))),
+        days=d.get("remaining_days"),
+    ),
+}
+
+
+def event_sentence(event_type: str, data: Mapping[str, Any]) -> str:
+    """One event in plain words (an event type this console does not know: its name)."""
+    sentence = _EVENT_SENTENCES.get(event_type)
+    return event_type if sentence is None else sentence(data)
+
+
+_REFUSAL_TITLES: Mapping[str, Any] = {
+    "trial_initiator_cannot_carry_over": _l(
+        "You cannot start the trial: your existing services would not carry over"
+    ),
+    "trial_already_used": _l("This organization has already used its trial"),
+    "bundle_already_active": _l("CRM Plus is already active"),
+    "trial_not_extendable": _l("The trial cannot be extended now"),
+    "trial_extension_limit_reached": _l("The trial has already been extended"),
+    "checkout_in_progress": _l("A payment is already in progress; wait a moment"),
+    "quote_changed": _l("The price changed; check the new total and pay again"),
+    "card_declined": _l("The card was declined"),
+    "insufficient_funds": _l("The card has insufficient funds"),
+    "payment_gateway_error": _l("The payment service did not answer; nothing was charged"),
+    "invalid_payment_token": _l("The card could not be read; enter it again"),
+    "seats_below_current_licenses": _l(
+        "You need at least as many seats as your current licenses"
+    ),
+    "not_allowed": _l("You are not allowed to do this"),
+    "not_found": _l("Not found"),
+    "organization_not_found": _l("Not found"),
+    "csrf": _l("The form has expired; reload the page and try again"),
+    "validation_failed": _l("Some fields need correcting"),
+}
+
+
+def refusal_title(code: str) -> str:
+    return str(_REFUSAL_TITLES.get(code, code))
