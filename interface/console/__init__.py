@@ -18,6 +18,7 @@ from interface.console.blueprint import console
 from interface.console.pages import admin, sign_in, support  # noqa: F401  (routes register)
 
 CONSOLE_PREFIX = "/console"
+security.protect(console)  # once, before any app registers the blueprint
 
 
 def init_app(app: Flask, *, production: bool) -> None:
@@ -35,5 +36,4 @@ def init_app(app: Flask, *, production: bool) -> None:
         CONSOLE_PRODUCTION=production,
     )
     i18n.init_app(app)
-    security.init_app(console)
     app.register_blueprint(console, url_prefix=CONSOLE_PREFIX)

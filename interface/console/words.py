@@ -10,11 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask_babel import gettext as _
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 
+from domain.access_view import NOTE_AFTER_UPGRADE, NOTE_DECISION
 from interface.console.blueprint import services as console_services
 from interface.console.i18n import moment, yen
+
+
+def _(text: str, **variables: Any) -> str:
+    """``gettext``, typed: the sentence in the page's language."""
+    return str(gettext(text, **variables))
+
 
 CELL_WORDS: Mapping[str, Any] = {
     "paid": _l("Paid"),
@@ -39,9 +46,8 @@ PERIOD_WORDS: Mapping[str, Any] = {"monthly": _l("Monthly"), "yearly": _l("Yearl
 
 #: The access view's notes, as the domain writes them, in the page's language.
 NOTE_WORDS: Mapping[str, Any] = {
-    "available in the bundle after upgrade": _l(
-        "Use the standalone URL until the upgrade: inside CRM Plus after it."
-    ),
+    NOTE_AFTER_UPGRADE: _l("Use the standalone URL until the upgrade: inside CRM Plus after it."),
+    NOTE_DECISION: _l("The trial has ended: upgrade, extend or cancel it first."),
 }
 
 ADD_ON_WORDS: Mapping[str, Any] = {
@@ -169,12 +175,13 @@ _REFUSAL_TITLES: Mapping[str, Any] = {
     "insufficient_funds": _l("The card has insufficient funds"),
     "payment_gateway_error": _l("The payment service did not answer; nothing was charged"),
     "invalid_payment_token": _l("The card could not be read; enter it again"),
-    "seats_below_current_licenses": _l(
-        "You need at least as many seats as your current licenses"
-    ),
+    "seats_below_current_licenses": _l("You need at least as many seats as your current licenses"),
     "not_allowed": _l("You are not allowed to do this"),
     "not_found": _l("Not found"),
     "organization_not_found": _l("Not found"),
+    "raw_card_data_not_accepted": _l(
+        "A card number was typed outside the card field; nothing was sent on"
+    ),
     "csrf": _l("The form has expired; reload the page and try again"),
     "validation_failed": _l("Some fields need correcting"),
 }
@@ -182,3 +189,53 @@ _REFUSAL_TITLES: Mapping[str, Any] = {
 
 def refusal_title(code: str) -> str:
     return str(_REFUSAL_TITLES.get(code, code))
+
+
+_BUNDLE_FIELDS: Mapping[str, Any] = {
+    "state": _l("state"),
+    "trial_ends_at": _l("trial end"),
+    "extensions_used": _l("extensions used"),
+    "available_actions": _l("available actions"),
+}
+
+_ACTIONS: Mapping[str, Any] = {
+    "start_trial": _l("start the trial"),
+    "extend_trial": _l("extend the trial"),
+    "cancel_trial": _l("cancel the trial"),
+    "upgrade": _l("upgrade"),
+}
+
+
+def _bundle_value(name: str, value: Any) -> str:
+    if value is None or value == []:
+        return "—"
+    if name == "state":
+        return state(value)
+    if name == "trial_ends_at":
+        return moment(value)
+    if name == "available_actions":
+        return ", ".join(str(_ACTIONS.get(a, a)) for a in value)
+    return str(value)
+
+
+def _cell_words(value: Mapping[str, Any] | None) -> str:
+    if not value:
+        return "—"
+    return " · ".join(cell(value.get(part)) for part in ("edition", "contract", "access"))
+
+
+def view_change(subject: str, name: str, before: Any, after: Any) -> str:
+    """One change of the access view (``application.audit.ViewChange``) in words."""
+    if subject == "bundle":
+        return _(
+            "CRM Plus %(field)s: %(before)s → %(after)s",
+            field=_BUNDLE_FIELDS.get(name, name),
+            before=_bundle_value(name, before),
+            after=_bundle_value(name, after),
+        )
+    return _(
+        "%(service)s: %(before)s → %(after)s",
+        service=service(subject),
+        before=_cell_words(before),
+        after=_cell_words(after),
+    )

@@ -126,6 +126,12 @@ def _integer(text: str | None) -> Any:
     return int(text) if text.isdigit() else text
 
 
+def field_problems(invalid: ValidationError) -> dict[str, Any]:
+    """The schema's field-level messages (as the API's 422 details show them)."""
+    messages = invalid.messages
+    return dict(messages) if isinstance(messages, dict) else {"_form": messages}
+
+
 def _choice_body(form: MultiDict[str, str]) -> dict[str, Any]:
     """The quote request the form's fields make, in the API's own body shape."""
     return {
@@ -151,7 +157,7 @@ def _priced(organization_id: UUID, form: MultiDict[str, str]) -> dict[str, Any]:
     try:
         loaded = s.QuoteRequestSchema().load(body, partial=("billing_contact",))
     except ValidationError as invalid:
-        return {"choice": body, "quote": None, "invalid": invalid.normalized_messages()}
+        return {"choice": body, "quote": None, "invalid": field_problems(invalid)}
     try:
         quote = services().app.quote(organization_id, _upgrade_request(loaded)).to_dict()
     except DomainError as error:
@@ -204,7 +210,8 @@ def payment(organization_id: UUID) -> ResponseReturnValue:
     organization_user(organization_id)
     priced = _priced(organization_id, request.args)
     if priced["quote"] is None:
-        return redirect(url_for("console.upgrade", organization_id=organization_id, **request.args))
+        choices = _choice_query(priced["choice"])
+        return redirect(url_for("console.upgrade", organization_id=organization_id, **choices))
     return _payment_page(organization_id, priced, contact=None)
 
 
@@ -265,7 +272,7 @@ def pay(organization_id: UUID) -> ResponseReturnValue:
             organization_id,
             _priced(organization_id, form),
             contact=contact,
-            invalid=invalid.normalized_messages(),
+            invalid=field_problems(invalid),
         )
         return page, 422
     except DomainError as error:  # declined cards (402) and conflicts come back here
@@ -275,10 +282,14 @@ def pay(organization_id: UUID) -> ResponseReturnValue:
                 url_for("console.receipt", organization_id=organization_id, checkout_id=done)
             )
         shown = refusal(error)
-        page = _payment_page(organization_id, _priced(organization_id, form), contact=contact, refusal=shown)
+        page = _payment_page(
+            organization_id, _priced(organization_id, form), contact=contact, refusal=shown
+        )
         return page, shown["status"]
     return redirect(
-        url_for("console.receipt", organization_id=organization_id, checkout_id=receipt["checkout_id"])
+        url_for(
+            "console.receipt", organization_id=organization_id, checkout_id=receipt["checkout_id"]
+        )
     )
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, redirect, render_template, request, url_for
+from flask import redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from werkzeug.exceptions import HTTPException
 
@@ -23,6 +24,7 @@ def layout_context() -> dict[str, Any]:
         "languages": LANGUAGES,
         "lang": str(get_locale() or DEFAULT_LANGUAGE),
         "tax_rate": services().catalog.bundle.tax_rate_percent,
+        "trial_days": services().catalog.bundle.trial_days,
     }
 
 
@@ -42,7 +44,7 @@ def refusal(error: Exception) -> dict[str, Any]:
 
 
 @console.errorhandler(Exception)
-def error_page(error: Exception) -> Response | tuple[str, int]:
+def error_page(error: Exception) -> ResponseReturnValue:
     if isinstance(error, HTTPException) and error.response is not None:
         return error.response  # a redirect raised with abort()
     shown = refusal(error)

@@ -50,7 +50,9 @@ def index() -> ResponseReturnValue:
 @console.get("/sign-in")
 def sign_in_page() -> ResponseReturnValue:
     if _production():
-        return render_template("console/sign_in_token.html", next=_safe_next(request.args.get("next")))
+        return render_template(
+            "console/sign_in_token.html", next=_safe_next(request.args.get("next"))
+        )
     page = services().read_model.organizations(
         after=request.args.get("after") or None, limit=DIRECTORY_PAGE
     )

@@ -24,6 +24,7 @@ from interface.console.blueprint import console, services
 from interface.console.pages.admin import stream
 from interface.console.pages.common import refusal
 from interface.console.signed_in import operator
+from interface.console.words import event_sentence
 
 DIRECTORY_PAGE = 50
 
@@ -77,6 +78,28 @@ def _moment(organization_id: UUID) -> dict[str, Any]:
     }
 
 
+def timeline(organization_id: UUID) -> list[dict[str, Any]]:
+    """Every event in plain words, who and when, and between them what time alone
+    changed (a trial's end passing), each with the changes of the access view."""
+    app = services().app
+    events = {event["version"]: event for event in stream(organization_id)}
+    replayed = replay(app, organization_id, app.catalog, now=app.clock.now(), explain=True)
+    assert replayed.explanation is not None
+    entries = []
+    for step in replayed.explanation:
+        event = events.get(step.version) if step.cause == "event" else None
+        entries.append(
+            {
+                "at": step.at.isoformat(),
+                "by": step.by,
+                "event": event,
+                "sentence": None if event is None else event_sentence(event["type"], event["data"]),
+                "changes": step.changes,
+            }
+        )
+    return entries
+
+
 @console.get("/support/orgs/<uuid:organization_id>")
 def support_organization(organization_id: UUID) -> ResponseReturnValue:
     operator()
@@ -85,7 +108,7 @@ def support_organization(organization_id: UUID) -> ResponseReturnValue:
         organization_id=organization_id,
         facts=services().app.facts(organization_id),
         view=services().access_view(organization_id),
-        timeline=stream(organization_id),
+        timeline=timeline(organization_id),
         **_moment(organization_id),
     )
 

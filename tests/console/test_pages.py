@@ -1,0 +1,382 @@
+"""The console's pages through Flask's test client: a browser without JavaScript."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from uuid import UUID
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from application.bootstrap import Services
+from domain.clock import ManualClock
+from domain.quote import AddOnRequest, UpgradeRequest
+from interface.app import create_app
+from interface.auth import mint_token
+from interface.console.security import CONTENT_SECURITY_POLICY
+from tests.console.conftest import SECRET, SignIn
+from tests.console.story import CRM_SUPER_ADMIN, DESK_SUPER_ADMIN, csrf_of, unify_the_super_admin
+
+ENGLISH = {"Accept-Language": "en"}
+
+
+def text(answer: object) -> str:
+    return answer.get_data(as_text=True)  # type: ignore[attr-defined, no-any-return]
+
+
+# -- protection -----------------------------------------------------------------------
+
+
+def test_every_page_has_the_csp_and_no_inline_script_or_style(
+    browser: FlaskClient, sign_in: SignIn, organization: UUID, clock: ManualClock
+) -> None:
+    sign_in(CRM_SUPER_ADMIN, organization)
+    pages = [
+        f"/console/orgs/{organization}/",
+        f"/console/orgs/{organization}/upgrade",
+        f"/console/orgs/{organization}/upgrade/payment?seats=5&billing_period=monthly",
+        f"/console/orgs/{organization}/trial/cancellation",
+    ]
+    for path in pages:
+        answer = browser.get(path, headers=ENGLISH)
+        assert answer.status_code in (200, 409), path
+        assert answer.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+        assert "'unsafe-inline'" not in CONTENT_SECURITY_POLICY
+        assert "script-src 'self'" in CONTENT_SECURITY_POLICY
+        html = text(answer)
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), f"inline script on {path}"
+        assert not re.search(r"\son[a-z]+=", html), f"inline event handler on {path}"
+        assert not re.search(r"\sstyle=", html), f"inline style on {path}"
+        assert answer.headers["X-Frame-Options"] == "DENY"
+        assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_assets_are_served_by_the_console_itself(browser: FlaskClient) -> None:
+    html = text(browser.get("/console/sign-in"))
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css|svg))"', html)
+    assert assets, "the page loads its script and stylesheet"
+    for asset in assets:
+        assert asset.startswith("/console/static/"), asset
+        assert browser.get(asset).status_code == 200
+
+
+def test_a_form_posted_without_the_session_csrf_token_is_refused_and_changes_nothing(
+    browser: FlaskClient, sign_in: SignIn, organization: UUID, services: Services
+) -> None:
+    unify_the_super_admin(services.app, organization)
+    sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    version = services.app.get_organization(organization).version
+    for form in ({}, {"csrf_token": "forged"}):
+        answer = browser.post(f"/console/orgs/{organization}/trial", data=form, headers=ENGLISH)
+        assert answer.status_code == 400
+        assert "The form has expired" in text(answer)
+    assert services.app.get_organization(organization).version == version
+
+
+def test_the_session_cookie_is_httponly_and_lax_and_secure_only_in_production(
+    services: Services, organization: UUID
+) -> None:
+    for environment, secure in ((None, False), ("production", True)):
+        app = create_app({"SERVICES": services, "JWT_SECRET": SECRET, "ENV": environment})
+        client = app.test_client()
+        answer = client.get("/console/sign-in")
+        cookie = answer.headers["Set-Cookie"]
+        assert cookie.startswith("suitesub_console=")
+        assert "HttpOnly" in cookie
+        assert "SameSite=Lax" in cookie
+        assert "Path=/console" in cookie
+        assert ("Secure" in cookie) is secure
+
+
+def test_in_production_a_pasted_token_signs_in_and_the_development_sign_in_is_gone(
+    services: Services, organization: UUID
+) -> None:
+    app = create_app({"SERVICES": services, "JWT_SECRET": SECRET, "ENV": "production"})
+    client = app.test_client()
+    page = text(client.get("/console/sign-in", headers=ENGLISH))
+    assert "Paste your token" in page
+    assert "Sign in as the operator" not in page
+    assert client.get(f"/console/sign-in/{organization}").status_code == 404
+    refused = client.post(
+        "/console/sign-in", data={"csrf_token": csrf_of(page), "as": "operator"}
+    )
+    assert refused.status_code == 401  # no minting in production: a token is required
+    token = mint_token(SECRET, user_id=CRM_SUPER_ADMIN, organization_id=str(organization))
+    page = text(client.get("/console/sign-in"))
+    answer = client.post("/console/sign-in", data={"csrf_token": csrf_of(page), "token": token})
+    assert answer.status_code == 302
+    assert answer.location == f"/console/orgs/{organization}/"
+    assert client.get(answer.location).status_code == 200
+
+
+def test_pages_need_a_sign_in_and_show_nothing_of_another_organization(
+    browser: FlaskClient, sign_in: SignIn, organization: UUID, services: Services
+) -> None:
+    answer = browser.get(f"/console/orgs/{organization}/")
+    assert answer.status_code == 302
+    assert answer.location.startswith("/console/sign-in?next=")
+    other = UUID(
+        services.app.register_organization(
+            name="Other KK", country="JP", owner_user_id="u-other"
+        ).organization_id
+    )
+    sign_in("u-other", other)
+    assert browser.get(f"/console/orgs/{organization}/").status_code == 404
+    assert browser.get(f"/console/support/orgs/{organization}").status_code == 403
+    assert browser.get("/console/support/").status_code == 403
+
+
+def test_after_sign_in_only_a_path_of_the_console_is_followed(
+    browser: FlaskClient, organization: UUID
+) -> None:
+    page = text(browser.get("/console/sign-in"))
+    answer = browser.post(
+        "/console/sign-in",
+        data={"csrf_token": csrf_of(page), "as": "operator", "next": "//evil.example/"},
+    )
+    assert answer.location == "/console/support/"
+
+
+# -- languages ------------------------------------------------------------------------
+
+
+def test_the_language_follows_accept_language_then_japan_then_the_switch(
+    browser: FlaskClient, sign_in: SignIn, services: Services
+) -> None:
+    assert "Sign in" in text(browser.get("/console/sign-in", headers=ENGLISH))
+    japanese = text(browser.get("/console/sign-in", headers={"Accept-Language": "ja,en;q=0.5"}))
+    assert "サインイン" in japanese
+    assert '<html lang="ja">' in japanese
+    us_org = UUID(
+        services.app.register_organization(
+            name="Acme Inc", country="US", owner_user_id="u-us"
+        ).organization_id
+    )
+    jp_org = UUID(
+        services.app.register_organization(
+            name="Acme KK", country="JP", owner_user_id="u-jp"
+        ).organization_id
+    )
+    sign_in("u-us", us_org)
+    assert "アクセス CRM PLUS" not in text(browser.get(f"/console/orgs/{us_org}/", headers=ENGLISH))
+    token = sign_in("u-jp", jp_org)
+    home = text(browser.get(f"/console/orgs/{jp_org}/", headers=ENGLISH))
+    assert "アクセス CRM PLUS" in home  # an organization in Japan: Japanese by default
+    switched = browser.post(
+        "/console/language",
+        data={"csrf_token": token, "language": "en", "next": f"/console/orgs/{jp_org}/"},
+    )
+    assert switched.status_code == 302
+    cookie = switched.headers["Set-Cookie"]
+    assert cookie.startswith("console_lang=en")
+    assert "Max-Age=31536000" in cookie
+    home = text(browser.get(f"/console/orgs/{jp_org}/", headers={"Accept-Language": "ja"}))
+    assert "Access CRM Plus" in home  # the switch wins over everything else
+
+
+# -- the article's story ------------------------------------------------------------------
+
+
+def test_the_red_button_refused_names_the_services_lacking_rights_and_their_super_admins(
+    browser: FlaskClient, sign_in: SignIn, organization: UUID, services: Services
+) -> None:
+    token = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    home = text(browser.get(f"/console/orgs/{organization}/"))
+    assert "Access CRM Plus" in home
+    answer = browser.post(f"/console/orgs/{organization}/trial", data={"csrf_token": token})
+    assert answer.status_code == 403
+    page = text(answer)
+    assert "your existing services would not carry over" in page
+    assert re.search(r"<th scope=\"row\">Desk</th><td>u-bob</td>", page)
+    assert "Unify the super admin" in page
+    assert "admin rights on Desk" in page
+    assert services.app.facts(organization).trial is None
+
+
+def test_the_trial_banner_counts_the_days_and_the_decision_screen_follows_the_end(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    clock: ManualClock,
+) -> None:
+    unify_the_super_admin(services.app, organization)
+    token = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    started = browser.post(f"/console/orgs/{organization}/trial", data={"csrf_token": token})
+    assert started.status_code == 302
+    home = text(browser.get(started.location))
+    assert "30 days left in your CRM Plus trial." in home
+    assert "Use the standalone URL until the upgrade" in home  # Desk, outside the bundle
+    assert f"https://crmplus.suite.example/{organization}/crm" in home
+    assert f"https://desk.suite.example/{organization}" in home
+    clock.advance(timedelta(days=29, hours=1))
+    assert "1 day left in your CRM Plus trial." in text(browser.get(started.location))
+    clock.advance(timedelta(days=1))
+    decision = text(browser.get(started.location))
+    assert "Your CRM Plus trial has ended" in decision
+    for choice in ("Upgrade now", "Extend the trial", "Cancel the trial"):
+        assert choice in decision
+    extended = browser.post(
+        f"/console/orgs/{organization}/trial/extension", data={"csrf_token": token}
+    )
+    assert extended.status_code == 302
+    assert "15 days left in your CRM Plus trial." in text(browser.get(extended.location))
+
+
+def test_cancelling_first_lists_the_services_falling_to_free_and_then_records_it(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    clock: ManualClock,
+) -> None:
+    unify_the_super_admin(services.app, organization)
+    services.app.start_trial(organization, by=CRM_SUPER_ADMIN)
+    clock.advance(timedelta(days=31))
+    token = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    confirm = text(browser.get(f"/console/orgs/{organization}/trial/cancellation"))
+    listed = re.search(r'<ul class="plain downgraded">(.*?)</ul>', confirm, re.S)
+    assert listed is not None
+    names = re.findall(r"<li>([^<]+)</li>", listed.group(1))
+    assert names == ["SalesIQ", "Campaigns", "Projects", "Social", "Survey", "Analytics"]
+    assert services.app.facts(organization).cancelled_at is None  # asking recorded nothing
+    done = browser.post(
+        f"/console/orgs/{organization}/trial/cancellation", data={"csrf_token": token}
+    )
+    assert done.status_code == 302
+    facts = services.app.facts(organization)
+    assert [services.catalog.service(c).name for c in facts.downgraded_to_free] == names  # type: ignore[union-attr]
+
+
+def test_the_order_summary_is_the_quote_with_the_credit_per_service(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+) -> None:
+    sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    page = text(browser.get(f"/console/orgs/{organization}/upgrade"))
+    assert 'value="5"' in page  # the seats start at the current licenses, as the rule says
+    summary = text(
+        browser.get(
+            f"/console/orgs/{organization}/upgrade/summary"
+            "?billing_period=yearly&seats=10&add_on_storage-10gb=2"
+        )
+    )
+    quote = services.app.quote(
+        organization, UpgradeRequest("yearly", 10, (AddOnRequest("storage-10gb", 2),))
+    )
+    assert f'data-total="{quote.total}"' in summary
+    assert f"¥{quote.total:,}" in summary
+    for credit in quote.credits:
+        assert f"¥{credit.amount_paid:,}" in summary
+        assert f"{credit.remaining_days} of {credit.total_days}" in summary
+        assert f"¥{credit.amount:,}" in summary
+    too_few = text(browser.get(f"/console/orgs/{organization}/upgrade/summary?seats=2"))
+    assert "at least 5 seats" in too_few
+
+
+def test_paying_with_a_token_buys_the_bundle_and_shows_the_receipt(
+    browser: FlaskClient, sign_in: SignIn, organization: UUID, services: Services
+) -> None:
+    unify_the_super_admin(services.app, organization)
+    token = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    payment = text(
+        browser.get(f"/console/orgs/{organization}/upgrade/payment?billing_period=monthly&seats=6")
+    )
+    total = re.search(r'name="expected_total" value="(\d+)"', payment)
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', payment)
+    assert total and key
+    form = {
+        "csrf_token": token,
+        "idempotency_key": key.group(1),
+        "billing_period": "monthly",
+        "seats": "6",
+        "expected_total": total.group(1),
+        "company_name": "Acme KK",
+        "country": "JP",
+        "email": "billing@acme.example",
+        "payment_token": "tok_chargeDeclined",
+    }
+    declined = browser.post(f"/console/orgs/{organization}/upgrade", data=form)
+    assert declined.status_code == 402
+    assert "The card was declined" in text(declined)
+    with_card = browser.post(
+        f"/console/orgs/{organization}/upgrade",
+        data={**form, "company_name": "4242 4242 4242 4242"},
+    )
+    assert with_card.status_code == 422  # a card number typed anywhere is refused
+    form.update(payment_token="tok_visa", idempotency_key=key.group(1) + "-2")
+    paid = browser.post(f"/console/orgs/{organization}/upgrade", data=form)
+    assert paid.status_code == 302
+    receipt = text(browser.get(paid.location))
+    assert "Thank you: CRM Plus is active" in receipt
+    assert "Visa •••• 4242" in receipt
+    assert f"¥{int(total.group(1)):,}" in receipt
+    again = browser.post(f"/console/orgs/{organization}/upgrade", data=form)
+    assert again.location == paid.location  # Pay pressed twice: the same receipt, one charge
+    assert services.app.facts(organization).bundle_state == "active"
+
+
+# -- support ------------------------------------------------------------------------------
+
+
+def test_support_sees_the_directory_the_timeline_the_moment_and_the_chain(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    clock: ManualClock,
+) -> None:
+    unify_the_super_admin(services.app, organization)
+    services.app.start_trial(organization, by=CRM_SUPER_ADMIN)
+    clock.advance(timedelta(days=31))
+    sign_in()
+    browser.set_cookie("console_lang", "en", path="/console")
+    expired = text(browser.get("/console/support/?state=trial_expired"))
+    assert "Acme KK" in expired
+    assert "Acme KK" not in text(browser.get("/console/support/?state=trial"))
+    page = text(browser.get(f"/console/support/orgs/{organization}"))
+    assert "CRM Plus trial started" in page
+    assert "by u-alice" in page
+    assert "Time alone changed the access view:" in page  # the trial's end, with no event
+    moment = text(browser.get(f"/console/support/orgs/{organization}?as_of=2026-12-01T00:00"))
+    assert "after event v5" in moment
+    assert "CRM Plus state: No bundle → Trial" in moment
+    after_version = text(browser.get(f"/console/support/orgs/{organization}?version=3"))
+    assert "after event v3" in after_version
+    check = text(browser.get(f"/console/support/orgs/{organization}/verification"))
+    assert "The chain holds" in check
+    assert "All 5 events decode" in check
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+def test_the_refusal_page_reads_in_both_languages(
+    console_app: Flask, organization: UUID, services: Services, language: str
+) -> None:
+    client = console_app.test_client()
+    client.set_cookie("console_lang", language, path="/console")
+    page = text(client.get("/console/sign-in"))
+    token = mint_token(SECRET, user_id=DESK_SUPER_ADMIN, organization_id=str(organization))
+    assert token
+    answer = client.post(
+        "/console/sign-in",
+        data={
+            "csrf_token": csrf_of(page),
+            "organization_id": str(organization),
+            "user_id": DESK_SUPER_ADMIN,
+        },
+    )
+    csrf = csrf_of(text(client.get(answer.location)))
+    refused = text(client.post(f"/console/orgs/{organization}/trial", data={"csrf_token": csrf}))
+    expected = {"ja": "特権管理者を統一してください", "en": "Unify the super admin"}[language]
+    assert expected in refused
+    assert "u-alice" in refused  # CRM's super admin, who must act
