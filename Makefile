@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv run test test-future lint types pytest bench bench-quick clean
+.PHONY: help venv run test test-future lint types pytest bench bench-quick clean translations
 
 help:
 	@echo "make run    - set up .venv, install, start the API on SQLite under ./var/ (PORT=8000)"
@@ -51,6 +51,14 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick
+
+# The console's Japanese: extract the English messages, merge them into the .po
+# (translate the new ones there), compile the .mo the app loads (both committed).
+translations: $(STAMP)
+	mkdir -p var
+	$(BIN)/pybabel extract -F babel.cfg -k _l -o var/messages.pot .
+	$(BIN)/pybabel update -i var/messages.pot -d interface/console/translations -D messages --no-fuzzy-matching
+	$(BIN)/pybabel compile -d interface/console/translations -D messages
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache
