@@ -32,4 +32,25 @@ def create_bare_app(body_path: str | Path) -> Flask:
     return app
 
 
-app = create_bare_app(os.environ["BENCH_BARE_BODY"]) if "BENCH_BARE_BODY" in os.environ else None
+def create_bare_page_app(html_path: str | Path) -> Flask:
+    """The console page's baseline: the same HTML from a template compiled once,
+    rendered per request — what Flask, Jinja and gunicorn cost by themselves."""
+    app = Flask("bare-page")
+    template = app.jinja_env.from_string(Path(html_path).read_text())
+
+    @app.get("/console/orgs/<organization_id>/")
+    def organization_page(organization_id: str) -> str:
+        return template.render()
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    return app
+
+
+app: Flask | None = None
+if "BENCH_BARE_HTML" in os.environ:
+    app = create_bare_page_app(os.environ["BENCH_BARE_HTML"])
+elif "BENCH_BARE_BODY" in os.environ:
+    app = create_bare_app(os.environ["BENCH_BARE_BODY"])

@@ -10,6 +10,7 @@ from benchmarks import (
     aggregate_load_growth,
     audit_verify,
     command_throughput,
+    console_page,
     projection_rebuild,
     webhook_delivery,
 )
@@ -31,6 +32,7 @@ BENCHMARKS: list[Benchmark] = [
     # PostgreSQL variants are required of the first three only; this one is long.
     Benchmark(audit_verify.NAME, audit_verify.run, stores=("sqlite",)),
     Benchmark(webhook_delivery.NAME, webhook_delivery.run),
+    Benchmark(console_page.NAME, console_page.run, stores=("sqlite",)),
 ]
 
 

@@ -84,6 +84,8 @@ def serve(host: str, port: int, workers: int, test_clock: bool) -> None:
         f"Suite Subscriptions API on {base_url} ({workers} workers, store: {settings.url}, "
         f"test clock: {clock})\n"
         f"  docs:            {base_url}/docs   (OpenAPI: {base_url}/openapi.json)\n"
+        f"  console:         {base_url}/console/   (web console, Japanese and English; "
+        f"docs/console.md)\n"
         f"  operator token:  {me} token --operator\n"
         f"  user token:      {me} token --user u-alice --org <organization id>\n"
         f'  try:             curl -H "Authorization: Bearer $({me} token --operator)" '

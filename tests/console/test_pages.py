@@ -100,9 +100,7 @@ def test_in_production_a_pasted_token_signs_in_and_the_development_sign_in_is_go
     assert "Paste your token" in page
     assert "Sign in as the operator" not in page
     assert client.get(f"/console/sign-in/{organization}").status_code == 404
-    refused = client.post(
-        "/console/sign-in", data={"csrf_token": csrf_of(page), "as": "operator"}
-    )
+    refused = client.post("/console/sign-in", data={"csrf_token": csrf_of(page), "as": "operator"})
     assert refused.status_code == 401  # no minting in production: a token is required
     token = mint_token(SECRET, user_id=CRM_SUPER_ADMIN, organization_id=str(organization))
     page = text(client.get("/console/sign-in"))
@@ -294,7 +292,8 @@ def test_paying_with_a_token_buys_the_bundle_and_shows_the_receipt(
     )
     total = re.search(r'name="expected_total" value="(\d+)"', payment)
     key = re.search(r'name="idempotency_key" value="([^"]+)"', payment)
-    assert total and key
+    assert total
+    assert key
     form = {
         "csrf_token": token,
         "idempotency_key": key.group(1),
@@ -380,3 +379,16 @@ def test_the_refusal_page_reads_in_both_languages(
     expected = {"ja": "特権管理者を統一してください", "en": "Unify the super admin"}[language]
     assert expected in refused
     assert "u-alice" in refused  # CRM's super admin, who must act
+
+
+def test_the_card_inputs_are_never_submitted_and_without_javascript_a_token_is_picked(
+    browser: FlaskClient, sign_in: SignIn, organization: UUID
+) -> None:
+    sign_in(CRM_SUPER_ADMIN, organization)
+    page = text(browser.get(f"/console/orgs/{organization}/upgrade/payment?seats=5"))
+    card_inputs = re.findall(r"<input[^>]*data-card-[a-z]+[^>]*>", page)
+    assert len(card_inputs) == 3
+    assert all(" name=" not in tag for tag in card_inputs)
+    noscript = re.search(r"<noscript>(.*?)</noscript>", page, re.S)
+    assert noscript is not None
+    assert 'name="payment_token"' in noscript.group(1)
