@@ -270,7 +270,7 @@ def test_the_article_story_in_the_browser(
     page.locator("#card-expiry").fill("12/30")
     page.locator("#card-cvc").fill("123")
     page.locator("#payment-form button[type=submit]").click()
-    assert words["thanks"] in page.content()
+    assert words["thanks"] in page.content(), page.locator("main").inner_text()
     assert "4242" in page.locator(".receipt").inner_text()
     assert f"¥{quote['total']:,}" in page.locator(".receipt").inner_text()
     story.check("receipt")

@@ -392,3 +392,15 @@ def test_the_card_inputs_are_never_submitted_and_without_javascript_a_token_is_p
     noscript = re.search(r"<noscript>(.*?)</noscript>", page, re.S)
     assert noscript is not None
     assert 'name="payment_token"' in noscript.group(1)
+
+
+def test_assets_carry_no_etag_a_browser_would_send_back_as_digits(browser: FlaskClient) -> None:
+    answer = browser.get("/console/static/console.css")
+    assert answer.status_code == 200
+    assert "ETag" not in answer.headers
+    assert "Last-Modified" in answer.headers
+    again = browser.get(
+        "/console/static/console.css",
+        headers={"If-Modified-Since": answer.headers["Last-Modified"]},
+    )
+    assert again.status_code == 304
