@@ -17,7 +17,7 @@ from benchmarks.stores import postgres_available
 
 TINY = PROFILES["tiny"]
 #: Benchmarks that start real server processes (gunicorn): `slow`, like the other such tests.
-STARTS_SERVERS = {"access_read_http"}
+STARTS_SERVERS = {"access_read_http", "console_page"}
 
 
 def _params(benchmarks: object) -> list[object]:
