@@ -18,8 +18,8 @@ from flask.typing import ResponseReturnValue
 
 from application.audit import ExplainedStep, parse_time, replay
 from application.audit_verification import verify_organization
-from application.projections.views import DIRECTORY_STATES
 from domain.errors import DomainError
+from domain.facts import BundleState
 from interface.console.blueprint import console, services
 from interface.console.pages.admin import stream
 from interface.console.pages.common import refusal
@@ -38,7 +38,7 @@ def support_directory() -> ResponseReturnValue:
     )
     return render_template(
         "console/support_directory.html",
-        states=DIRECTORY_STATES,
+        states=BundleState.ALL,
         state=state,
         organizations=page["organizations"],
         next_page=page["next"],
