@@ -7,10 +7,15 @@ every ``poll_interval`` in case a notification is missed); on SQLite it
 polls. Any number of workers may run: the views' write lock makes them apply
 each event once, the sweep and reconciliation are idempotent.
 
-A failure to apply the log stops the worker with an error (the views never
+A lost database connection (PostgreSQL restarted, the backend terminated,
+the network cut) does not stop the worker: it waits with a bounded,
+jittered exponential backoff (:class:`Backoff`), logs each attempt, and
+follows again from the views' tracked position with a new ``LISTEN``
+connection; a chore the loss interrupted runs again right after. Any other
+failure to apply the log stops the worker with an error (the views never
 skip an event; the supervisor restarts it and it resumes from the tracked
-position). A failed chore (sweep, reconcile) is logged and retried at its
-next turn.
+position). Any other failed chore (sweep, reconcile) is logged and retried
+at its next turn.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from eventsourcing.postgres import PostgresFactory
+
 from application.expiry import DEFAULT_SWEEP_BATCH, expire_due_trials, record_due_reminders
+from application.reconnect import CONNECTION_ERRORS, Backoff, first_line
 
 if TYPE_CHECKING:
     from application.bootstrap import Services
@@ -38,6 +46,9 @@ class WorkerSettings:
     reconcile_interval: float = 300.0
     #: Notifications applied per transaction while following the log.
     batch_size: int = 500
+    #: The first and the longest wait before reconnecting to the database.
+    reconnect_first_delay: float = 0.2
+    reconnect_max_delay: float = 30.0
 
 
 class _Periodic:
@@ -54,6 +65,8 @@ class _Periodic:
             return
         try:
             more = self.chore()
+        except CONNECTION_ERRORS:
+            raise  # the worker reconnects; the chore stays due and runs again then
         except Exception:
             log.exception("worker: %s failed; retrying in %.0f s", self.name, self.interval)
             more = False
@@ -72,10 +85,11 @@ class Worker:
         ]
 
     def run(self, stop: threading.Event) -> None:
-        """Follow the log and run the chores until ``stop`` is set."""
-        log.info(
-            "worker: following the log from position %d", self.services.read_model.views.position()
-        )
+        """Follow the log and run the chores until ``stop`` is set.
+
+        A lost database connection is waited out (:class:`Backoff`) and
+        following resumes from the views' tracked position.
+        """
         # Webhooks follow the log on their own thread: a slow endpoint never
         # holds up the views.
         webhooks = threading.Thread(
@@ -83,12 +97,51 @@ class Worker:
         )
         webhooks.start()
         try:
-            self.services.read_model.follower.follow(
-                stop, poll_interval=self.settings.poll_interval, between_batches=self.run_chores
-            )
+            self._follow(stop)
         finally:
             stop.set()
             webhooks.join()
+
+    def _follow(self, stop: threading.Event) -> None:
+        backoff = Backoff(self.settings.reconnect_first_delay, self.settings.reconnect_max_delay)
+        while not stop.is_set():
+            try:
+                log.info(
+                    "worker: following the log from position %d",
+                    self.services.read_model.views.position(),
+                )
+                self.services.read_model.follower.follow(
+                    stop,
+                    poll_interval=self.settings.poll_interval,
+                    between_batches=lambda: self._after_catch_up(backoff),
+                )
+            except CONNECTION_ERRORS as error:
+                delay = backoff.next_delay()
+                log.warning(
+                    "worker: lost the database connection (%s); reconnecting in %.1f s "
+                    "(attempt %d)",
+                    first_line(error),
+                    delay,
+                    backoff.attempts,
+                )
+                self._discard_broken_connections()
+                stop.wait(delay)
+            else:
+                return
+
+    def _after_catch_up(self, backoff: Backoff) -> None:
+        self.run_chores()
+        # Only a whole turn (the log and the chores) proves the database is
+        # back: a chore that keeps failing keeps the delays growing.
+        if backoff.attempts:
+            log.info("worker: reconnected after %d attempt(s)", backoff.attempts)
+            backoff.reset()
+
+    def _discard_broken_connections(self) -> None:
+        """Test the pooled connections now, so the next attempt does not meet a dead one."""
+        factory = self.services.app.factory
+        if isinstance(factory, PostgresFactory):
+            factory.datastore.pool.check()
 
     def run_once(self) -> None:
         """Catch up, run every chore once, catch up with what they recorded (``--once``)."""

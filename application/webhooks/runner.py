@@ -17,6 +17,7 @@ from typing import Any
 from eventsourcing.application import Application
 
 from application.projections.follower import LogListener
+from application.reconnect import CONNECTION_ERRORS, Backoff, first_line
 from application.sql_tables import SqlTables
 from application.webhooks.delivery import WebhookDispatcher
 from application.webhooks.endpoints import WebhookEndpoints
@@ -65,18 +66,44 @@ class Webhooks:
         return self.dispatcher.deliver_due()
 
     def follow(self, stop: threading.Event, *, poll_interval: float = 0.2) -> None:
-        """Keep the integration log current until ``stop`` is set."""
-        listener = LogListener.for_app(self.app)
+        """Keep the integration log current until ``stop`` is set.
+
+        A lost database connection (the ``LISTEN`` one included) is waited out
+        with the worker's backoff and a new listener; the integration log
+        resumes from its own tracked position.
+        """
+        backoff = Backoff()
+        listener: LogListener | None = None
+        needs_listener = True
         try:
             while not stop.is_set():
                 try:
-                    self.integration.catch_up()
-                except Exception:
-                    log.exception("webhooks: following the log failed; retrying")
-                if listener is not None:
-                    listener.wait(poll_interval, stop)
-                else:
-                    stop.wait(poll_interval)
+                    if needs_listener:
+                        listener = LogListener.for_app(self.app)
+                        needs_listener = False
+                    try:
+                        self.integration.catch_up()
+                    except CONNECTION_ERRORS:
+                        raise
+                    except Exception:
+                        log.exception("webhooks: following the log failed; retrying")
+                    if listener is not None:
+                        listener.wait(poll_interval, stop)
+                    else:
+                        stop.wait(poll_interval)
+                    backoff.reset()
+                except CONNECTION_ERRORS as error:
+                    delay = backoff.next_delay()
+                    log.warning(
+                        "webhooks: lost the database connection (%s); reconnecting in %.1f s",
+                        first_line(error),
+                        delay,
+                    )
+                    if listener is not None:
+                        listener.close()
+                        listener = None
+                    needs_listener = True
+                    stop.wait(delay)
         finally:
             if listener is not None:
                 listener.close()

@@ -85,11 +85,17 @@ class Deployment:
         self.workers: list[subprocess.Popen[bytes]] = []
         self._log_files: list[Any] = []
 
-    def _spawn(self, command: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, command: list[str], log_name: str, environment: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.logs / log_name).open("ab")
         self._log_files.append(log)
         return subprocess.Popen(
-            command, cwd=REPO_ROOT, env=self.environment, stdout=log, stderr=subprocess.STDOUT
+            command,
+            cwd=REPO_ROOT,
+            env={**self.environment, **(environment or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def start_api(self, workers: int = 4) -> None:
@@ -136,10 +142,14 @@ class Deployment:
                 time.sleep(0.05)
         pytest.fail("gunicorn did not answer in time")
 
-    def start_worker(self, *arguments: str) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, *arguments: str, environment: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """``suitesub worker`` (``environment``: variables added to the deployment's)."""
         worker = self._spawn(
             [SUITESUB, "worker", "--poll-interval", "0.2", "--sweep-interval", "0.5", *arguments],
             "worker.log",
+            environment,
         )
         self.workers.append(worker)
         return worker
