@@ -191,6 +191,18 @@ class Deployment:
         finally:
             connection.close()
 
+    def register(self, name: str) -> str:
+        """Register an organization (as the operator); its id."""
+        status, body, _ = self.call(
+            "POST",
+            "/v1/organizations",
+            token=OPERATOR,
+            body={"name": name, "country": "JP", "owner_user_id": "u-owner"},
+        )
+        assert status == 201, body
+        organization_id: str = body["id"]
+        return organization_id
+
     def wait_until_views_caught_up(self, at_least: int | None = None) -> dict[str, int]:
         """Poll /readyz until the views have applied the log (or ``at_least``)."""
         deadline = time.monotonic() + CATCH_UP_TIMEOUT

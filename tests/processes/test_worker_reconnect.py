@@ -81,14 +81,7 @@ def test_the_worker_reconnects_after_its_backends_are_terminated_and_catches_up(
     worker = deployment.start_worker(
         "--reconcile-interval", "0.5", environment={"PGAPPNAME": WORKER_APP_NAME}
     )
-    status, body, _ = deployment.call(
-        "POST",
-        "/v1/organizations",
-        token=OPERATOR,
-        body={"name": "Reconnect KK", "country": "JP", "owner_user_id": "u-owner"},
-    )
-    assert status == 201, body
-    org = body["id"]
+    org = deployment.register("Reconnect KK")
     alice = user(org, "u-alice")
 
     def call(method: str, path: str, token: str, payload: Any = None) -> tuple[int, Any]:
