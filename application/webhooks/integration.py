@@ -34,7 +34,7 @@ from eventsourcing.persistence import Notification
 
 from application.service import project_organization
 from application.sql_tables import SqlTables
-from application.webhooks.tables import to_ms
+from application.webhooks.tables import start_tracking, to_ms, tracked_position
 from domain.catalog import Catalog
 from domain.clock import Clock
 from domain.errors import InvalidRequest
@@ -93,25 +93,12 @@ class IntegrationLog:
         self._lock = threading.Lock()
         #: Called after a batch that created deliveries (wakes the dispatcher).
         self.on_deliveries: Callable[[], None] | None = None
-        with tables.transaction() as cursor:
-            tables.execute(
-                cursor,
-                "INSERT INTO integration_tracking (name, position) VALUES (%s, 0) "
-                "ON CONFLICT (name) DO NOTHING",
-                (TRACKING_NAME,),
-            )
+        start_tracking(tables, TRACKING_NAME)
 
     # -- following ----------------------------------------------------------------
 
     def position(self) -> int:
-        with self.tables.read() as cursor:
-            self.tables.execute(
-                cursor,
-                "SELECT position FROM integration_tracking WHERE name = %s",
-                (TRACKING_NAME,),
-            )
-            row = cursor.fetchone()
-        return int(row["position"]) if row else 0
+        return tracked_position(self.tables, TRACKING_NAME)
 
     def catch_up(self, until: int | None = None) -> int:
         """Apply every stored event after the tracked position; return the position."""

@@ -26,6 +26,7 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
 from application.sql_tables import SqlTables
+from application.webhooks.tables import start_tracking, tracked_position
 
 log = logging.getLogger(__name__)
 
@@ -56,23 +57,10 @@ class NatsSink:
     def __init__(self, tables: SqlTables, settings: NatsSettings) -> None:
         self.tables = tables
         self.settings = settings
-        with tables.transaction() as cursor:
-            tables.execute(
-                cursor,
-                "INSERT INTO integration_tracking (name, position) VALUES (%s, 0) "
-                "ON CONFLICT (name) DO NOTHING",
-                (TRACKING_NAME,),
-            )
+        start_tracking(tables, TRACKING_NAME)
 
     def position(self) -> int:
-        with self.tables.read() as cursor:
-            self.tables.execute(
-                cursor,
-                "SELECT position FROM integration_tracking WHERE name = %s",
-                (TRACKING_NAME,),
-            )
-            row = cursor.fetchone()
-        return int(row["position"]) if row else 0
+        return tracked_position(self.tables, TRACKING_NAME)
 
     def _pending(self, after: int) -> list[tuple[int, str, str, str, str]]:
         with self.tables.read() as cursor:

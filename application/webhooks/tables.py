@@ -94,3 +94,22 @@ def from_ms(ms: int | None) -> datetime | None:
 def iso_ms(ms: int | None) -> str | None:
     moment = from_ms(ms)
     return None if moment is None else moment.isoformat()
+
+
+def start_tracking(tables: SqlTables, name: str) -> None:
+    """The follower ``name`` has a tracked position (0 until it moves); idempotent."""
+    with tables.transaction() as cursor:
+        tables.execute(
+            cursor,
+            "INSERT INTO integration_tracking (name, position) VALUES (%s, 0) "
+            "ON CONFLICT (name) DO NOTHING",
+            (name,),
+        )
+
+
+def tracked_position(tables: SqlTables, name: str) -> int:
+    """How far the follower ``name`` has come through the log."""
+    with tables.read() as cursor:
+        tables.execute(cursor, "SELECT position FROM integration_tracking WHERE name = %s", (name,))
+        row = cursor.fetchone()
+    return int(row["position"]) if row else 0
