@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 types: $(STAMP)
-	$(BIN)/mypy --strict domain application
+	$(BIN)/mypy --strict domain application interface benchmarks
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q

@@ -43,6 +43,7 @@ def create_bare_page_app(context_path: str | Path) -> Flask:
     from domain.facts import facts_from_dict
     from interface import console
     from interface.auth import Principal
+    from interface.console.blueprint import console as console_blueprint
     from interface.console.pages.common import layout_context
     from interface.console.security import CSRF_FIELD
 
@@ -54,7 +55,7 @@ def create_bare_page_app(context_path: str | Path) -> Flask:
     app.extensions["suitesub"] = SimpleNamespace(catalog=default_catalog())
     console.i18n.init_app(app)
     # The console's blueprint for its templates, static files and URLs only.
-    app.register_blueprint(console.console, url_prefix=console.CONSOLE_PREFIX)
+    app.register_blueprint(console_blueprint, url_prefix=console.CONSOLE_PREFIX)
     app.context_processor(layout_context)  # the layout's words, language, prices
 
     @app.get("/bare/orgs/<organization_id>/")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gunicorn.glogging import Logger  # type: ignore[import-untyped]
+from gunicorn.glogging import Logger
 
 from interface.log_masking import (
     add_card_number_filter,

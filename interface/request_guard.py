@@ -62,7 +62,9 @@ def _is_json_mimetype(mimetype: str) -> bool:
 
 
 def guard_request() -> None:
-    req = request._get_current_object()  # once: each proxy look-up costs a context search
+    # once: each proxy look-up costs a context search (werkzeug's LocalProxy
+    # method, absent from flask's typing of the proxy as a Request).
+    req = request._get_current_object()  # type: ignore[attr-defined]
     refuse_card_data_outside_the_body(req)
     if not req.path.startswith(API_PREFIX) or req.routing_exception is not None:
         return  # unknown routes and methods get their 404/405 first

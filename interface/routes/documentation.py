@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, abort, send_from_directory
-from flask_smorest import Blueprint as ApiBlueprint
 from swagger_ui_bundle import swagger_ui_path
 
+from interface.routes.blueprint import ApiBlueprint
 from interface.schemas import ErrorAnswerSchema
 
 F = TypeVar("F", bound=Callable[..., Any])
