@@ -35,7 +35,7 @@ def _secret() -> str:
             var_dir=_var_dir(),
         )
     except MissingSecretError as error:
-        raise click.ClickException(str(error)) from None
+        raise CommandFailed(str(error)) from None
 
 
 def _refuse_a_taken_port(host: str, port: int) -> None:

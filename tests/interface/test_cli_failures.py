@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from application.bootstrap import build_services
 from interface.cli import main
 from tests.conftest import fresh_postgres_database
 
@@ -28,9 +29,11 @@ COMMANDS = [
     ["reconcile"],
     ["expire-trials", "--format", "json"],
     ["worker", "--once"],
+    # Port 0 is always free: the store is opened before gunicorn would start.
+    ["serve", "--port", "0"],
 ]
 #: Commands that only read or finish what the service recorded.
-READERS = [command for command in COMMANDS if command[0] != "worker"]
+READERS = [command for command in COMMANDS if command[0] not in ("worker", "serve")]
 BAD_URLS = {
     "not understood": "mysql://root@127.0.0.1/suite",
     "bad port": "postgresql://postgres@127.0.0.1:99999/suite",
@@ -73,6 +76,39 @@ def test_the_log_readers_never_create_a_database(
     assert status == 2, output
     assert "No database at var/suite.sqlite3" in output
     assert list(tmp_path.iterdir()) == []  # not even var/
+
+
+@pytest.mark.parametrize("arguments", COMMANDS, ids=" ".join)
+def test_a_bad_setting_is_one_clear_sentence_and_exit_2(
+    arguments: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "var").mkdir()
+    # A store with a log, so that only the setting can fail.
+    database = tmp_path / "var" / "suite.sqlite3"
+    url = f"sqlite:///{database}"
+    build_services(url).close()
+    monkeypatch.setenv("SUITE_VIEW_FOLLOWER", "sideways")
+
+    status, output = _run(arguments, url, monkeypatch)
+
+    assert status == 2, output
+    assert "SUITE_VIEW_FOLLOWER 'sideways'" in output
+    assert "Traceback" not in output
+
+
+def test_token_without_a_secret_in_production_is_exit_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SUITE_ENV", "production")
+    monkeypatch.delenv("SUITE_JWT_SECRET", raising=False)
+
+    result = CliRunner().invoke(main, ["token", "--operator"])
+
+    assert result.exit_code == 2, result.output
+    assert "SUITE_JWT_SECRET" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_a_memory_store_has_no_log_to_audit(monkeypatch: pytest.MonkeyPatch) -> None:
