@@ -63,6 +63,10 @@ class DeliveriesQuerySchema(StrictSchema):
     status = fields.String(
         load_default=None, validate=validate.OneOf(["pending", "delivered", "cancelled"])
     )
+    organization_id = fields.UUID(
+        load_default=None,
+        metadata={"description": "Only the deliveries of this organization's events"},
+    )
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
 
 

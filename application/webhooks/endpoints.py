@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.application import Application
 
@@ -232,15 +233,23 @@ class WebhookEndpoints:
         return {**self.get(endpoint_id), "secret": secret}
 
     def deliveries(
-        self, endpoint_id: str, *, status: str | None = None, limit: int = 50
+        self,
+        endpoint_id: str,
+        *,
+        status: str | None = None,
+        organization_id: UUID | None = None,
+        limit: int = 50,
     ) -> dict[str, Any]:
-        """The endpoint's deliveries, newest first."""
+        """The endpoint's deliveries, newest first (of one organization, if named)."""
         if not 1 <= limit <= MAX_DELIVERY_PAGE:
             raise InvalidRequest(
                 "The page is invalid.",
                 details={"fields": {"limit": [f"must be 1 to {MAX_DELIVERY_PAGE}"]}},
             )
         where, params = "endpoint_id = %s", [endpoint_id]
+        if organization_id is not None:
+            where += " AND organization_id = %s"
+            params.append(str(organization_id))
         if status is not None:
             where += " AND status = %s"
             params.append(status)

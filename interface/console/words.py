@@ -42,6 +42,12 @@ STATE_WORDS: Mapping[str, Any] = {
     "ended": _l("Ended"),
 }
 
+DELIVERY_WORDS: Mapping[str, Any] = {
+    "pending": _l("Pending"),
+    "delivered": _l("Delivered"),
+    "cancelled": _l("Cancelled"),
+}
+
 PERIOD_WORDS: Mapping[str, Any] = {"monthly": _l("Monthly"), "yearly": _l("Yearly")}
 
 #: The access view's notes, as the domain writes them, in the page's language.
@@ -63,6 +69,10 @@ def cell(word: str | None) -> str:
 
 def state(code: str) -> str:
     return str(STATE_WORDS.get(code, code))
+
+
+def delivery_status(code: str) -> str:
+    return str(DELIVERY_WORDS.get(code, code))
 
 
 def period(code: str) -> str:

@@ -148,6 +148,26 @@ def test_endpoint_life_over_http(client: FlaskClient, services: Services) -> Non
         assert error_code(missing) == "webhook_endpoint_not_found"
 
 
+def test_deliveries_can_be_listed_for_one_organization(
+    client: FlaskClient, services: Services
+) -> None:
+    with receiver([]) as hooks:
+        endpoint = payload(create(client, url=hooks.url, events=["trial.started"]))
+        hooks.secrets.append(endpoint["secret"])
+        caller = Caller(client)
+        first, second = caller.register("First"), caller.register("Second")
+        for org in (first, second):
+            caller.as_user(org, "u-owner", "POST", "/trial", json={})
+        services.webhooks.run_once()
+        path = f"/v1/webhook-endpoints/{endpoint['id']}/deliveries"
+        every = payload(client.get(path, headers=operator_headers()))["deliveries"]
+        assert {d["organization_id"] for d in every} == {first, second}
+        only = client.get(f"{path}?organization_id={second}", headers=operator_headers())
+        assert [d["organization_id"] for d in payload(only)["deliveries"]] == [second]
+        refused = client.get(f"{path}?organization_id=acme", headers=operator_headers())
+        assert refused.status_code == 422
+
+
 def test_endpoints_refuse_bad_input_with_clear_errors(client: FlaskClient) -> None:
     unknown_type = create(client, url="http://127.0.0.1:9/x", events=["trial.begun"])
     assert unknown_type.status_code == 422

@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from flask import render_template, request
+from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 
 from application.audit import ExplainedStep, parse_time, replay
 from application.audit_verification import verify_organization
@@ -24,9 +25,11 @@ from interface.console.blueprint import console, services
 from interface.console.pages.admin import stream
 from interface.console.pages.common import refusal
 from interface.console.signed_in import operator
-from interface.console.words import event_sentence
+from interface.console.words import DELIVERY_WORDS, event_sentence
 
 DIRECTORY_PAGE = 50
+#: Deliveries shown per endpoint on an organization's webhooks page (newest first).
+DELIVERIES_SHOWN = 50
 
 
 @console.get("/support/")
@@ -123,3 +126,53 @@ def support_verification(organization_id: UUID) -> ResponseReturnValue:
         facts=facts,
         verification=verify_organization(services().app, organization_id),
     )
+
+
+@console.get("/support/orgs/<uuid:organization_id>/webhooks")
+def support_webhooks(organization_id: UUID) -> ResponseReturnValue:
+    """Each endpoint's deliveries of this organization's integration events: status,
+    attempts, the last answer (code, latency, error) and the next attempt — the
+    operators' API (``GET /v1/webhook-endpoints/{id}/deliveries?organization_id=``)."""
+    operator()
+    facts = services().app.facts(organization_id)  # 404 for an unknown organization
+    status = request.args.get("status") or None
+    if status not in DELIVERY_WORDS:
+        status = None
+    endpoints = services().webhooks.endpoints
+    shown = [
+        {
+            "endpoint": endpoint,
+            "deliveries": endpoints.deliveries(
+                endpoint["id"],
+                status=status,
+                organization_id=organization_id,
+                limit=DELIVERIES_SHOWN,
+            )["deliveries"],
+        }
+        for endpoint in endpoints.list()
+    ]
+    return render_template(
+        "console/support_webhooks.html",
+        organization_id=organization_id,
+        facts=facts,
+        status=status,
+        statuses=tuple(DELIVERY_WORDS),
+        endpoints=shown,
+        shown_at_most=DELIVERIES_SHOWN,
+    )
+
+
+@console.post(
+    "/support/orgs/<uuid:organization_id>/webhooks/<string:endpoint_id>"
+    "/deliveries/<string:delivery_id>/retry"
+)
+def retry_delivery(
+    organization_id: UUID, endpoint_id: str, delivery_id: str
+) -> ResponseReturnValue:
+    """Attempt a delivery again now (``POST .../deliveries/{id}/retry``)."""
+    operator()
+    found = services().webhooks
+    found.endpoints.retry(endpoint_id, delivery_id)
+    found.dispatcher.wake()
+    flash(_("The delivery will be attempted again now."))
+    return redirect(url_for("console.support_webhooks", organization_id=organization_id))
