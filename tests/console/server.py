@@ -74,6 +74,7 @@ def running_server(directory: Path) -> Iterator[RunningServer]:
         "SUITE_VAR_DIR": str(var_dir),
         "SUITE_TEST_CLOCK": "1",
         "SUITE_TEST_CLOCK_START": T0,
+        "SUITE_WEBHOOKS_ALLOW_PRIVATE": "1",  # the story's receiver listens on 127.0.0.1
     }
     env.pop("SUITE_ENV", None)
     with log.open("w") as output:

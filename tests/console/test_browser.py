@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 
 from interface.auth import mint_token
 from tests.console.server import SECRET, RunningServer, running_server
+from tests.receivers import Receiver, receiver
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +60,8 @@ WORDS: dict[str, dict[str, str]] = {
         "changed": "What changed since the previous event",
         "check": "Check the chain",
         "holds": "The chain holds",
+        "webhooks": "Webhook deliveries",
+        "delivered": "Delivered",
     },
     "ja": {
         "locale": "ja-JP",
@@ -79,6 +83,8 @@ WORDS: dict[str, dict[str, str]] = {
         "changed": "直前のイベントからの変化",
         "check": "改ざん検査",
         "holds": "チェーンは正常です",
+        "webhooks": "Webhook の配信",
+        "delivered": "配信済み",
     },
 }
 
@@ -105,6 +111,27 @@ def _playwright() -> Any:
 def server(tmp_path: Path) -> Iterator[RunningServer]:
     with running_server(tmp_path) as running:
         yield running
+
+
+@pytest.fixture
+def hooks() -> Iterator[Receiver]:
+    """A webhook receiver on 127.0.0.1 (the server allows private URLs in this test)."""
+    with receiver([]) as running:
+        yield running
+
+
+def wait_for_deliveries(server: RunningServer, endpoint: str, organization: str) -> list[Any]:
+    """The organization's deliveries once none is pending (the server's webhooks thread
+    follows the log and delivers on its own: a bounded wait for that state, not a timing)."""
+    deadline = time.monotonic() + 30
+    while True:
+        deliveries: list[Any] = server.call(
+            "GET", f"/v1/webhook-endpoints/{endpoint}/deliveries?organization_id={organization}"
+        )["deliveries"]
+        if deliveries and all(d["status"] == "delivered" for d in deliveries):
+            return deliveries
+        assert time.monotonic() < deadline, deliveries
+        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -177,10 +204,16 @@ def register_the_article_organization(server: RunningServer) -> str:
 
 @pytest.mark.parametrize("language", ["ja", "en"])
 def test_the_article_story_in_the_browser(
-    server: RunningServer, chromium: Any, language: str
+    server: RunningServer, chromium: Any, hooks: Receiver, language: str
 ) -> None:
     words = WORDS[language]
     assert f"console:         {server.base_url}/console/" in server.log.read_text()
+    endpoint = server.call(
+        "POST",
+        "/v1/webhook-endpoints",
+        {"url": hooks.url, "events": ["*"], "description": "crm sync"},
+    )
+    hooks.secrets.append(endpoint["secret"])
     organization = register_the_article_organization(server)
     context = chromium.new_context(locale=words["locale"], viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -291,6 +324,14 @@ def test_the_article_story_in_the_browser(
     page.get_by_role("link", name=words["check"]).click()
     assert words["holds"] in page.content()
     story.check("chain-check")
+    page.get_by_role("link", name="Acme KK").click()
+    deliveries = wait_for_deliveries(server, endpoint["id"], organization)
+    page.get_by_role("link", name=words["webhooks"]).click()
+    table = page.locator("table.deliveries").inner_text()
+    assert table.count(words["delivered"]) == len(deliveries)
+    assert "HTTP 200" in table
+    assert set(hooks.ids_of(organization)) >= {d["event_id"] for d in deliveries}
+    story.check("webhook-deliveries")
     context.close()
 
     # The server only ever received tokens: no card number anywhere it wrote or was sent.
