@@ -47,6 +47,9 @@ CHARGED = "charged"
 #: Where a credit line's money comes from.
 CREDIT_FROM_SERVICE = "standalone_service"
 CREDIT_FROM_BALANCE = "credit_balance"
+#: The unused part of the bundle's own running period (a switch to a longer period).
+CREDIT_FROM_UNUSED_PERIOD = "unused_period"
+CREDIT_SOURCES = (CREDIT_FROM_SERVICE, CREDIT_FROM_BALANCE, CREDIT_FROM_UNUSED_PERIOD)
 
 #: Which charge issued the invoice.
 INVOICE_KINDS = ("upgrade", "renewal", "change")
@@ -124,7 +127,7 @@ class InvoiceLine:
 class CreditLine:
     """Money taken off the subtotal: a standalone plan's unused time, or the balance."""
 
-    source: str  # CREDIT_FROM_SERVICE or CREDIT_FROM_BALANCE
+    source: str  # one of CREDIT_SOURCES
     amount: int
     #: The standalone service whose unused time is credited (``None`` for the balance).
     service: str | None = None
@@ -359,7 +362,7 @@ def build_invoice(
         if credit_line.amount < 0:
             msg = f"credit line {credit_line} is negative"
             raise ValueError(msg)
-        if credit_line.source not in (CREDIT_FROM_SERVICE, CREDIT_FROM_BALANCE):
+        if credit_line.source not in CREDIT_SOURCES:
             msg = f"unknown credit source {credit_line.source!r}"
             raise ValueError(msg)
     subtotal = sum(line.amount for line in lines)
@@ -475,6 +478,23 @@ def balance_credit_line(amount: int) -> CreditLine:
         source=CREDIT_FROM_BALANCE,
         description="Credit balance applied",
         description_ja="クレジット残高の充当",
+        amount=amount,
+    )
+
+
+def unused_period_credit_line(
+    bundle: Bundle, billing_period: str, remaining_days: int, amount: int
+) -> CreditLine:
+    """The unused part of the running bundle period, credited when a longer one starts now."""
+    return CreditLine(
+        source=CREDIT_FROM_UNUSED_PERIOD,
+        description=(
+            f"Credit: unused {bundle.name} {_PERIOD_EN[billing_period]} period "
+            f"({remaining_days} days)"
+        ),
+        description_ja=(
+            f"{bundle.name}（{_PERIOD_JA[billing_period]}）現契約期間の未使用分（残り{remaining_days}日）"
+        ),
         amount=amount,
     )
 

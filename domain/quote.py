@@ -121,40 +121,60 @@ def add_calendar_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
-def credit_for(subscription: StandaloneSubscription, upgrade_date: date) -> Credit:
-    """The unused part of what was paid for a standalone plan, rounded down.
+def days_of_period(period_start: date, period_end: date, on: date) -> tuple[int, int]:
+    """``(remaining_days, total_days)`` of the period ``[period_start, period_end)`` on ``on``.
 
-    ``remaining_days`` is clamped to ``[0, total_days]`` so that a plan paid in
-    advance for a period not yet started is credited at most in full.
+    Whole UTC days (SPEC §5): ``total_days = period_end − period_start`` and
+    ``remaining_days = period_end − on``, clamped to ``[0, total_days]`` so that
+    a period not yet started counts at most in full and an ended one not at all.
+    Every pro-rata amount of the service (standalone credits, mid-term changes)
+    counts its days here.
     """
-    total_days = subscription.total_days
-    remaining = (subscription.period_end - upgrade_date).days
-    remaining = max(0, min(remaining, total_days))
-    amount = subscription.amount_paid * remaining // total_days if total_days > 0 else 0
+    total_days = (period_end - period_start).days
+    remaining = max(0, min((period_end - on).days, total_days))
+    return remaining, total_days
+
+
+def pro_rata(amount: int, remaining_days: int, total_days: int) -> int:
+    """``floor(amount × remaining_days / total_days)``; 0 for an empty period."""
+    return amount * remaining_days // total_days if total_days > 0 else 0
+
+
+def credit_for(subscription: StandaloneSubscription, upgrade_date: date) -> Credit:
+    """The unused part of what was paid for a standalone plan, rounded down."""
+    remaining, total_days = days_of_period(
+        subscription.period_start, subscription.period_end, upgrade_date
+    )
     return Credit(
         service=subscription.service,
         amount_paid=subscription.amount_paid,
         remaining_days=remaining,
         total_days=total_days,
-        amount=amount,
+        amount=pro_rata(subscription.amount_paid, remaining, total_days),
     )
 
 
-def validate_upgrade_request(
+def terms_field_errors(
     bundle: Bundle,
-    request: UpgradeRequest,
-    running: Sequence[StandaloneSubscription],
-) -> None:
-    """Refuse requests that no price can be given for (SPEC §5 input rules)."""
+    *,
+    billing_period: str | None,
+    seats: int | None,
+    add_ons: Sequence[AddOnRequest],
+) -> dict[str, list[str]]:
+    """The input rules of a bundle's terms (period, seats 1..10,000, add-ons).
+
+    ``None`` is a field not given (a mid-term change names only what it
+    changes). Shared by the upgrade and the mid-term change.
+    """
     errors: dict[str, list[str]] = {}
-    if request.billing_period not in BILLING_PERIODS:
+    if billing_period is not None and billing_period not in BILLING_PERIODS:
         errors.setdefault("billing_period", []).append(
             f"must be one of {', '.join(BILLING_PERIODS)}"
         )
-    if not MIN_SEATS <= request.seats <= MAX_SEATS:
+    if seats is not None and not MIN_SEATS <= seats <= MAX_SEATS:
         errors.setdefault("seats", []).append(f"must be between {MIN_SEATS} and {MAX_SEATS}")
     seen: set[str] = set()
-    for index, add_on in enumerate(request.add_ons):
+    for index, add_on in enumerate(add_ons):
         if bundle.add_on(add_on.code) is None:
             errors.setdefault(f"add_ons.{index}.code", []).append(f"unknown add-on {add_on.code!r}")
         if add_on.code in seen:
@@ -166,6 +186,18 @@ def validate_upgrade_request(
             errors.setdefault(f"add_ons.{index}.quantity", []).append(
                 f"must be between 1 and {MAX_ADD_ON_QUANTITY}"
             )
+    return errors
+
+
+def validate_upgrade_request(
+    bundle: Bundle,
+    request: UpgradeRequest,
+    running: Sequence[StandaloneSubscription],
+) -> None:
+    """Refuse requests that no price can be given for (SPEC §5 input rules)."""
+    errors = terms_field_errors(
+        bundle, billing_period=request.billing_period, seats=request.seats, add_ons=request.add_ons
+    )
     if errors:
         raise InvalidRequest(
             "The upgrade request is invalid.",
