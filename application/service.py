@@ -27,6 +27,7 @@ from domain.bundle_state import effective_state, start_trial_refusal, upgrade_re
 from domain.carry_over import who_may_start_trial
 from domain.catalog import Catalog
 from domain.clock import Clock
+from domain.contract import RenewalCharge
 from domain.errors import InvalidRequest, StateConflict
 from domain.events import OrganizationEvent
 from domain.facts import OrganizationFacts, facts_from_dict, facts_to_dict
@@ -265,6 +266,100 @@ class SuiteSubscriptions(Application[UUID]):
             organization_id,
             lambda org: org.fail_checkout(
                 checkout_id=checkout_id, reason=reason, at=self.clock.now()
+            ),
+        )
+
+    # -- the contract (SPEC §11) ---------------------------------------------------
+
+    def begin_renewal(
+        self, organization_id: UUID, *, renewal_id: str | None = None, retry_now: bool = False
+    ) -> tuple[CommandResult, str, RenewalCharge | None]:
+        """Record RenewalChargeStarted if a renewal is due (or ``retry_now`` while past due)."""
+        renewal = renewal_id or f"ren_{uuid4().hex}"
+        charges: list[RenewalCharge | None] = []
+
+        def begin(org: Organization) -> None:
+            charges.append(
+                org.begin_renewal(
+                    renewal_id=renewal,
+                    at=self.clock.now(),
+                    catalog=self.catalog,
+                    retry_now=retry_now,
+                )
+            )
+
+        result = self._command(organization_id, begin)
+        return result, renewal, charges[-1]
+
+    def complete_renewal(
+        self,
+        organization_id: UUID,
+        *,
+        renewal_id: str,
+        payment: dict[str, Any],
+        invoice_number: str,
+        issued_at: datetime,
+    ) -> CommandResult:
+        """Record BundleRenewed (with its invoice) for a renewal intent; idempotent."""
+        return self._command(
+            organization_id,
+            lambda org: org.complete_renewal(
+                renewal_id=renewal_id,
+                payment=payment,
+                invoice_number=invoice_number,
+                issued_at=issued_at,
+                at=self.clock.now(),
+                catalog=self.catalog,
+            ),
+        )
+
+    def fail_renewal(self, organization_id: UUID, *, renewal_id: str, reason: str) -> CommandResult:
+        """Record RenewalPaymentFailed (and BundleEnded after the last attempt); idempotent."""
+        return self._command(
+            organization_id,
+            lambda org: org.fail_renewal(
+                renewal_id=renewal_id, reason=reason, at=self.clock.now(), catalog=self.catalog
+            ),
+        )
+
+    def end_contract_at_period_end(self, organization_id: UUID) -> CommandResult:
+        """Record BundleEnded (cancelled) once a cancelled contract's period ended; idempotent."""
+        return self._command(
+            organization_id,
+            lambda org: org.end_at_period_end(at=self.clock.now(), catalog=self.catalog),
+        )
+
+    def cancel_contract(self, organization_id: UUID, *, by: str) -> CommandResult:
+        return self._command(
+            organization_id,
+            lambda org: org.cancel_contract(by=by, at=self.clock.now(), catalog=self.catalog),
+        )
+
+    def withdraw_contract_cancellation(self, organization_id: UUID, *, by: str) -> CommandResult:
+        return self._command(
+            organization_id,
+            lambda org: org.withdraw_cancellation(by=by, at=self.clock.now()),
+        )
+
+    def change_payment_method(
+        self,
+        organization_id: UUID,
+        *,
+        by: str,
+        gateway: str,
+        payment_method: str,
+        brand: str | None,
+        last4: str | None,
+    ) -> CommandResult:
+        return self._command(
+            organization_id,
+            lambda org: org.change_payment_method(
+                by=by,
+                gateway=gateway,
+                payment_method=payment_method,
+                brand=brand,
+                last4=last4,
+                at=self.clock.now(),
             ),
         )
 

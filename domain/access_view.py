@@ -14,6 +14,7 @@ from typing import Any
 from domain.bundle_state import available_actions, days_left, effective_state
 from domain.catalog import Catalog
 from domain.clock import ensure_utc
+from domain.contract import contract_block
 from domain.facts import BundleState, OrganizationFacts
 
 PAID, TRIAL, FREE, NONE = "paid", "trial", "free", "none"
@@ -52,9 +53,11 @@ class BundleView:
     days_left: int | None
     extensions_used: int
     available_actions: tuple[str, ...]
+    #: The contract block of SPEC §11, from ``active`` on (``None`` before).
+    contract: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "code": self.code,
             "state": self.state,
             "trial_ends_at": None if self.trial_ends_at is None else self.trial_ends_at.isoformat(),
@@ -62,6 +65,9 @@ class BundleView:
             "extensions_used": self.extensions_used,
             "available_actions": list(self.available_actions),
         }
+        if self.contract is not None:
+            data["contract"] = self.contract
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +92,8 @@ def service_access(
     assert service is not None
     standalone_url = catalog.standalone_url(code, org_id)
     bundle_url = catalog.bundle_url(code, org_id)
-    if state == BundleState.ACTIVE:
+    if state in BundleState.CONTRACTED:
+        # past_due is a grace period: access stays (SPEC §11).
         return ServiceAccess(code, PAID, BUNDLE, BUNDLE, bundle_url)
     if purchased:
         if state == BundleState.TRIAL:
@@ -98,7 +105,7 @@ def service_access(
         return ServiceAccess(code, PAID, STANDALONE, STANDALONE, standalone_url)
     if state == BundleState.TRIAL:
         return ServiceAccess(code, TRIAL, BUNDLE, BUNDLE, bundle_url)
-    if state == BundleState.CANCELLED:
+    if state in (BundleState.CANCELLED, BundleState.ENDED):
         return ServiceAccess(code, FREE, NONE, STANDALONE, standalone_url)
     if state == BundleState.TRIAL_EXPIRED:
         return ServiceAccess(code, NONE, NONE, NONE, None, NOTE_DECISION)
@@ -117,6 +124,7 @@ def access_view(facts: OrganizationFacts, catalog: Catalog, now: datetime) -> Ac
         days_left=days_left(facts, now),
         extensions_used=0 if trial is None else trial.extensions_used,
         available_actions=tuple(available_actions(facts, catalog.bundle, now)),
+        contract=contract_block(facts),
     )
     services = tuple(
         service_access(catalog, facts.organization_id, code, state, code in purchased)

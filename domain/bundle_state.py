@@ -4,6 +4,13 @@
 from ``trial`` or ``trial_expired``: upgrade → ``active``, cancel →
 ``cancelled``, extend → ``trial``. From ``none`` or ``cancelled``: upgrade →
 ``active``. One trial per organization in its life.
+
+After the upgrade (SPEC §11): ``active`` → (a renewal payment fails) →
+``past_due`` → (paid) → ``active``; ``active`` or ``past_due`` → ``ended``
+(cancelled at period end, or the last payment attempt failed). From
+``ended``: upgrade → ``active`` (no trial, no standalone credit). The
+contract's states are *recorded* only: a renewal's outcome depends on a
+charge, so nothing is shown before the sweep records it.
 """
 
 from __future__ import annotations
@@ -109,7 +116,7 @@ def extension_window_opens(facts: OrganizationFacts, bundle: Bundle) -> datetime
 def extension_refusal(facts: OrganizationFacts, bundle: Bundle, now: datetime) -> str | None:
     """Why the trial cannot be extended now (an error code), or ``None``."""
     state = effective_state(facts, now)
-    if state == BundleState.ACTIVE:
+    if state in BundleState.CONTRACTED:
         return "bundle_already_active"
     if state not in (BundleState.TRIAL, BundleState.TRIAL_EXPIRED) or facts.trial is None:
         return "trial_not_extendable"
@@ -123,7 +130,7 @@ def extension_refusal(facts: OrganizationFacts, bundle: Bundle, now: datetime) -
 
 def cancellation_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
     state = effective_state(facts, now)
-    if state == BundleState.ACTIVE:
+    if state in BundleState.CONTRACTED:
         return "bundle_already_active"
     if state not in (BundleState.TRIAL, BundleState.TRIAL_EXPIRED):
         return "trial_not_cancellable"
@@ -132,15 +139,17 @@ def cancellation_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
 
 def start_trial_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
     state = effective_state(facts, now)
-    if state == BundleState.ACTIVE:
+    if state in BundleState.CONTRACTED:
         return "bundle_already_active"
-    if facts.trial_used:
+    # An organization that has had the paid bundle buys it again; it is not
+    # offered a trial of what it already used (SPEC §11, docs/domain.md).
+    if facts.trial_used or facts.contract is not None:
         return "trial_already_used"
     return _checkout_refusal(facts)
 
 
 def upgrade_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
-    if effective_state(facts, now) == BundleState.ACTIVE:
+    if effective_state(facts, now) in BundleState.CONTRACTED:
         return "bundle_already_active"
     return _checkout_refusal(facts)
 
@@ -152,7 +161,7 @@ def standalone_plan_refusal(facts: OrganizationFacts, now: datetime) -> str | No
     accepted quote's credits nor terminated by the purchase: the money paid
     for it would be lost. What was quoted is what is bought (SPEC §11).
     """
-    if effective_state(facts, now) == BundleState.ACTIVE:
+    if effective_state(facts, now) in BundleState.CONTRACTED:
         return "bundle_already_active"
     return _checkout_refusal(facts)
 
@@ -164,6 +173,45 @@ def admins_change_refusal(facts: OrganizationFacts) -> str | None:
     while it is pending would buy for someone the carry-over rule refused.
     """
     return _checkout_refusal(facts)
+
+
+def contract_cancellation_refusal(facts: OrganizationFacts) -> str | None:
+    """Why the contract cannot be cancelled now (an error code), or ``None``.
+
+    ``active``: it is set to end at its period's end; ``past_due``: it ends at
+    once. A renewal charge in flight must settle first (its outcome decides
+    what a cancellation means).
+    """
+    contract = facts.contract
+    if facts.bundle_state not in BundleState.CONTRACTED or contract is None:
+        return "no_active_contract"
+    if contract.pending_renewal is not None:
+        return "renewal_in_progress"
+    if contract.terms.cancel_at_period_end:
+        return "cancellation_already_scheduled"
+    return None
+
+
+def withdrawal_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
+    """Why a scheduled cancellation cannot be withdrawn now, or ``None``."""
+    contract = facts.contract
+    if facts.bundle_state not in BundleState.CONTRACTED or contract is None:
+        return "no_active_contract"
+    if not contract.terms.cancel_at_period_end:
+        return "no_cancellation_scheduled"
+    if now >= contract.terms.current_period_end:
+        return "contract_period_ended"
+    return None
+
+
+def payment_method_refusal(facts: OrganizationFacts) -> str | None:
+    """Why the card on file cannot be replaced now, or ``None``."""
+    contract = facts.contract
+    if facts.bundle_state not in BundleState.CONTRACTED or contract is None:
+        return "no_active_contract"
+    if contract.pending_renewal is not None:
+        return "renewal_in_progress"
+    return None
 
 
 def _checkout_refusal(facts: OrganizationFacts) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from domain.errors import CatalogError
@@ -64,6 +65,9 @@ class Bundle:
     trial_will_end_days: int = 3
     #: ``bundle.renewal_upcoming`` is recorded this many days before a yearly renewal.
     renewal_upcoming_days: int = 7
+    #: A failed renewal is retried this many days after the period's end, in
+    #: order; after the last failed retry the contract ends (SPEC §11).
+    dunning_retry_days: tuple[int, ...] = (1, 3, 7)
 
     def price_per_user_month(self, billing_period: str) -> int:
         return self.prices[billing_period]
@@ -226,6 +230,7 @@ def parse_catalog(document: Mapping[str, Any], source: str) -> Catalog:
         add_ons=tuple(add_ons),
         tax_rate_percent=tax,
         **_reminder_days(reader, raw_bundle),
+        **_dunning_retry_days(reader, raw_bundle),
     )
     # Services outside the bundle have no place in an access view of the bundle.
     in_bundle = set(bundle.services)
@@ -266,7 +271,7 @@ def _parse_issuer(reader: _Reader, raw: Mapping[str, Any]) -> Issuer:
     )
 
 
-def _reminder_days(reader: _Reader, raw_bundle: Mapping[str, Any]) -> dict[str, int]:
+def _reminder_days(reader: _Reader, raw_bundle: Mapping[str, Any]) -> dict[str, Any]:
     """``[bundle.reminders]`` (optional): how many days ahead reminders are recorded."""
     raw = raw_bundle.get("reminders")
     if raw is None:
@@ -278,6 +283,22 @@ def _reminder_days(reader: _Reader, raw_bundle: Mapping[str, Any]) -> dict[str, 
         for name in ("trial_will_end", "renewal_upcoming")
         if name in raw
     }
+
+
+def _dunning_retry_days(reader: _Reader, raw_bundle: Mapping[str, Any]) -> dict[str, Any]:
+    """``bundle.dunning_retry_days`` (optional): increasing whole days after the period's end."""
+    if "dunning_retry_days" not in raw_bundle:
+        return {}
+    key = "bundle.dunning_retry_days"
+    raw = raw_bundle["dunning_retry_days"]
+    problem = "must be an array of increasing positive integers (days after the period's end)"
+    if not isinstance(raw, list) or any(
+        isinstance(day, bool) or not isinstance(day, int) or day < 1 for day in raw
+    ):
+        raise CatalogError(reader.source, key, problem)
+    if any(later <= earlier for earlier, later in pairwise(raw)):
+        raise CatalogError(reader.source, key, problem)
+    return {"dunning_retry_days": tuple(raw)}
 
 
 class _Reader:

@@ -23,8 +23,11 @@ from eventsourcing.domain import Aggregate
 from domain.facts import (
     BundleState,
     ContractFacts,
+    ContractTerms,
     OrganizationFacts,
+    PaymentMethod,
     PendingCheckout,
+    PendingRenewal,
     ServiceAdmins,
     StandaloneSubscription,
     TrialFacts,
@@ -255,21 +258,44 @@ class UpgradePurchased(OrganizationEvent):
     billing_contact: dict[str, Any]
 
     def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
-        contract = ContractFacts(
-            checkout_id=self.checkout_id,
+        start = datetime.fromisoformat(self.contract_start)
+        # The organization's credit balance outlives a contract that ended: a
+        # second purchase adds its own unapplied credit to what is left.
+        carried = 0 if facts.contract is None else facts.contract.terms.credit_balance
+        terms = ContractTerms(
             billing_period=self.billing_period,
             seats=self.seats,
             add_ons=tuple((a["code"], a["quantity"]) for a in self.add_ons),
-            starts_at=datetime.fromisoformat(self.contract_start),
-            ends_at=datetime.fromisoformat(self.contract_end),
+            current_period_start=start,
+            current_period_end=datetime.fromisoformat(self.contract_end),
+            payment_method=payment_method_of(self.payment),
+            credit_balance=carried + self.unapplied_credit,
+        )
+        contract = ContractFacts(
+            checkout_id=self.checkout_id,
+            terms=terms,
             total=self.total,
             charge_id=self.payment["charge_id"],
+            started_at=start,
+            anchor=start,
+            billing_contact=dict(self.billing_contact),
         )
         return facts.updated(
             bundle_state=BundleState.ACTIVE,
             pending_checkout=None,
             contract=contract,
         )
+
+
+def payment_method_of(payment: dict[str, Any]) -> PaymentMethod:
+    """The card a payment reference names (``payment_method`` is the gateway's
+    reusable ``pm_…``; absent on references recorded before SPEC §11)."""
+    return PaymentMethod(
+        brand=payment.get("brand"),
+        last4=payment.get("last4"),
+        reference=payment.get("payment_method"),
+        gateway=payment.get("gateway"),
+    )
 
 
 class StandaloneContractTerminated(OrganizationEvent):
@@ -280,6 +306,168 @@ class StandaloneContractTerminated(OrganizationEvent):
 
     def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
         return facts.updated(terminated_services=(*facts.terminated_services, self.service))
+
+
+# -- the contract's life (SPEC §11) ------------------------------------------------
+
+
+def _contract(facts: OrganizationFacts) -> ContractFacts:
+    assert facts.contract is not None, "a contract event needs a contract"
+    return facts.contract
+
+
+class RenewalChargeStarted(OrganizationEvent):
+    """The intent of a renewal charge, recorded before the gateway is called (§5's order).
+
+    ``charge`` is :meth:`domain.contract.RenewalCharge.to_dict`: exactly what is
+    charged, with ``renewal_id`` as the gateway's idempotency key.
+    """
+
+    renewal_id: str
+    attempt: int
+    scheduled: bool
+    charge: dict[str, Any]
+    #: The gateway's reusable payment method charged (``None``: no card on file).
+    payment_method: str | None
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        contract = _contract(facts)
+        pending = PendingRenewal(
+            renewal_id=self.renewal_id,
+            started_at=self.timestamp,
+            attempt=self.attempt,
+            scheduled=self.scheduled,
+            charge=dict(self.charge),
+        )
+        return facts.updated(
+            contract=contract.updated(pending_renewal=pending, attempts=self.attempt)
+        )
+
+
+class BundleRenewed(OrganizationEvent):
+    """The renewal was paid (or cost nothing): a new period with these terms."""
+
+    renewal_id: str
+    attempt: int
+    currency: str
+    billing_period: str
+    seats: int
+    add_ons: list[dict[str, Any]]
+    period_start: str
+    period_end: str
+    lines: list[dict[str, Any]]
+    subtotal: int
+    credit_applied: int
+    tax: int
+    total: int
+    payment: dict[str, Any]
+    invoice: dict[str, Any]
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        contract = _contract(facts)
+        terms = contract.terms.updated(
+            billing_period=self.billing_period,
+            seats=self.seats,
+            add_ons=tuple((a["code"], a["quantity"]) for a in self.add_ons),
+            current_period_start=datetime.fromisoformat(self.period_start),
+            current_period_end=datetime.fromisoformat(self.period_end),
+            scheduled_change=None,
+            credit_balance=contract.terms.credit_balance - self.credit_applied,
+            past_due_since=None,
+            next_payment_attempt_at=None,
+        )
+        if self.payment.get("payment_method"):
+            terms = terms.updated(payment_method=payment_method_of(self.payment))
+        renewed = contract.updated(
+            terms=terms,
+            total=self.total,
+            charge_id=self.payment.get("charge_id"),
+            failed_attempts=0,
+            attempts=0,
+            pending_renewal=None,
+        )
+        return facts.updated(bundle_state=BundleState.ACTIVE, contract=renewed)
+
+
+class RenewalPaymentFailed(OrganizationEvent):
+    """A renewal charge failed: the contract is past due until paid or ended."""
+
+    renewal_id: str
+    attempt: int
+    reason: str
+    #: The next scheduled attempt; ``None`` after the last one (BundleEnded follows).
+    next_attempt_at: str | None
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        contract = _contract(facts)
+        pending = contract.pending_renewal
+        scheduled = pending is None or pending.scheduled
+        terms = contract.terms.updated(
+            past_due_since=contract.terms.past_due_since or self.timestamp,
+            next_payment_attempt_at=None
+            if self.next_attempt_at is None
+            else datetime.fromisoformat(self.next_attempt_at),
+        )
+        failed = contract.updated(
+            terms=terms,
+            failed_attempts=contract.failed_attempts + (1 if scheduled else 0),
+            pending_renewal=None,
+        )
+        return facts.updated(bundle_state=BundleState.PAST_DUE, contract=failed)
+
+
+class BundleEnded(OrganizationEvent):
+    """The contract ended: cancelled at its period's end, or its last payment failed."""
+
+    reason: str
+    #: Who cancelled while past due (the end is then at once); ``None`` when time ended it.
+    by: str | None
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        contract = _contract(facts)
+        ended = contract.updated(
+            terms=contract.terms.updated(past_due_since=None, next_payment_attempt_at=None),
+            pending_renewal=None,
+            ended_at=self.timestamp,
+            end_reason=self.reason,
+        )
+        return facts.updated(bundle_state=BundleState.ENDED, contract=ended)
+
+
+class BundleCancellationScheduled(OrganizationEvent):
+    """The contract will end at its period's end (no refund for the running period)."""
+
+    by: str
+    effective_at: str
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        contract = _contract(facts)
+        return facts.updated(contract=contract.with_terms(cancel_at_period_end=True))
+
+
+class BundleCancellationWithdrawn(OrganizationEvent):
+    """A scheduled cancellation was taken back before the period's end."""
+
+    by: str
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        contract = _contract(facts)
+        return facts.updated(contract=contract.with_terms(cancel_at_period_end=False))
+
+
+class PaymentMethodChanged(OrganizationEvent):
+    """The card on file was replaced (a token saved at the gateway; no card data)."""
+
+    by: str
+    gateway: str
+    payment_method: str
+    brand: str | None
+    last4: str | None
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        contract = _contract(facts)
+        card = PaymentMethod(self.brand, self.last4, self.payment_method, self.gateway)
+        return facts.updated(contract=contract.with_terms(payment_method=card))
 
 
 EVENT_CLASSES: tuple[type[OrganizationEvent], ...] = (
@@ -297,6 +485,13 @@ EVENT_CLASSES: tuple[type[OrganizationEvent], ...] = (
     StandaloneContractTerminated,
     TrialEndReminderRecorded,
     RenewalReminderRecorded,
+    RenewalChargeStarted,
+    BundleRenewed,
+    RenewalPaymentFailed,
+    BundleEnded,
+    BundleCancellationScheduled,
+    BundleCancellationWithdrawn,
+    PaymentMethodChanged,
 )
 
 EVENTS_BY_NAME = {cls.__name__: cls for cls in EVENT_CLASSES}

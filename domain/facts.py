@@ -9,7 +9,7 @@ in the audit replay tool (which folds events from nothing).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -24,8 +24,14 @@ class BundleState:
     TRIAL_EXPIRED = "trial_expired"
     CANCELLED = "cancelled"
     ACTIVE = "active"
+    #: A renewal payment failed; access stays while it is retried (SPEC §11).
+    PAST_DUE = "past_due"
+    #: The contract ended (cancelled at period end, or the last attempt failed).
+    ENDED = "ended"
 
-    ALL = (NONE, TRIAL, TRIAL_EXPIRED, CANCELLED, ACTIVE)
+    ALL = (NONE, TRIAL, TRIAL_EXPIRED, CANCELLED, ACTIVE, PAST_DUE, ENDED)
+    #: The states in which a paid contract runs (paid · bundle · bundle URL).
+    CONTRACTED = (ACTIVE, PAST_DUE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,17 +87,219 @@ class PendingCheckout:
     add_ons: tuple[tuple[str, int], ...]
 
 
+AddOns = tuple[tuple[str, int], ...]
+
+
 @dataclass(frozen=True, slots=True)
-class ContractFacts:
-    checkout_id: str
+class PaymentMethod:
+    """The card on file: what is shown (brand, last 4) and the gateway's reusable
+    reference (``pm_…``) that later charges use. Never card data."""
+
+    brand: str | None
+    last4: str | None
+    #: The gateway's reusable payment method (``None``: nothing was ever charged).
+    reference: str | None = None
+    gateway: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "brand": self.brand,
+            "last4": self.last4,
+            "reference": self.reference,
+            "gateway": self.gateway,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PaymentMethod:
+        return cls(data.get("brand"), data.get("last4"), data.get("reference"), data.get("gateway"))
+
+    def shown(self) -> dict[str, Any]:
+        """The contract block's ``payment_method``: ``{brand, last4}``."""
+        return {"brand": self.brand, "last4": self.last4}
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledChange:
+    """Terms that take effect at the next renewal (SPEC §11); ``None`` keeps a term."""
+
+    seats: int | None = None
+    add_ons: AddOns | None = None
+    billing_period: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seats": self.seats,
+            "add_ons": None
+            if self.add_ons is None
+            else [{"code": code, "quantity": qty} for code, qty in self.add_ons],
+            "billing_period": self.billing_period,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScheduledChange:
+        add_ons = data.get("add_ons")
+        return cls(
+            seats=data.get("seats"),
+            add_ons=None
+            if add_ons is None
+            else tuple((a["code"], int(a["quantity"])) for a in add_ons),
+            billing_period=data.get("billing_period"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ContractTerms:
+    """The contract's terms (SPEC §11): the one dataclass the contract block,
+    ``GET .../subscription``, renewals and changes read. Extend it here."""
+
     billing_period: str
     seats: int
-    add_ons: tuple[tuple[str, int], ...]
-    starts_at: datetime
-    ends_at: datetime
+    add_ons: AddOns
+    current_period_start: datetime
+    current_period_end: datetime
+    payment_method: PaymentMethod
+    cancel_at_period_end: bool = False
+    scheduled_change: ScheduledChange | None = None
+    #: Money the organization holds with us (minor units, never negative).
+    credit_balance: int = 0
+    #: While renewal payments fail: since when, and when the next attempt is.
+    past_due_since: datetime | None = None
+    next_payment_attempt_at: datetime | None = None
+
+    def updated(self, **changes: Any) -> ContractTerms:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The §11 contract block (``past_due_*`` only while payments fail)."""
+        data: dict[str, Any] = {
+            "billing_period": self.billing_period,
+            "seats": self.seats,
+            "add_ons": [{"code": code, "quantity": qty} for code, qty in self.add_ons],
+            "current_period_start": self.current_period_start.isoformat(),
+            "current_period_end": self.current_period_end.isoformat(),
+            "cancel_at_period_end": self.cancel_at_period_end,
+            "scheduled_change": None
+            if self.scheduled_change is None
+            else self.scheduled_change.to_dict(),
+            "credit_balance": self.credit_balance,
+            "payment_method": self.payment_method.shown(),
+        }
+        if self.past_due_since is not None:
+            data["past_due_since"] = self.past_due_since.isoformat()
+            data["next_payment_attempt_at"] = _dt(self.next_payment_attempt_at)
+        return data
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON form kept in snapshots and view rows (the card's reference too)."""
+        return {
+            **self.to_dict(),
+            "payment_method": self.payment_method.to_dict(),
+            "past_due_since": _dt(self.past_due_since),
+            "next_payment_attempt_at": _dt(self.next_payment_attempt_at),
+        }
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> ContractTerms:
+        change = data.get("scheduled_change")
+        return cls(
+            billing_period=data["billing_period"],
+            seats=data["seats"],
+            add_ons=tuple((a["code"], int(a["quantity"])) for a in data["add_ons"]),
+            current_period_start=_req_dt(data["current_period_start"]),
+            current_period_end=_req_dt(data["current_period_end"]),
+            payment_method=PaymentMethod.from_dict(data["payment_method"]),
+            cancel_at_period_end=bool(data.get("cancel_at_period_end", False)),
+            scheduled_change=None if change is None else ScheduledChange.from_dict(change),
+            credit_balance=int(data.get("credit_balance", 0)),
+            past_due_since=_parse_dt(data.get("past_due_since")),
+            next_payment_attempt_at=_parse_dt(data.get("next_payment_attempt_at")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRenewal:
+    """A renewal charge recorded as intended and not yet settled (SPEC §5's order)."""
+
+    renewal_id: str
+    started_at: datetime
+    #: 1 for the charge at the period's end, then one more per retry.
+    attempt: int
+    #: Whether this attempt is one of the dunning schedule's (a retry after a
+    #: card change is not: its failure leaves the schedule as it was).
+    scheduled: bool
+    #: The charge as recorded in RenewalChargeStarted (exactly what is charged).
+    charge: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "renewal_id": self.renewal_id,
+            "started_at": self.started_at.isoformat(),
+            "attempt": self.attempt,
+            "scheduled": self.scheduled,
+            "charge": self.charge,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PendingRenewal:
+        return cls(
+            renewal_id=data["renewal_id"],
+            started_at=_req_dt(data["started_at"]),
+            attempt=int(data["attempt"]),
+            scheduled=bool(data["scheduled"]),
+            charge=dict(data["charge"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ContractFacts:
+    """The paid bundle contract, from the upgrade until it ends (and after)."""
+
+    #: The checkout whose purchase started the contract.
+    checkout_id: str
+    terms: ContractTerms
+    #: The total and charge id of the contract's latest charge (``None``: nothing charged).
     total: int
-    #: ``None`` when nothing was charged (a total of 0).
     charge_id: str | None
+    #: When the contract started, and the moment its periods are counted from
+    #: (periods end ``n`` calendar months after it, so month ends do not drift).
+    started_at: datetime
+    anchor: datetime
+    billing_contact: dict[str, Any] = field(default_factory=dict)
+    #: Scheduled attempts failed since the period's end (the dunning count).
+    failed_attempts: int = 0
+    #: Every attempt made for the current renewal (scheduled or not).
+    attempts: int = 0
+    pending_renewal: PendingRenewal | None = None
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+
+    # The first names of the terms, still read by older code.
+    @property
+    def billing_period(self) -> str:
+        return self.terms.billing_period
+
+    @property
+    def seats(self) -> int:
+        return self.terms.seats
+
+    @property
+    def add_ons(self) -> AddOns:
+        return self.terms.add_ons
+
+    @property
+    def starts_at(self) -> datetime:
+        return self.terms.current_period_start
+
+    @property
+    def ends_at(self) -> datetime:
+        """The current period's end: the next renewal."""
+        return self.terms.current_period_end
+
+    def updated(self, **changes: Any) -> ContractFacts:
+        return replace(self, **changes)
+
+    def with_terms(self, **changes: Any) -> ContractFacts:
+        return replace(self, terms=replace(self.terms, **changes))
 
 
 # Not ``slots``: :meth:`OrganizationFacts.updated` copies the instance dict,
@@ -239,18 +447,7 @@ def facts_to_dict(facts: OrganizationFacts) -> dict[str, Any]:
             "billing_contact": pending.billing_contact,
             "add_ons": [[code, qty] for code, qty in pending.add_ons],
         },
-        "contract": None
-        if contract is None
-        else {
-            "checkout_id": contract.checkout_id,
-            "billing_period": contract.billing_period,
-            "seats": contract.seats,
-            "add_ons": [[code, qty] for code, qty in contract.add_ons],
-            "starts_at": contract.starts_at.isoformat(),
-            "ends_at": contract.ends_at.isoformat(),
-            "total": contract.total,
-            "charge_id": contract.charge_id,
-        },
+        "contract": None if contract is None else contract_to_dict(contract),
         "terminated_services": list(facts.terminated_services),
         "trial_reminded_for": _dt(facts.trial_reminded_for),
         "renewal_reminded_for": _dt(facts.renewal_reminded_for),
@@ -312,20 +509,59 @@ def facts_from_dict(data: dict[str, Any]) -> OrganizationFacts:
             billing_contact=pending["billing_contact"],
             add_ons=tuple((code, qty) for code, qty in pending["add_ons"]),
         ),
-        contract=None
-        if contract is None
-        else ContractFacts(
-            checkout_id=contract["checkout_id"],
-            billing_period=contract["billing_period"],
-            seats=contract["seats"],
-            add_ons=tuple((code, qty) for code, qty in contract["add_ons"]),
-            starts_at=_req_dt(contract["starts_at"]),
-            ends_at=_req_dt(contract["ends_at"]),
-            total=contract["total"],
-            charge_id=contract["charge_id"],
-        ),
+        contract=None if contract is None else contract_from_dict(contract),
         terminated_services=tuple(data.get("terminated_services", [])),
         trial_reminded_for=_parse_dt(data.get("trial_reminded_for")),
         renewal_reminded_for=_parse_dt(data.get("renewal_reminded_for")),
         chain_head=data.get("chain_head", GENESIS_LINK),
+    )
+
+
+def contract_to_dict(contract: ContractFacts) -> dict[str, Any]:
+    pending = contract.pending_renewal
+    return {
+        "checkout_id": contract.checkout_id,
+        "terms": contract.terms.stored(),
+        "total": contract.total,
+        "charge_id": contract.charge_id,
+        "started_at": contract.started_at.isoformat(),
+        "anchor": contract.anchor.isoformat(),
+        "billing_contact": dict(contract.billing_contact),
+        "failed_attempts": contract.failed_attempts,
+        "attempts": contract.attempts,
+        "pending_renewal": None if pending is None else pending.to_dict(),
+        "ended_at": _dt(contract.ended_at),
+        "end_reason": contract.end_reason,
+    }
+
+
+def contract_from_dict(data: dict[str, Any]) -> ContractFacts:
+    """Read the contract's JSON form, including the first form (before SPEC §11),
+    which held the first period's terms flat."""
+    if "terms" in data:
+        terms = ContractTerms.from_stored(data["terms"])
+    else:
+        terms = ContractTerms(
+            billing_period=data["billing_period"],
+            seats=data["seats"],
+            add_ons=tuple((code, qty) for code, qty in data["add_ons"]),
+            current_period_start=_req_dt(data["starts_at"]),
+            current_period_end=_req_dt(data["ends_at"]),
+            payment_method=PaymentMethod(None, None),
+        )
+    pending = data.get("pending_renewal")
+    started_at = _req_dt(data.get("started_at") or terms.current_period_start.isoformat())
+    return ContractFacts(
+        checkout_id=data["checkout_id"],
+        terms=terms,
+        total=data["total"],
+        charge_id=data["charge_id"],
+        started_at=started_at,
+        anchor=_req_dt(data.get("anchor") or started_at.isoformat()),
+        billing_contact=dict(data.get("billing_contact") or {}),
+        failed_attempts=int(data.get("failed_attempts", 0)),
+        attempts=int(data.get("attempts", 0)),
+        pending_renewal=None if pending is None else PendingRenewal.from_dict(pending),
+        ended_at=_parse_dt(data.get("ended_at")),
+        end_reason=data.get("end_reason"),
     )

@@ -24,19 +24,38 @@ from domain import events as ev
 from domain.bundle_state import (
     admins_change_refusal,
     cancellation_refusal,
+    contract_cancellation_refusal,
     effective_state,
     extension_refusal,
+    payment_method_refusal,
     standalone_plan_refusal,
     start_trial_refusal,
     upgrade_refusal,
+    withdrawal_refusal,
 )
 from domain.card_numbers import refuse_card_numbers
 from domain.carry_over import CarryOverDecision, may_act_on_bundle, who_may_start_trial
 from domain.catalog import BILLING_PERIODS, Catalog
 from domain.clock import ensure_utc
+from domain.contract import (
+    ENDED_CANCELLED,
+    ENDED_PAYMENT_FAILED,
+    RenewalCharge,
+    end_due,
+    next_attempt_at,
+    renewal_charge,
+    renewal_due,
+)
 from domain.countries import is_iso_country
 from domain.errors import InvalidRequest, NotAllowed, NotFound, StateConflict
-from domain.facts import GENESIS_LINK, BundleState, OrganizationFacts
+from domain.facts import GENESIS_LINK, BundleState, ContractFacts, OrganizationFacts, PendingRenewal
+from domain.invoice import (
+    InvoiceIssuer,
+    InvoicePayment,
+    balance_credit_line,
+    build_invoice,
+    period_line,
+)
 from domain.quote import Quote, UpgradeRequest, compute_quote
 from domain.reminders import TRIAL_WILL_END, due_reminders
 from domain.tamper_evidence import chain_link, event_data, require_plain_json
@@ -422,6 +441,222 @@ class Organization(Aggregate):
         )
         return True
 
+    # -- the contract (SPEC §11) ------------------------------------------------------
+
+    def begin_renewal(
+        self, *, renewal_id: str, at: datetime, catalog: Catalog, retry_now: bool = False
+    ) -> RenewalCharge | None:
+        """Record the intent of a renewal charge (RenewalChargeStarted); ``None`` if none is due.
+
+        ``retry_now``: a past-due contract is retried at once (a new card was
+        put on file); that attempt is outside the dunning schedule.
+        """
+        at = ensure_utc(at)
+        contract = self.facts.contract
+        if retry_now:
+            if (
+                self.facts.bundle_state != BundleState.PAST_DUE
+                or contract is None
+                or contract.pending_renewal is not None
+            ):
+                return None
+        elif not renewal_due(self.facts, at):
+            return None
+        assert contract is not None
+        charge = renewal_charge(catalog.bundle, contract)
+        self.trigger_event(
+            ev.RenewalChargeStarted,
+            timestamp=at,
+            renewal_id=renewal_id,
+            attempt=contract.attempts + 1,
+            scheduled=not retry_now,
+            charge=charge.to_dict(),
+            payment_method=contract.terms.payment_method.reference,
+        )
+        return charge
+
+    def complete_renewal(
+        self,
+        *,
+        renewal_id: str,
+        payment: dict[str, Any],
+        invoice_number: str,
+        issued_at: datetime,
+        at: datetime,
+        catalog: Catalog,
+    ) -> bool:
+        """Record BundleRenewed with its invoice; ``False`` if the intent is settled already."""
+        at = ensure_utc(at)
+        contract, pending = self._pending_renewal(renewal_id)
+        if pending is None:
+            return False
+        charge = pending.charge
+        invoice = build_invoice(
+            number=invoice_number,
+            issued_at=issued_at,
+            kind="renewal",
+            charge_key=renewal_id,
+            currency=charge["currency"],
+            issuer=InvoiceIssuer.from_catalog(catalog.issuer),
+            billing_contact=contract.billing_contact,
+            lines=[
+                period_line(
+                    catalog.bundle,
+                    kind=line["kind"],
+                    code=line["code"],
+                    quantity=line["quantity"],
+                    unit_price=line["unit_price"],
+                    months=line["months"],
+                    billing_period=charge["billing_period"],
+                )
+                for line in charge["lines"]
+            ],
+            credits=[balance_credit_line(charge["credit_applied"])]
+            if charge["credit_applied"]
+            else [],
+            payment=InvoicePayment.no_charge()
+            if charge["total"] == 0
+            else InvoicePayment.card(payment.get("brand"), payment.get("last4")),
+            period_start=datetime.fromisoformat(charge["period_start"]),
+            period_end=datetime.fromisoformat(charge["period_end"]),
+        )
+        if invoice.total != charge["total"]:  # pragma: no cover - one rule for both
+            msg = f"invoice total {invoice.total} is not the charged {charge['total']}"
+            raise ValueError(msg)
+        self.trigger_event(
+            ev.BundleRenewed,
+            timestamp=at,
+            renewal_id=renewal_id,
+            attempt=pending.attempt,
+            currency=charge["currency"],
+            billing_period=charge["billing_period"],
+            seats=charge["seats"],
+            add_ons=charge["add_ons"],
+            period_start=charge["period_start"],
+            period_end=charge["period_end"],
+            lines=charge["lines"],
+            subtotal=charge["subtotal"],
+            credit_applied=charge["credit_applied"],
+            tax=charge["tax"],
+            total=charge["total"],
+            payment=dict(payment),
+            invoice=invoice.to_dict(),
+        )
+        return True
+
+    def fail_renewal(self, *, renewal_id: str, reason: str, at: datetime, catalog: Catalog) -> bool:
+        """Record RenewalPaymentFailed (and, after the last attempt, the end)."""
+        at = ensure_utc(at)
+        contract, pending = self._pending_renewal(renewal_id)
+        if pending is None:
+            return False
+        if pending.scheduled:
+            upcoming = next_attempt_at(
+                contract.terms.current_period_end,
+                contract.failed_attempts + 1,
+                catalog.bundle.dunning_retry_days,
+            )
+        else:
+            # A retry after a card change leaves the dunning schedule as it was.
+            upcoming = contract.terms.next_payment_attempt_at
+        self.trigger_event(
+            ev.RenewalPaymentFailed,
+            timestamp=at,
+            renewal_id=renewal_id,
+            attempt=pending.attempt,
+            reason=reason,
+            next_attempt_at=None if upcoming is None else upcoming.isoformat(),
+        )
+        if upcoming is None:
+            self._end_contract(reason=ENDED_PAYMENT_FAILED, by=None, at=at, catalog=catalog)
+        return True
+
+    def end_at_period_end(self, *, at: datetime, catalog: Catalog) -> bool:
+        """Record the end of a contract set to cancel, once its period has ended."""
+        at = ensure_utc(at)
+        if not end_due(self.facts, at):
+            return False
+        self._end_contract(reason=ENDED_CANCELLED, by=None, at=at, catalog=catalog)
+        return True
+
+    def cancel_contract(self, *, by: str, at: datetime, catalog: Catalog) -> None:
+        """Cancel at the period's end (BundleCancellationScheduled); while past due, at once."""
+        refuse_card_numbers({"by": by})
+        at = ensure_utc(at)
+        refusal = contract_cancellation_refusal(self.facts)
+        if refusal is not None:
+            raise StateConflict(_CONTRACT_MESSAGES[refusal], code=refusal)
+        self._require_bundle_rights(by, at)
+        contract = self.facts.contract
+        assert contract is not None
+        if self.facts.bundle_state == BundleState.PAST_DUE:
+            self._end_contract(reason=ENDED_CANCELLED, by=by, at=at, catalog=catalog)
+            return
+        self.trigger_event(
+            ev.BundleCancellationScheduled,
+            timestamp=at,
+            by=by,
+            effective_at=contract.terms.current_period_end.isoformat(),
+        )
+
+    def withdraw_cancellation(self, *, by: str, at: datetime) -> None:
+        refuse_card_numbers({"by": by})
+        at = ensure_utc(at)
+        refusal = withdrawal_refusal(self.facts, at)
+        if refusal is not None:
+            raise StateConflict(_CONTRACT_MESSAGES[refusal], code=refusal)
+        self._require_bundle_rights(by, at)
+        self.trigger_event(ev.BundleCancellationWithdrawn, timestamp=at, by=by)
+
+    def change_payment_method(
+        self,
+        *,
+        by: str,
+        gateway: str,
+        payment_method: str,
+        brand: str | None,
+        last4: str | None,
+        at: datetime,
+    ) -> None:
+        """Put a new card on file (a gateway's reusable payment method, never card data)."""
+        refuse_card_numbers({"by": by})
+        at = ensure_utc(at)
+        refusal = payment_method_refusal(self.facts)
+        if refusal is not None:
+            raise StateConflict(_CONTRACT_MESSAGES[refusal], code=refusal)
+        self._require_bundle_rights(by, at)
+        self.trigger_event(
+            ev.PaymentMethodChanged,
+            timestamp=at,
+            by=by,
+            gateway=gateway,
+            payment_method=payment_method,
+            brand=brand,
+            last4=last4,
+        )
+
+    def check_contract_rights(self, *, by: str, at: datetime) -> None:
+        """Refuse (before any gateway call) what :meth:`change_payment_method` would."""
+        at = ensure_utc(at)
+        refusal = payment_method_refusal(self.facts)
+        if refusal is not None:
+            raise StateConflict(_CONTRACT_MESSAGES[refusal], code=refusal)
+        self._require_bundle_rights(by, at)
+
+    def _end_contract(self, *, reason: str, by: str | None, at: datetime, catalog: Catalog) -> None:
+        self.trigger_event(ev.BundleEnded, timestamp=at, reason=reason, by=by)
+        for code in catalog.service_codes:
+            self.trigger_event(ev.ServiceDowngradedToFree, timestamp=at, service=code)
+
+    def _pending_renewal(self, renewal_id: str) -> tuple[ContractFacts, PendingRenewal | None]:
+        contract = self.facts.contract
+        if contract is None:
+            raise StateConflict(_CONTRACT_MESSAGES["no_active_contract"], code="no_active_contract")
+        pending = contract.pending_renewal
+        if pending is None or pending.renewal_id != renewal_id:
+            return contract, None
+        return contract, pending
+
     # -- helpers -----------------------------------------------------------------
 
     def _already_purchased(self, checkout_id: str) -> bool:
@@ -492,6 +727,13 @@ _CONFLICT_MESSAGES = {
     "trial_extension_limit_reached": "The trial has already been extended.",
     "trial_not_cancellable": "There is no trial to cancel.",
     "checkout_in_progress": "An upgrade checkout is already in progress.",
+}
+_CONTRACT_MESSAGES = {
+    "no_active_contract": "The organization has no running bundle contract.",
+    "renewal_in_progress": "A renewal payment is being processed; try again in a moment.",
+    "cancellation_already_scheduled": "The contract is already set to end at its period's end.",
+    "no_cancellation_scheduled": "No cancellation is scheduled.",
+    "contract_period_ended": "The contract's period has ended; the cancellation took effect.",
 }
 _STANDALONE_PLAN_MESSAGES = {
     "bundle_already_active": "The bundle is active: its services are no longer sold standalone.",

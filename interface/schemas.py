@@ -186,6 +186,44 @@ class SubscriptionRecordedSchema(CommandResultSchema):
     service = fields.String(required=True)
 
 
+class ContractAddOnSchema(Schema):
+    code = fields.String(required=True)
+    quantity = fields.Integer(required=True)
+
+
+class ScheduledChangeSchema(Schema):
+    """What takes effect at the next renewal; a null term is kept as it is."""
+
+    seats = fields.Integer(required=True, allow_none=True)
+    add_ons = fields.List(fields.Nested(ContractAddOnSchema), required=True, allow_none=True)
+    billing_period = fields.String(required=True, allow_none=True)
+
+
+class CardOnFileSchema(Schema):
+    brand = fields.String(required=True, allow_none=True)
+    last4 = fields.String(required=True, allow_none=True)
+
+
+class ContractTermsSchema(Schema):
+    """The contract block of SPEC §11 (domain.facts.ContractTerms.to_dict)."""
+
+    billing_period = fields.String(required=True, validate=validate.OneOf(BILLING_PERIODS))
+    seats = fields.Integer(required=True)
+    add_ons = fields.List(fields.Nested(ContractAddOnSchema), required=True)
+    current_period_start = fields.String(required=True)
+    current_period_end = fields.String(required=True)
+    cancel_at_period_end = fields.Boolean(required=True)
+    scheduled_change = fields.Nested(ScheduledChangeSchema, required=True, allow_none=True)
+    credit_balance = fields.Integer(required=True)
+    payment_method = fields.Nested(CardOnFileSchema, required=True)
+    #: Only while renewal payments fail (past_due).
+    past_due_since = fields.String()
+    next_payment_attempt_at = fields.String(allow_none=True)
+    #: Only once the contract ended.
+    ended_at = fields.String(allow_none=True)
+    end_reason = fields.String(allow_none=True)
+
+
 class BundleViewSchema(Schema):
     code = fields.String(required=True)
     state = fields.String(
@@ -196,6 +234,8 @@ class BundleViewSchema(Schema):
     days_left = fields.Integer(required=True, allow_none=True)
     extensions_used = fields.Integer(required=True)
     available_actions = fields.List(fields.String(), required=True)
+    #: From ``active`` on (SPEC §10, §11).
+    contract = fields.Nested(ContractTermsSchema)
 
 
 class ServiceAccessSchema(Schema):

@@ -83,6 +83,14 @@ def yearly_request(seats: int = 10, **add_ons: int) -> UpgradeRequest:
     )
 
 
+def monthly_request(seats: int = 10, **add_ons: int) -> UpgradeRequest:
+    return UpgradeRequest(
+        "monthly",
+        seats,
+        tuple(AddOnRequest(code.replace("_", "-"), qty) for code, qty in add_ons.items()),
+    )
+
+
 def begin_checkout(
     org: Organization,
     *,

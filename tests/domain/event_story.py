@@ -5,16 +5,29 @@ so their stored form is byte-for-byte stable: one organization's whole story
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
 from application.service import SuiteSubscriptions
 from domain.clock import ManualClock
-from tests.domain.builders import CATALOG, CONTACT, ORG_ID, PAYMENT, T0, days, yearly_request
+from tests.domain.builders import (
+    CATALOG,
+    CONTACT,
+    ORG_ID,
+    PAYMENT,
+    T0,
+    days,
+    monthly_request,
+    yearly_request,
+)
 
 REMINDED_ORG_ID = UUID("7d0c5a1e-0000-4000-8000-000000000002")
+CONTRACT_ORG_ID = UUID("7d0c5a1e-0000-4000-8000-000000000003")
+#: The contract story starts at its own fixed moment (a month's last day, in a leap year).
+CONTRACT_START = datetime(2028, 1, 31, 9, 0, tzinfo=UTC)
+CARD_ON_FILE = {**PAYMENT, "payment_method": "pm_0001"}
 MEMORY = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
 
 
@@ -115,6 +128,60 @@ def record_reminders(app: SuiteSubscriptions) -> UUID:
     app.complete_upgrade_checkout(org, checkout_id="chk_0101", payment=PAYMENT)
     clock.advance(days(365 - 7))
     app.record_due_reminders(org)
+    return org
+
+
+def record_contract_life(app: SuiteSubscriptions) -> UUID:
+    """A third organization buys monthly without a trial, changes its card, renews
+    (with an invoice), schedules and withdraws a cancellation, fails its next
+    renewal and, past due, cancels: the contract ends and every service falls to free."""
+    clock = app.clock
+    assert isinstance(clock, ManualClock)
+    clock.set(CONTRACT_START)
+    org = UUID(
+        app.register_organization(
+            name="Gamma", country="JP", owner_user_id="u-owner", organization_id=CONTRACT_ORG_ID
+        ).organization_id
+    )
+    request = monthly_request(4)
+    total = app.quote(org, request).total
+    app.begin_upgrade_checkout(
+        org,
+        by="u-owner",
+        request=request,
+        billing_contact=CONTACT,
+        expected_total=total,
+        idempotency_key="idem-0201",
+        checkout_id="chk_0201",
+    )
+    app.complete_upgrade_checkout(org, checkout_id="chk_0201", payment=CARD_ON_FILE)
+    clock.advance(days(3))
+    app.change_payment_method(
+        org,
+        by="u-owner",
+        gateway="sandbox",
+        payment_method="pm_0002",
+        brand="mastercard",
+        last4="4444",
+    )
+    clock.set(datetime(2028, 2, 29, 9, 0, tzinfo=UTC))
+    app.begin_renewal(org, renewal_id="ren_0001")
+    app.complete_renewal(
+        org,
+        renewal_id="ren_0001",
+        payment={**PAYMENT, "charge_id": "ch_0002", "payment_method": "pm_0002"},
+        invoice_number="SS-2028-000001",
+        issued_at=clock.now(),
+    )
+    clock.advance(days(1))
+    app.cancel_contract(org, by="u-owner")
+    clock.advance(days(1))
+    app.withdraw_contract_cancellation(org, by="u-owner")
+    clock.set(datetime(2028, 3, 31, 9, 0, tzinfo=UTC))
+    app.begin_renewal(org, renewal_id="ren_0002")
+    app.fail_renewal(org, renewal_id="ren_0002", reason="card_declined")
+    clock.advance(days(2))
+    app.cancel_contract(org, by="u-owner")
     return org
 
 
