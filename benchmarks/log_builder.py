@@ -77,6 +77,9 @@ def _subscribe(
     )
 
 
+_LETTERS = str.maketrans("0123456789", "ghijklmnop")
+
+
 def _buy(org: Organization, catalog: Catalog, by: str, at: datetime, *, fail_first: bool) -> None:
     request = UpgradeRequest("yearly", 10, (AddOnRequest("storage-10gb", 2),))
     total = org.quote(request, at=at, catalog=catalog).total
@@ -90,7 +93,9 @@ def _buy(org: Organization, catalog: Catalog, by: str, at: datetime, *, fail_fir
             request=request,
             billing_contact=contact,
             expected_total=total,
-            idempotency_key=f"idem-{org.id.hex}-{attempt}",
+            # Letters for the id's digits: a run of the hex's digits can pass
+            # the card-number check the domain applies to the key.
+            idempotency_key=f"idem-{org.id.hex.translate(_LETTERS)}-{attempt}",
             at=at,
             catalog=catalog,
         )
