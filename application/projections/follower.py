@@ -1,26 +1,10 @@
-"""One follower of the log for every view: the public piece each new read model reuses.
+"""One follower of the log for every view (docs/architecture.md, "The follower").
 
-A view is an ``eventsourcing`` tracking recorder with its own tables; its
-projection is a :class:`BatchProjection` whose ``process_batch`` puts what
-a batch of events changes *with* the batch's tracking, in one transaction
-(like the library's ``examples/ftsprojection``). :class:`Follower` feeds any
-such projection from the application's notification log, a batch at a time,
-after the view's tracked position::
-
-    follower = Follower(app, InvoicesProjection(view=InvoicesView(...)))
-    follower.catch_up()                  # apply what the view has not
-    follower.follow(stop)                # keep it current until ``stop`` is set
-
-SQLite has no ``subscribe()``, so following is polling; on PostgreSQL
-:class:`LogListener` wakes the follower on the events table's ``NOTIFY``.
-Any number of followers of one view may run at once: a view's write takes
-its lock and re-reads its tracked position, so the second skips what the
-first applied (exactly once).
-
-An event that cannot be decoded or applied (application/view_faults.py) is
-passed over — recorded, logged, and given to the projection as ``None`` with
-its tracking, so only the position moves — rather than stop every
-organization's view at it for ever.
+A view is an ``eventsourcing`` tracking recorder; its projection's
+``process_batch`` puts a batch *with* its tracking in one transaction, and
+skips, under the view's lock, what it already applied (exactly once however
+many followers run). An event that cannot be decoded or applied is passed
+over (application/view_faults.py) and handed on as ``None``.
 """
 
 from __future__ import annotations
@@ -33,7 +17,7 @@ from typing import Any, Generic, TypeVar, cast
 
 import psycopg
 from eventsourcing.application import Application
-from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.projection import Projection
 from psycopg.sql import SQL, Identifier
@@ -41,13 +25,10 @@ from psycopg.sql import SQL, Identifier
 from application.view_faults import ViewFaults, cannot_apply, cannot_decode, isolate_faults
 
 DEFAULT_BATCH_SIZE = 500
-
 #: Called with (view's position, target position) after each applied batch.
 Progress = Callable[[int, int], None]
-
-#: A batch: each decoded event with the tracking of its place in the log.
+#: A batch: each decoded event (``None``: passed over) with its place in the log.
 Batch = Sequence[tuple[Any, Tracking]]
-
 TView = TypeVar("TView", bound=TrackingRecorder)
 
 
@@ -59,12 +40,7 @@ class BatchProjection(Projection[TView]):
 
     @abstractmethod
     def process_batch(self, events: Batch) -> int:
-        """Put what ``events`` change, with the last one's tracking; how many were new.
-
-        An event of ``None`` is one the follower passed over (it cannot be
-        decoded or applied): only its tracking counts, as for an event the
-        projection does not show.
-        """
+        """Put what ``events`` change with the last one's tracking; how many were new."""
 
 
 class Follower(Generic[TView]):
@@ -78,9 +54,7 @@ class Follower(Generic[TView]):
         batch_size: int = DEFAULT_BATCH_SIZE,
         faults: ViewFaults | None = None,
     ) -> None:
-        self.app = app
-        self.projection = projection
-        self.batch_size = batch_size
+        self.app, self.projection, self.batch_size = app, projection, batch_size
         #: Where events passed over are recorded (``None``: only logged).
         self.faults = faults
 
@@ -89,67 +63,51 @@ class Follower(Generic[TView]):
         return self.projection.view
 
     def position(self) -> int:
-        """The log position the view has applied (0: nothing yet)."""
         return self.view.max_tracking_id(self.app.name) or 0
 
     def latest_position(self) -> int:
-        """The log's last position (0 for an empty log)."""
         return self.app.recorder.max_notification_id() or 0
 
-    def batches(self, after: int, until: int | None = None) -> Iterator[Batch]:
-        """The decoded log after ``after`` (up to ``until``), ``batch_size`` at a time.
-
-        Read lazily: a consumer that applies each batch before asking for
-        the next sees the log as it grows.
-        """
-        to_domain_event = self.app.mapper.to_domain_event
-        name = self.app.name
+    def notifications(self, after: int, until: int | None) -> Iterator[Sequence[Notification]]:
+        """The log after ``after`` (up to ``until``), a batch at a time, read lazily."""
         while until is None or after < until:
-            notifications = self.app.recorder.select_notifications(
+            found = self.app.recorder.select_notifications(
                 start=after, limit=self.batch_size, stop=until, inclusive_of_start=False
             )
-            if not notifications:
+            if not found:
                 return
-            yield [(to_domain_event(n), Tracking(name, n.id)) for n in notifications]
-            after = notifications[-1].id
+            yield found
+            after = found[-1].id
+
+    def batches(self, after: int, until: int | None = None) -> Iterator[Batch]:
+        decode, name = self.app.mapper.to_domain_event, self.app.name
+        for found in self.notifications(after, until):
+            yield [(decode(n), Tracking(name, n.id)) for n in found]
 
     def catch_up(self, until: int | None = None, progress: Progress | None = None) -> int:
-        """Apply every notification after the view's position (up to ``until``).
+        """Apply the log after the view's position (up to ``until``); the position after."""
+        decode, name = self.app.mapper.to_domain_event, self.app.name
 
-        Returns the view's position afterwards.
-        """
-        after = self.position()
-        name = self.app.name
-        decode = self.app.mapper.to_domain_event
-
-        def apply_one(event: Any, notification: Any) -> None:
+        def apply_one(event: Any, notification: Notification) -> None:
             self.projection.process_batch([(event, Tracking(name, notification.id))])
 
-        while until is None or after < until:
-            notifications = self.app.recorder.select_notifications(
-                start=after, limit=self.batch_size, stop=until, inclusive_of_start=False
-            )
-            if not notifications:
-                break
+        for found in self.notifications(self.position(), until):
             batch: Batch | None = None
             try:
-                batch = [(decode(n), Tracking(name, n.id)) for n in notifications]
+                batch = [(decode(n), Tracking(name, n.id)) for n in found]
                 self.projection.process_batch(batch)
             except Exception as error:
                 if not (cannot_decode(error) if batch is None else cannot_apply(error)):
                     raise
-                # An event of the batch cannot be decoded or applied: the batch
-                # again one event at a time, the bad one recorded and passed over,
-                # so one organization's event never stops every organization's view.
-                isolate_faults(notifications, decode, apply_one, self.faults)
-            after = notifications[-1].id
+                # One at a time, the bad event recorded and passed over: one
+                # organization's event never stops every organization's view.
+                isolate_faults(found, decode, apply_one, self.faults)
             if progress is not None:
-                progress(after, until or self.latest_position())
+                progress(found[-1].id, until or self.latest_position())
         return self.position()
 
     def lag(self) -> dict[str, int]:
-        latest = self.latest_position()
-        position = self.position()
+        latest, position = self.latest_position(), self.position()
         return {
             "latest_position": latest,
             "view_position": position,
@@ -163,11 +121,8 @@ class Follower(Generic[TView]):
         poll_interval: float = 1.0,
         between_batches: Callable[[], None] | None = None,
     ) -> None:
-        """Keep the view current until ``stop`` is set.
-
-        Wakes on PostgreSQL ``NOTIFY`` (when available) or every ``poll_interval``.
-        ``between_batches`` runs after each catch-up (the worker's periodic chores).
-        """
+        """Keep the view current until ``stop``: wakes on ``NOTIFY`` or every ``poll_interval``;
+        ``between_batches`` runs after each catch-up (the worker's chores)."""
         listener = LogListener.for_app(self.app)
         try:
             while not stop.is_set():
@@ -199,14 +154,12 @@ class LogListener:
 
     @classmethod
     def for_app(cls, app: Application[Any]) -> LogListener | None:
-        if isinstance(app.recorder, PostgresApplicationRecorder):
-            return cls(app.recorder)
-        return None
+        recorder = app.recorder
+        return cls(recorder) if isinstance(recorder, PostgresApplicationRecorder) else None
 
     def wait(self, timeout: float, stop: threading.Event) -> None:
         """Return after a notification, ``timeout`` seconds, or soon after ``stop``."""
-        remaining = timeout
-        step = min(timeout, 0.2)  # so that ``stop`` is noticed promptly
+        remaining, step = timeout, min(timeout, 0.2)
         while remaining > 0 and not stop.is_set():
             for _ in self.connection.notifies(timeout=step, stop_after=1):
                 return

@@ -1,20 +1,10 @@
 """The read side the API and the CLI use: one reader per view, read-your-writes.
 
-Who keeps the views current is a setting (``SUITE_VIEW_FOLLOWER``):
-
-- ``api`` (default on ``memory://`` and SQLite): every read first applies
-  whatever the log has that the views have not (usually nothing: one
-  indexed look-up), so the API keeps its views current by itself however
-  many gunicorn workers run, with no other process;
-- ``worker`` (default on PostgreSQL): ``suitesub worker`` follows the log
-  and the API only reads; ``min_position`` waits for the worker.
-
-``min_position`` (read-your-writes) waits at most ``SUITE_MIN_POSITION_TIMEOUT``
-seconds (default 2), then refuses with ``view_not_caught_up`` (HTTP 503,
-``Retry-After``): a caller never gets an older view than it asked for. A
-position beyond the log's end is refused at once (422
-``min_position_ahead_of_log``). On PostgreSQL with a worker the access
-reader is wrapped in the NOTIFY-fed cache (:mod:`~application.projections.view_cache`).
+``SUITE_VIEW_FOLLOWER``: ``api`` (``memory://`` and SQLite default) — every
+read first applies what the log has that the views have not; ``worker``
+(PostgreSQL default) — ``suitesub worker`` follows, the API only reads and
+``min_position`` waits for it, at most ``SUITE_MIN_POSITION_TIMEOUT`` seconds
+(then 503 ``view_not_caught_up``; a position beyond the log is 422 at once).
 """
 
 from __future__ import annotations
@@ -31,7 +21,6 @@ from eventsourcing.sqlite import SQLiteDatastore, SQLiteFactory
 
 from application.errors import OrganizationNotFound, ViewNotCaughtUp
 from application.event_stream import select_organization_notifications
-from application.projections.dialects import Postgres, SQLite
 from application.projections.follower import Follower, connection_kwargs
 from application.projections.rows import OrganizationRow
 from application.projections.view_cache import (
@@ -45,6 +34,8 @@ from application.projections.views import (
     AccessRead,
     OrganizationViews,
     OrganizationViewsProjection,
+    Postgres,
+    SQLite,
 )
 from application.schema import schema_lock
 from application.settings import SettingsError
@@ -60,6 +51,14 @@ DEFAULT_MIN_POSITION_TIMEOUT = 2.0
 MAX_DIRECTORY_PAGE = 500
 
 
+def _setting(env: dict[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).lower()
+    if value not in allowed:
+        msg = f"{name} {value!r}: expected {allowed[0]!r} or {allowed[1]!r}"
+        raise SettingsError(msg)
+    return value
+
+
 def _seconds(env: dict[str, str], name: str, default: float) -> float:
     raw = env.get(name) or str(default)
     try:
@@ -69,53 +68,36 @@ def _seconds(env: dict[str, str], name: str, default: float) -> float:
         raise SettingsError(msg) from None
 
 
-def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, str]) -> str:
-    value = (env.get(name) or default).lower()
-    if value not in allowed:
-        msg = f"{name} {value!r}: expected {allowed[0]!r} or {allowed[1]!r}"
-        raise SettingsError(msg)
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class ViewSettings:
-    #: The API applies pending events itself before reading (else a worker does).
-    follow_on_read: bool
-    #: How long ``min_position`` waits before answering ``view_not_caught_up``.
+    follow_on_read: bool  # the API applies pending events itself (else a worker does)
     min_position_timeout: float
-    #: Keep read access rows in the process, evicted by the views' NOTIFY
-    #: (PostgreSQL with a worker only; ``SUITE_VIEW_CACHE``).
-    view_cache: bool = False
-    #: Seconds a cached row may be served at most (a safety net, not the mechanism).
-    view_cache_ttl: float = DEFAULT_TTL
+    view_cache: bool = False  # the NOTIFY-fed cache (PostgreSQL with a worker only)
+    view_cache_ttl: float = DEFAULT_TTL  # a safety net, not the mechanism
 
     @classmethod
     def from_env(cls, store_kind: str, env: dict[str, str] | None = None) -> ViewSettings:
         env = dict(os.environ if env is None else env)
         default = "worker" if store_kind == "postgres" else "api"
-        follower = _choice(env, "SUITE_VIEW_FOLLOWER", default, ("api", "worker"))
+        follower = _setting(env, "SUITE_VIEW_FOLLOWER", default, ("api", "worker"))
         if store_kind == "memory" and follower == "worker":
             msg = "SUITE_VIEW_FOLLOWER=worker needs a shared store (SQLite or PostgreSQL)"
             raise SettingsError(msg)
-        cache = _choice(env, "SUITE_VIEW_CACHE", "on", ("on", "off"))
+        cache = _setting(env, "SUITE_VIEW_CACHE", "on", ("on", "off")) == "on"
         return cls(
             follow_on_read=follower == "api",
             min_position_timeout=_seconds(
                 env, "SUITE_MIN_POSITION_TIMEOUT", DEFAULT_MIN_POSITION_TIMEOUT
             ),
-            view_cache=cache == "on" and follower == "worker" and store_kind == "postgres",
+            view_cache=cache and follower == "worker" and store_kind == "postgres",
             view_cache_ttl=_seconds(env, "SUITE_VIEW_CACHE_TTL", DEFAULT_TTL),
         )
 
 
 def construct_views(app: Application[Any], prefix: str = LIVE_PREFIX) -> OrganizationViews:
-    """The views on the application's own store, tables created if missing.
-
-    Beside the log they also read its end in the access statement (one
-    snapshot); the ``memory://`` store's views are an in-memory SQLite database.
-    """
-    factory = app.factory
-    log_table = getattr(app.recorder, "events_table_name", None)
+    """The views on the application's own store (so the access statement reads the log's
+    end too), tables created; ``memory://``'s views are an in-memory SQLite database."""
+    factory, log_table = app.factory, getattr(app.recorder, "events_table_name", None)
     if isinstance(factory, SQLiteFactory):
         views = OrganizationViews(factory.datastore, SQLite(), prefix, log_table)
     elif isinstance(factory, PostgresFactory):
@@ -134,15 +116,15 @@ def construct_cache(views: OrganizationViews, ttl: float) -> ViewCache | None:
         return None
     kwargs = connection_kwargs(views.datastore)
 
-    def connect() -> psycopg.Connection[Any]:
-        return psycopg.connect(**kwargs, autocommit=True)
-
     def read_position(connection: psycopg.Connection[Any]) -> int:
         found = connection.execute(views.select_tracked, (UPSTREAM,)).fetchone()
         return int(found[0]) if found else 0
 
     return ViewCache(
-        connect, channel_name(views.prefix, views.datastore.schema), read_position, ttl=ttl
+        lambda: psycopg.connect(**kwargs, autocommit=True),
+        channel_name(views.prefix, views.datastore.schema),
+        read_position,
+        ttl=ttl,
     )
 
 
@@ -158,42 +140,34 @@ class Positions:
     """Read-your-writes over one follower: wait until its view has a position."""
 
     def __init__(self, follower: Follower[Any], settings: ViewSettings) -> None:
-        self.follower = follower
-        self.settings = settings
-        #: A log position the view is known to have applied (seen by this process).
-        self.applied = 0
+        self.follower, self.settings = follower, settings
+        self.applied = 0  # a position this process saw the view apply
 
     def wait_for(self, min_position: int | None) -> None:
-        """Return once the view has applied ``min_position`` (bounded wait).
-
-        A position beyond the log's end was never handed out by this store
-        (commands answer after their events are committed): it is refused at
-        once rather than held for the whole timeout.
-        """
-        if min_position is None and not self.settings.follow_on_read:
+        """Return once the view has applied ``min_position`` (bounded wait); a position
+        beyond the log's end was never handed out, so it is refused at once."""
+        follow = self.settings.follow_on_read
+        if min_position is None and not follow:
             return  # a worker keeps the views; nothing to wait for
         latest = self.follower.latest_position()
         if min_position is not None and min_position > latest:
             raise ahead_of_log(min_position, latest)
-        if self.settings.follow_on_read:
-            # The views never move back: once they applied the log's end, a
-            # read needs only the log's end (one query) to know they still have.
+        if follow:
+            # The views never move back: once they applied the log's end, the
+            # log's end alone (one query) says they still have.
             if latest > self.applied:
                 self.applied = self.follower.catch_up()
             return
         assert min_position is not None
+        follower = self.follower
         try:
-            self.follower.view.wait(
-                self.follower.app.name, min_position, timeout=self.settings.min_position_timeout
-            )
+            timeout = self.settings.min_position_timeout
+            follower.view.wait(follower.app.name, min_position, timeout=timeout)
         except TimeoutError:
-            raise ViewNotCaughtUp(min_position, self.follower.position()) from None
+            raise ViewNotCaughtUp(min_position, follower.position()) from None
 
     def current(self, read: AccessRead, min_position: int | None) -> bool:
-        """Whether a row read with its positions may be served; if not, wait first.
-
-        The rules of :meth:`wait_for`, on positions already read.
-        """
+        """Whether a row read with its positions may be served; if not, wait first."""
         if min_position is not None and min_position > read.latest:
             raise ahead_of_log(min_position, read.latest)
         if self.settings.follow_on_read:
@@ -226,37 +200,29 @@ class AccessReader:
         catalog: Catalog,
         clock: Clock,
     ) -> None:
-        self.app = app
-        self.views = views
-        self.positions = positions
-        self.catalog = catalog
-        self.clock = clock
+        self.app, self.views, self.positions = app, views, positions
+        self.catalog, self.clock = catalog, clock
 
     def read(self, organization_id: str) -> AccessRead:
-        """The row with the log's end and the views' position, in an order that keeps
-        the guarantee (the views never move back, so if ``tracked >= latest`` the
-        row read last includes everything up to ``latest``)."""
+        """The row with the log's end and the views' position: one statement, or (log
+        elsewhere) in an order that keeps the guarantee, as the views never move back."""
         found = self.views.read_access(organization_id)
         if found is not None:
             return found
-        latest = self.positions.follower.latest_position()
-        tracked = self.views.position()
+        latest, tracked = self.positions.follower.latest_position(), self.views.position()
         return AccessRead(self.views.access_row(organization_id), latest, tracked)
 
     def row(
         self, organization_id: UUID, min_position: int | None, *, with_positions: bool = False
     ) -> tuple[OrganizationRow, int | None]:
-        """A row current enough for ``min_position``, and the views' position in the
-        same snapshot when it was read with one (``None`` otherwise)."""
-        key = str(organization_id)
-        positions = self.positions
+        """A row current enough for ``min_position``, and the views' position read in
+        the same snapshot when there was one (``None`` otherwise)."""
+        key, tracked = str(organization_id), None
         row: OrganizationRow | None
-        tracked: int | None = None
-        if with_positions or min_position is not None or positions.settings.follow_on_read:
+        if with_positions or min_position is not None or self.positions.settings.follow_on_read:
             read = self.read(key)
-            row = read.row
-            if positions.current(read, min_position):
-                tracked = read.tracked
+            if self.positions.current(read, min_position):
+                row, tracked = read.row, read.tracked
             else:
                 row = self.views.access_row(key)
         else:
@@ -284,13 +250,15 @@ class AccessReader:
         return row
 
 
+def _refused(field: str, message: str, detail: str) -> InvalidRequest:
+    return InvalidRequest(message, details={field: [detail]})
+
+
 class DirectoryReader:
     """The operators' directory, a page at a time, by the state shown now."""
 
     def __init__(self, views: OrganizationViews, positions: Positions, *, clock: Clock) -> None:
-        self.views = views
-        self.positions = positions
-        self.clock = clock
+        self.views, self.positions, self.clock = views, positions, clock
 
     def organizations(
         self,
@@ -300,36 +268,27 @@ class DirectoryReader:
         limit: int = 50,
         min_position: int | None = None,
     ) -> dict[str, Any]:
-        """A page ordered by organization id; ``next`` (the page's last id) is the cursor.
-
-        ``state`` filters on the state as shown now (a trial past its end is
-        ``trial_expired`` even before the sweep records it).
-        """
+        """A page by organization id, ``next`` its cursor; ``state`` is the state shown
+        now (a trial past its end is ``trial_expired`` before the sweep records it)."""
         if state is not None and state not in BundleState.ALL:
-            raise InvalidRequest(
-                f"Unknown state {state!r}.",
-                details={"state": [f"must be one of: {', '.join(BundleState.ALL)}"]},
-            )
+            one_of = f"must be one of: {', '.join(BundleState.ALL)}"
+            raise _refused("state", f"Unknown state {state!r}.", one_of)
         if not 1 <= limit <= MAX_DIRECTORY_PAGE:
-            raise InvalidRequest(
-                "limit is out of range.",
-                details={"limit": [f"must be between 1 and {MAX_DIRECTORY_PAGE}"]},
-            )
-        if after is not None:
-            try:
-                after = str(UUID(after))
-            except ValueError:
-                raise InvalidRequest(
-                    "after is not an organization id.",
-                    details={"after": ["must be the id of the last organization of a page"]},
-                ) from None
+            between = f"must be between 1 and {MAX_DIRECTORY_PAGE}"
+            raise _refused("limit", "limit is out of range.", between)
+        try:
+            after = None if after is None else str(UUID(after))
+        except ValueError:
+            last = "must be the id of the last organization of a page"
+            raise _refused("after", "after is not an organization id.", last) from None
         self.positions.wait_for(min_position)
         now = self.clock.now()
         entries = self.views.directory(now=now, state=state, after=after, limit=limit + 1)
         page = entries[:limit]
+        more = len(entries) > limit
         return {
             "organizations": [entry.to_dict(now) for entry in page],
-            "next": page[-1].organization_id if len(entries) > limit else None,
+            "next": page[-1].organization_id if more else None,
         }
 
 
@@ -346,23 +305,18 @@ class ReadModel:
         settings: ViewSettings,
         faults: ViewFaults | None = None,
     ) -> None:
-        self.views = views
-        self.settings = settings
+        self.views, self.settings = views, settings
         self.follower = Follower(app, OrganizationViewsProjection(view=views), faults=faults)
-        positions = Positions(self.follower, settings)
+        self.positions = positions = Positions(self.follower, settings)
         self.access_reader = AccessReader(app, views, positions, catalog=catalog, clock=clock)
-        self.view_cache = (
-            construct_cache(views, settings.view_cache_ttl)
-            if (settings.view_cache and not settings.follow_on_read)
-            else None
-        )
+        cached = settings.view_cache and not settings.follow_on_read
+        self.view_cache = construct_cache(views, settings.view_cache_ttl) if cached else None
         self.access_reads: AccessReads = (
             self.access_reader
             if self.view_cache is None
             else CachedAccessReader(self.access_reader, self.view_cache)
         )
         self.directory_reader = DirectoryReader(views, positions, clock=clock)
-        self.positions = positions
 
     def access(self, organization_id: UUID, *, min_position: int | None = None) -> dict[str, Any]:
         return self.access_reads.access(organization_id, min_position=min_position)
@@ -378,7 +332,6 @@ class ReadModel:
         return self.follower.lag()
 
     def catch_up(self) -> int:
-        """Apply whatever the log has that the views have not; the views' position."""
         return self.follower.catch_up()
 
     def close(self) -> None:

@@ -1,27 +1,13 @@
-"""A process-local, read-only copy of access rows, kept current by ``NOTIFY``.
+"""A process's read-only copy of access rows, kept current by the views' ``NOTIFY``
+(PostgreSQL with a worker; ``SUITE_VIEW_CACHE=off`` turns it off).
 
-PostgreSQL with a worker only (``SUITE_VIEW_FOLLOWER=worker``; off with
-``SUITE_VIEW_CACHE=off``). Every transaction that writes the live views
-sends, from inside that transaction (so at its commit, in commit order), a
-notification on the views' channel: the position it tracked and the ids of
-the organizations whose rows it wrote, or ``flush`` when they do not fit
-(or when ``audit rebuild --apply`` replaced every row). A thread per API
-process ``LISTEN``s on its own connection and, for each notification,
-evicts the rows named (or all of them) and raises :attr:`ViewCache.position`,
-both under one lock, so a cached row is always the stored row as of
-``position``.
-
-A row enters the cache only if the read that found it saw the views at
-``position`` or later (the row and the tracked position come from one
-statement's snapshot): a row read before a change whose notification was
-already handled would otherwise stay cached, stale. A row read before a
-change whose notification is still to come is evicted when it comes.
-
-While the listening connection is not established (start-up, a lost
-connection, a reconnect) the cache serves nothing and is emptied: a missed
-notification can never leave a row stale. Rows also expire after a safety
-TTL (``SUITE_VIEW_CACHE_TTL``, seconds), so that even a fault nobody
-foresaw cannot keep a stale row longer than that.
+Every transaction that writes the live views notifies, from inside itself,
+``"<tracked position> <ids…>"`` (or ``flush``). A thread per process
+``LISTEN``s and, under one lock, evicts those rows and raises
+:attr:`ViewCache.position`. The rules that keep a stale row from ever being
+served (docs/performance.md, item 18): a row is kept only if it was read at
+``position`` or later; ``min_position`` is served only once heard; nothing
+is served while the listener is down; rows expire after a TTL regardless.
 """
 
 from __future__ import annotations
@@ -43,26 +29,15 @@ if TYPE_CHECKING:
     from application.projections.read_model import AccessReader
 
 log = logging.getLogger(__name__)
-
-#: NOTIFY payloads must stay under 8000 bytes; ids beyond this budget → ``flush``.
-MAX_PAYLOAD = 7_900
+MAX_PAYLOAD = 7_900  # NOTIFY payloads stay under 8000 bytes; more ids → ``flush``
 FLUSH = "flush"
-DEFAULT_TTL = 30.0
-DEFAULT_SIZE = 10_000
-#: How often an idle listener checks that its connection still answers.
-KEEPALIVE_INTERVAL = 5.0
-RECONNECT_DELAY = 0.5
+DEFAULT_TTL, DEFAULT_SIZE = 30.0, 10_000
+KEEPALIVE_INTERVAL, RECONNECT_DELAY = 5.0, 0.5  # an idle listener checks its connection
 
 
 def channel_name(prefix: str, schema: str = "") -> str:
-    """The channel the views named ``prefix`` (in ``schema``) announce their changes on.
-
-    Notifications are per database: two deployments in one database, each in
-    its own schema, must not hear each other's positions.
-    """
-    if schema in ("", "public"):
-        return f"suite_{prefix}"
-    return f"suite_{schema}_{prefix}"
+    """The views' channel: per schema, as two deployments may share one database."""
+    return f"suite_{prefix}" if schema in ("", "public") else f"suite_{schema}_{prefix}"
 
 
 def change_payload(position: int, organization_ids: Iterable[str] | None) -> str:
@@ -70,14 +45,8 @@ def change_payload(position: int, organization_ids: Iterable[str] | None) -> str
     head = str(position)
     if organization_ids is None:
         return f"{head} {FLUSH}"
-    parts = [head]
-    size = len(head)
-    for organization_id in organization_ids:
-        size += len(organization_id) + 1
-        if size > MAX_PAYLOAD:
-            return f"{head} {FLUSH}"
-        parts.append(organization_id)
-    return " ".join(parts)
+    payload = " ".join([head, *organization_ids])
+    return payload if len(payload) <= MAX_PAYLOAD else f"{head} {FLUSH}"
 
 
 class ViewCache:
@@ -92,44 +61,31 @@ class ViewCache:
         ttl: float = DEFAULT_TTL,
         size: int = DEFAULT_SIZE,
     ) -> None:
-        self._connect = connect
-        self.channel = channel
-        self._read_position = read_position
-        self.ttl = ttl
-        self.size = size
+        self._connect, self.channel, self._read_position = connect, channel, read_position
+        self.ttl, self.size = ttl, size
         self._lock = threading.Lock()
-        #: Notified whenever the position moves or the listener comes up or goes down.
-        self._changed = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)  # position moved, listener up/down
         self._rows: dict[str, tuple[OrganizationRow, float]] = {}
-        #: The highest position the views are known (by a notification) to have reached.
-        self.position = 0
-        #: Whether the listening connection is up (else the cache serves nothing).
-        self.live = False
-        #: Notifications handled so far (what a test or a probe can wait on).
-        self.heard = 0
+        self.position = 0  # the highest position a notification said the views reached
+        self.live = False  # the listening connection is up (else nothing is served)
+        self.heard = 0  # notifications handled (for tests and probes)
         self._started_in: int | None = None
         self._stop = threading.Event()
         self._connection: psycopg.Connection[Any] | None = None
 
-    # -- reads ------------------------------------------------------------------
-
     def get(self, organization_id: str, min_position: int | None) -> OrganizationRow | None:
         """The cached row if it may be served for ``min_position``, else ``None``."""
-        if self._started_in != os.getpid():
+        if self._started_in != os.getpid():  # after a fork the parent's thread is gone
             self.start()
             return None
         with self._lock:
-            if not self.live:
+            if not self.live or (min_position is not None and min_position > self.position):
                 return None
-            if min_position is not None and min_position > self.position:
-                return None
-            entry = self._rows.get(organization_id)
-            if entry is None:
-                return None
-            if entry[1] < time.monotonic():
+            row, expires = self._rows.get(organization_id, (None, 0.0))
+            if row is not None and expires < time.monotonic():
                 del self._rows[organization_id]
                 return None
-            return entry[0]
+            return row
 
     def offer(self, row: OrganizationRow, tracked: int) -> None:
         """Keep ``row``, read from a snapshot of the views at ``tracked``, if still valid."""
@@ -140,13 +96,11 @@ class ViewCache:
                 self._rows.pop(next(iter(self._rows)))
             self._rows[row.organization_id] = (row, time.monotonic() + self.ttl)
 
-    # -- notifications ----------------------------------------------------------
-
     def apply(self, payload: str) -> None:
         """Evict what one committed view transaction changed; advance the position."""
         head, _, rest = payload.partition(" ")
         try:
-            position = int(head)
+            position: int | None = int(head)
         except ValueError:
             position = None
         with self._lock:
@@ -160,52 +114,39 @@ class ViewCache:
             self.heard += 1
             self._changed.notify_all()
 
-    def flush(self) -> None:
-        with self._lock:
-            self._rows.clear()
-
     def _went_down(self) -> None:
         with self._lock:
             self.live = False
             self._rows.clear()
             self._changed.notify_all()
 
-    # -- the listening thread ---------------------------------------------------
-
     def start(self) -> None:
-        """Start listening in this process (after a fork, the parent's thread is gone)."""
         with self._lock:
             if self._started_in == os.getpid():
                 return
-            self._started_in = os.getpid()
-            self.live = False
+            self._started_in, self.live, self._stop = os.getpid(), False, threading.Event()
             self._rows.clear()
-            self._stop = threading.Event()
-        thread = threading.Thread(target=self._listen, name="view-cache", daemon=True)
-        thread.start()
+        threading.Thread(target=self._listen, name="view-cache", daemon=True).start()
+
+    def _wait(self, condition: Callable[[], bool], timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(condition, timeout)
 
     def wait_until_live(self, timeout: float) -> bool:
-        """Whether the listener is (or came) up within ``timeout`` seconds."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self.live, timeout)
+        return self._wait(lambda: self.live, timeout)
 
     def wait_for_heard(self, count: int, timeout: float) -> bool:
-        """Whether ``count`` notifications in all were handled within ``timeout`` seconds."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self.heard >= count, timeout)
+        return self._wait(lambda: self.heard >= count, timeout)
 
     def wait_for_position(self, position: int, timeout: float) -> bool:
-        """Whether a notification said the views reached ``position`` within ``timeout``."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self.position >= position, timeout)
+        return self._wait(lambda: self.position >= position, timeout)
 
     def close(self) -> None:
         self._stop.set()
         self._went_down()
-        connection = self._connection
-        if connection is not None:
+        if self._connection is not None:
             with contextlib.suppress(Exception):
-                connection.close()
+                self._connection.close()
 
     def _listen(self) -> None:
         stop = self._stop
@@ -222,13 +163,11 @@ class ViewCache:
         connection = self._connection = self._connect()
         try:
             connection.execute(f'LISTEN "{self.channel}"')
-            # Everything committed from now on is notified; what was committed
-            # before is in the position read now.
+            # Committed from now on is notified; committed before is in this position.
             position = self._read_position(connection)
             with self._lock:
                 self._rows.clear()
-                self.position = max(self.position, position)
-                self.live = True
+                self.position, self.live = max(self.position, position), True
                 self._changed.notify_all()
             idle_since = time.monotonic()
             while not stop.is_set():
@@ -245,16 +184,11 @@ class ViewCache:
 
 
 class CachedAccessReader:
-    """The access reader's interface, answered from a :class:`ViewCache` when it may be.
-
-    A miss (or a row the cache may not serve for ``min_position``) is read by
-    the wrapped reader with the views' position from the same snapshot, and
-    offered to the cache at that position.
-    """
+    """The access reader's interface, answered from a :class:`ViewCache` when it may be;
+    a miss is read with the views' position from the same snapshot and offered."""
 
     def __init__(self, reader: AccessReader, cache: ViewCache) -> None:
-        self.reader = reader
-        self.cache = cache
+        self.reader, self.cache = reader, cache
 
     def access(self, organization_id: UUID, *, min_position: int | None = None) -> dict[str, Any]:
         row = self.cache.get(str(organization_id), min_position)

@@ -1,105 +1,80 @@
-"""The organization views: one tracking recorder, its projection, its tables.
+"""The organization views: one tracking recorder, its tables, its projection.
 
-The views hold, per organization, the *access view* row (stored facts,
-version, position; ``GET …/access`` reads one by primary key) and the
-*directory* line for operators (name, recorded state, trial end — indexed
-for the expiry sweep). :meth:`OrganizationViews.put_with_tracking` folds a
-batch of events into them and records the batch's position in one
-transaction: a crash can neither skip nor double-apply an event. Every
-write first takes the views' lock and re-reads the tracked position, so any
-number of followers may run: whoever comes second skips what the first
-applied.
-
-One class serves every store; a :class:`~application.projections.dialects.Dialect`
-says how SQLite and PostgreSQL differ (the ``memory://`` store keeps its
-views in an in-memory SQLite database: one implementation of every query).
-Tables (``prefix`` is ``views`` live; a rebuild builds a fresh set beside):
-``{prefix}_access`` (organization_id, version, position, facts),
-``{prefix}_directory`` (organization_id, name, recorded_state,
-trial_ends_at, version, position) and ``{prefix}_tracking``.
+Per organization, the *access* row (facts, version, position; read by key)
+and the *directory* line (name, recorded state, trial end; indexed for the
+sweep), in tables ``{prefix}_access``, ``{prefix}_directory`` and
+``{prefix}_tracking`` (``views`` live; a rebuild builds a set beside).
+:meth:`OrganizationViews.put_with_tracking` writes a batch and its position
+in one transaction under the views' lock, after re-reading the position:
+exactly once, however many followers run. A :class:`Dialect` holds all
+that SQLite and PostgreSQL do differently; ``memory://`` uses SQLite.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore
+from psycopg.sql import SQL, Identifier
 
-from application.projections.dialects import ACCESS_COLUMNS, DIRECTORY_COLUMNS, Dialect
 from application.projections.follower import Batch, BatchProjection
 from application.projections.rows import DirectoryEntry, OrganizationRow, fold_run, row_from_json
+from application.projections.view_cache import change_payload, channel_name
 from domain.bundle_state import RecordedAs, recorded_as_showing, recorded_as_turning
 from domain.events import OrganizationEvent
-from domain.facts import OrganizationFacts
+from domain.facts import OrganizationFacts, facts_to_dict
 
 #: Tracking rows are keyed by the name of the application whose log is followed.
 UPSTREAM = "SuiteSubscriptions"
-#: Organization ids per ``IN (...)`` look-up (SQLite allows 999 parameters at least).
-SELECT_CHUNK = 500
-#: Organizations whose decoded facts the views remember (oldest dropped first).
-FACTS_MEMO_SIZE = 10_000
-# Table names are built from the prefix (never from input): keep it an identifier.
-_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+SELECT_CHUNK = 500  # ids per ``IN (...)`` (SQLite allows 999 parameters at least)
+FACTS_MEMO_SIZE = 10_000  # organizations whose decoded facts are remembered
+_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,39}$")  # table names are built from it
+ACCESS_COLUMNS = "organization_id, version, position, facts"
+DIRECTORY_COLUMNS = "organization_id, name, recorded_state, trial_ends_at, version, position"
 
 
 @dataclass(frozen=True, slots=True)
 class AccessRead:
-    """One access row and, when read with it, the positions from the same snapshot."""
+    """One access row and the positions read in the same snapshot (0: not read)."""
 
     row: OrganizationRow | None
-    #: The log's last position (0 for an empty log, or when not read).
-    latest: int = 0
-    #: The views' tracked position (0 when nothing applied, or when not read).
-    tracked: int = 0
+    latest: int = 0  # the log's last position
+    tracked: int = 0  # the views' tracked position
 
 
 @dataclass
 class ViewPage:
-    """The rows of both views whose ids lie in ``(after, last]``, read in one short read.
-
-    ``last`` is ``None`` when the page reaches the end of both views.
-    """
+    """Rows of both views with ids in ``(after, last]`` at ``position`` (``last`` ``None``:
+    to the end). :meth:`OrganizationViews.snapshot` is one page of everything."""
 
     position: int
-    last: str | None
+    last: str | None = None
     access: dict[str, OrganizationRow] = field(default_factory=dict)
     directory: dict[str, DirectoryEntry] = field(default_factory=dict)
 
     def up_to(self, last: str | None) -> ViewPage:
-        """This page cut back to the ids up to ``last`` (``None``: keep everything)."""
         if last is None:
             return self
+        access = {key: row for key, row in self.access.items() if key <= last}
         return ViewPage(
-            self.position,
-            last,
-            {key: row for key, row in self.access.items() if key <= last},
-            {key: entry for key, entry in self.directory.items() if key <= last},
+            self.position, last, access, {k: e for k, e in self.directory.items() if k <= last}
         )
 
 
-@dataclass
-class ViewSnapshot:
-    """Every row of both views and their position, read consistently."""
-
-    position: int
-    access: dict[str, OrganizationRow] = field(default_factory=dict)
-    directory: dict[str, DirectoryEntry] = field(default_factory=dict)
-
-
 def recorded_as_sql(forms: tuple[RecordedAs, ...], now: Any, p: str) -> tuple[str, list[Any]]:
-    """The domain's :class:`RecordedAs` forms as a ``WHERE`` clause on the directory.
-
-    A property test holds this SQL and ``shown_state`` to agree on every
-    state and time (tests/application/test_directory_filter_agrees.py).
-    """
+    """The domain's :class:`RecordedAs` forms as a ``WHERE`` clause on the directory
+    (held to agree with ``shown_state`` by tests/application/test_directory_filter_agrees.py)."""
     clauses: list[str] = []
     params: list[Any] = []
     for form in forms:
@@ -110,21 +85,174 @@ def recorded_as_sql(forms: tuple[RecordedAs, ...], now: Any, p: str) -> tuple[st
             passed = (
                 "trial_ends_at <= {p}"
                 if form.trial_end_passed
-                else ("(trial_ends_at IS NULL OR trial_ends_at > {p})")
+                else "(trial_ends_at IS NULL OR trial_ends_at > {p})"
             )
             clauses.append(f"(recorded_state = {p} AND {passed.format(p=p)})")
             params += [form.state, now]
     return f"({' OR '.join(clauses)})", params
 
 
+class Dialect:
+    """SQLite's way; :class:`Postgres` overrides what differs."""
+
+    placeholder, log_id, facts_text = "?", "rowid", "facts"
+    types = ("TEXT", "INTEGER", "TEXT", "TEXT", "TEXT")  # id, integer, text, time, json
+
+    def qualified(self, datastore: Any, table: str) -> str:
+        return table
+
+    def db_id(self, organization_id: str) -> Any:
+        return organization_id
+
+    def db_time(self, moment: datetime | None) -> Any:
+        # Fixed-width UTC text sorts like the times (SQLite has no time type).
+        return None if moment is None else moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+    def py_time(self, value: Any) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(value)
+
+    @contextmanager
+    def write_transaction(self, views: OrganizationViews) -> Iterator[Any]:
+        # BEGIN IMMEDIATE takes the write lock before the first read, so two
+        # processes applying the log cannot both read the same position.
+        with views.datastore.get_connection(commit=True) as connection:
+            cursor = connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+
+    def read_transaction(self, views: OrganizationViews) -> AbstractContextManager[Any]:
+        return views.datastore.transaction(commit=False)  # type: ignore[no-any-return]
+
+    def read_one(self, views: OrganizationViews, statement: str, params: tuple[Any, ...]) -> Any:
+        """One row of one statement in autocommit: one statement, one snapshot."""
+        with (
+            views.datastore.get_connection(commit=False) as connection,
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(statement, params)
+            return cursor.fetchone()
+
+    def write_rows(
+        self, views: OrganizationViews, cursor: Any, rows: list[OrganizationRow]
+    ) -> None:
+        p, db_time = views.p, self.db_time  # two executemany per batch (docs/performance.md)
+        cursor.executemany(
+            f"INSERT INTO {views.access} ({ACCESS_COLUMNS}) VALUES ({p}, {p}, {p}, {p}) "
+            "ON CONFLICT (organization_id) DO UPDATE SET version = excluded.version, "
+            "position = excluded.position, facts = excluded.facts",
+            [(r.organization_id, r.version, r.position, r.facts_json()) for r in rows],
+        )
+        cursor.executemany(
+            f"INSERT INTO {views.directory_table} ({DIRECTORY_COLUMNS}) VALUES ({p}, {p}, {p}, "
+            f"{p}, {p}, {p}) ON CONFLICT (organization_id) DO UPDATE SET name = excluded.name, "
+            "recorded_state = excluded.recorded_state, trial_ends_at = excluded.trial_ends_at, "
+            "version = excluded.version, position = excluded.position",
+            [
+                (
+                    r.organization_id,
+                    r.facts.name,
+                    r.facts.bundle_state,
+                    db_time(r.trial_ends_at),
+                    r.version,
+                    r.position,
+                )
+                for r in rows
+            ],
+        )
+
+    def announce(
+        self, views: OrganizationViews, cursor: Any, position: int, ids: list[str] | None
+    ) -> None:
+        """Tell the views' readers, at this transaction's commit, what it changed."""
+
+
+class SQLite(Dialect):
+    pass
+
+
+class Postgres(Dialect):
+    placeholder, log_id = "%s", "notification_id"
+    facts_text = "facts::text AS facts"  # jsonb would be parsed inside the transaction
+    types = ("uuid", "bigint", "text", "timestamptz", "jsonb")
+
+    def qualified(self, datastore: Any, table: str) -> str:
+        return SQL("{0}.{1}").format(Identifier(datastore.schema), Identifier(table)).as_string()
+
+    def db_id(self, organization_id: str) -> Any:
+        return UUID(organization_id)
+
+    def db_time(self, moment: datetime | None) -> Any:
+        return moment
+
+    def py_time(self, value: Any) -> datetime | None:
+        return value  # type: ignore[no-any-return]
+
+    @contextmanager
+    def write_transaction(self, views: OrganizationViews) -> Iterator[Any]:
+        key = zlib.crc32(f"suite-views:{views.prefix}".encode())  # per set of views
+        with views.datastore.transaction(commit=True) as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+            yield cursor
+
+    @contextmanager
+    def read_transaction(self, views: OrganizationViews) -> Iterator[Any]:
+        # READ COMMITTED gives each statement its own snapshot; a page reads three.
+        with views.datastore.transaction(commit=False) as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield cursor
+
+    def read_one(self, views: OrganizationViews, statement: str, params: tuple[Any, ...]) -> Any:
+        with views.datastore.get_connection() as connection:  # autocommit: one round trip
+            return connection.execute(statement, params).fetchone()
+
+    def write_rows(
+        self, views: OrganizationViews, cursor: Any, rows: list[OrganizationRow]
+    ) -> None:
+        # One statement per batch, the rows as one JSON document; the server
+        # takes the directory's columns from the facts (docs/performance.md).
+        batch = [
+            {
+                "organization_id": r.organization_id,
+                "version": r.version,
+                "position": r.position,
+                "facts": facts_to_dict(r.facts),
+            }
+            for r in rows
+        ]
+        update = "version = excluded.version, position = excluded.position"
+        cursor.execute(
+            "WITH batch AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS batch "
+            "(organization_id uuid, version bigint, position bigint, facts jsonb)), "
+            f"access AS (INSERT INTO {views.access} ({ACCESS_COLUMNS}) SELECT {ACCESS_COLUMNS} "
+            f"FROM batch ON CONFLICT (organization_id) DO UPDATE SET {update}, "
+            f"facts = excluded.facts) INSERT INTO {views.directory_table} ({DIRECTORY_COLUMNS}) "
+            "SELECT organization_id, facts ->> 'name', facts ->> 'bundle_state', "
+            "(facts -> 'trial' ->> 'ends_at')::timestamptz, version, position FROM batch "
+            "ON CONFLICT (organization_id) DO UPDATE SET name = excluded.name, recorded_state = "
+            f"excluded.recorded_state, trial_ends_at = excluded.trial_ends_at, {update}",
+            (json.dumps(batch, separators=(",", ":")),),
+        )
+
+    def announce(
+        self, views: OrganizationViews, cursor: Any, position: int, ids: list[str] | None
+    ) -> None:
+        # Inside the writing transaction: delivered at its commit, in commit
+        # order, never for a rollback. The API's view caches evict on it.
+        channel = channel_name(views.prefix, views.datastore.schema)
+        cursor.execute("SELECT pg_notify(%s, %s)", (channel, change_payload(position, ids)))
+
+
 class ViewChanges:
-    """The changes of one write transaction: read rows, put rows, track a position."""
+    """One write transaction's changes: rows read and put, the position tracked."""
 
     def __init__(self, views: OrganizationViews, cursor: Any) -> None:
-        self.views = views
-        self.cursor = cursor
-        #: The tracked position when the transaction started (0: nothing applied).
-        self.position = views.tracked_position(cursor)
+        self.views, self.cursor = views, cursor
+        self.position = views.tracked_position(cursor)  # when the transaction started
         self.rows: dict[str, OrganizationRow | None] = {}
         self.dirty: dict[str, OrganizationRow] = {}
         self.tracked: int | None = None
@@ -135,8 +263,7 @@ class ViewChanges:
         return self.tracked or self.position
 
     def row(self, organization_id: str) -> OrganizationRow | None:
-        if organization_id not in self.rows:
-            self.preload([organization_id])
+        self.preload([organization_id])
         return self.rows[organization_id]
 
     def preload(self, organization_ids: Iterable[str]) -> None:
@@ -155,23 +282,19 @@ class ViewChanges:
         self.tracked = notification_id
 
     def fold(self, events: Batch) -> int:
-        """Fold events (in log order) into the rows and track the last; how many were new.
+        """Fold events (log order) into the rows and track the last; how many were new.
 
-        Events at or before the position are skipped (another follower
-        applied them). Each organization's row is read (a batch at once),
-        folded through all of its events with their pure ``fold`` and put
-        back once; events the views do not show only move the position.
+        Events at or before the position are skipped (another follower applied
+        them); each organization's row is read (a batch at once), folded
+        through its events and put back once; other events only move the position.
         """
-        last = self.reached
-        # Keyed by the id's integer (hashed in C; a UUID hashes in Python).
-        runs: dict[int, list[OrganizationEvent]] = {}
+        last, applied = self.reached, 0
+        runs: dict[int, list[OrganizationEvent]] = {}  # by the id's int (a UUID hashes in Python)
         ends: dict[int, int] = {}
-        applied = 0
         for domain_event, tracking in events:
             if tracking.notification_id <= last:
                 continue
-            last = tracking.notification_id
-            applied += 1
+            last, applied = tracking.notification_id, applied + 1
             if isinstance(domain_event, OrganizationEvent):
                 key = domain_event.originator_id.int
                 runs.setdefault(key, []).append(domain_event)
@@ -181,7 +304,7 @@ class ViewChanges:
         ids = {key: str(run[0].originator_id) for key, run in runs.items()}
         self.preload(ids.values())
         for key, run in runs.items():
-            self.put(fold_run(self.row(ids[key]), run, ends[key]))
+            self.put(fold_run(self.rows[ids[key]], run, ends[key]))
         self.track(last)
         return applied
 
@@ -195,29 +318,35 @@ class OrganizationViews(TrackingRecorder):
         if not _PREFIX.match(prefix):
             msg = f"view table prefix {prefix!r} must be a short lower-case identifier"
             raise ValueError(msg)
-        self.datastore, self.dialect, self.prefix = datastore, dialect, prefix
-        self.log_table = log_table
+        self.datastore, self.dialect, self.prefix, self.log_table = (
+            datastore,
+            dialect,
+            prefix,
+            log_table,
+        )
         self.memo: dict[str, tuple[str, OrganizationFacts]] = {}
         table = self.qualified
         self.access, self.directory_table = table(f"{prefix}_access"), table(f"{prefix}_directory")
         self.tracking = table(f"{prefix}_tracking")
         p = self.p = dialect.placeholder
         self.select_tracked = (
-            f"SELECT notification_id FROM {self.tracking} WHERE application_name = {p}"  # noqa: S608
+            f"SELECT notification_id FROM {self.tracking} WHERE application_name = {p}"
         )
         self.upsert_tracking = (
-            f"INSERT INTO {self.tracking} VALUES ({p}, {p}) ON CONFLICT (application_name) "  # noqa: S608
+            f"INSERT INTO {self.tracking} VALUES ({p}, {p}) ON CONFLICT (application_name) "
             "DO UPDATE SET notification_id = excluded.notification_id"
+        )
+        self.select_access = (
+            f"SELECT organization_id, version, position, {dialect.facts_text} FROM {self.access}"
         )
         # One statement, one snapshot: if the views had applied the log's end,
         # the row includes every event of it.
         self.read_access_statement = (
             None
             if log_table is None
-            else f"SELECT (SELECT MAX({dialect.log_id}) FROM {table(log_table)}) AS latest, "  # noqa: S608
-            f"({self.select_tracked}) AS tracked, a.version, a.position, "
-            f"a.{dialect.facts_text} FROM (SELECT 1) AS one "
-            f"LEFT JOIN {self.access} AS a ON a.organization_id = {p}"
+            else f"SELECT (SELECT MAX({dialect.log_id}) FROM {table(log_table)}) AS latest, "
+            f"({self.select_tracked}) AS tracked, a.version, a.position, a.{dialect.facts_text} "
+            f"FROM (SELECT 1) AS one LEFT JOIN {self.access} AS a ON a.organization_id = {p}"
         )
 
     def close(self) -> None:
@@ -234,15 +363,26 @@ class OrganizationViews(TrackingRecorder):
         fresh.create_table()
         return fresh
 
-    # -- tables -----------------------------------------------------------------
-
     def create_table(self) -> None:
+        uid, integer, text, moment, facts = self.dialect.types
+        key, directory = f"organization_id {uid} PRIMARY KEY", self.directory_table
+        numbers = f"version {integer} NOT NULL, position {integer} NOT NULL"
         with self.datastore.transaction(commit=True) as cursor:
-            for statement in self.dialect.create_statements(self):
+            for statement in (
+                f"CREATE TABLE IF NOT EXISTS {self.access} ({key}, {numbers}, "
+                f"facts {facts} NOT NULL)",
+                f"CREATE TABLE IF NOT EXISTS {directory} ({key}, name {text} NOT NULL, "
+                f"recorded_state {text} NOT NULL, trial_ends_at {moment}, {numbers})",
+                f'CREATE INDEX IF NOT EXISTS "{self.prefix}_directory_state_idx" '
+                f"ON {directory} (recorded_state, organization_id)",
+                f'CREATE INDEX IF NOT EXISTS "{self.prefix}_directory_trial_end_idx" '
+                f"ON {directory} (trial_ends_at) WHERE recorded_state = 'trial'",
+                f"CREATE TABLE IF NOT EXISTS {self.tracking} (application_name {text} PRIMARY KEY, "
+                f"notification_id {integer})",
+            ):
                 cursor.execute(statement)
 
     def drop(self) -> None:
-        """Remove the views' tables (fresh views made by a rebuild)."""
         with self.datastore.transaction(commit=True) as cursor:
             for table in (self.access, self.directory_table, self.tracking):
                 cursor.execute(f"DROP TABLE IF EXISTS {table}")
@@ -258,7 +398,6 @@ class OrganizationViews(TrackingRecorder):
             self.commit(changes, list(changes.dirty))
 
     def put_with_tracking(self, events: Batch) -> int:
-        """Fold ``events`` into the views and track the last, in one transaction."""
         with self.changes() as changes:
             return changes.fold(events)
 
@@ -277,26 +416,22 @@ class OrganizationViews(TrackingRecorder):
     def replacing(self, source: OrganizationViews) -> Iterator[ViewChanges]:
         """A locked write transaction that starts by replacing every row with ``source``'s.
 
-        Inside, the changes hold ``source``'s rows and position; the caller
-        folds in the events after it (the log moved on while ``source`` was
-        built). It commits only if the position is at least the one the
-        views had when the lock was taken: the position never moves back, so
-        a follower that read the log before the swap skips nothing after it.
-        ``source`` must be views beside these that nobody else writes.
+        The caller folds in the events after ``source``'s position; it commits
+        only if the position is not behind the one the views had when the lock
+        was taken (a follower that read the log before the swap skips nothing).
         """
         if source.datastore is not self.datastore:
             msg = "views are replaced only by views in the same store"
             raise TypeError(msg)
         with self.dialect.write_transaction(self) as cursor:
             live_position = self.tracked_position(cursor)
-            # Copied by the database: no row passes through Python under the lock.
-            for table, source_table, columns in (
+            for table, source_table, columns in (  # copied by the database, not Python
                 (self.access, source.access, ACCESS_COLUMNS),
                 (self.directory_table, source.directory_table, DIRECTORY_COLUMNS),
             ):
-                cursor.execute(f"DELETE FROM {table}")  # noqa: S608
+                cursor.execute(f"DELETE FROM {table}")
                 cursor.execute(
-                    f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {source_table}"  # noqa: S608
+                    f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {source_table}"
                 )
             cursor.execute(self.upsert_tracking, (UPSTREAM, source.tracked_position(cursor)))
             changes = ViewChanges(self, cursor)
@@ -318,17 +453,13 @@ class OrganizationViews(TrackingRecorder):
             return self.tracked_position(cursor, application_name) or None
 
     def position(self) -> int:
-        """The log position the views have applied (0: nothing yet)."""
         return self.max_tracking_id(UPSTREAM) or 0
 
     def decoded(
         self, organization_id: str, text: str, version: int, position: int
     ) -> OrganizationRow:
-        """The row from its stored facts' text, the parse reused for the very same text.
-
-        The text is read on every request (so a row repaired at the same
-        version is served at once); only the JSON parse is saved.
-        """
+        """The row from its facts' text, read every time (a row repaired at the same
+        version is served at once); only the JSON parse is reused for the same text."""
         entry = self.memo.get(organization_id)
         if entry is not None and entry[0] == text:
             return OrganizationRow(organization_id, entry[1], version, position)
@@ -342,30 +473,29 @@ class OrganizationViews(TrackingRecorder):
         return row
 
     def access_row_from(self, found: Any) -> OrganizationRow:
-        key = str(found["organization_id"])
-        return self.decoded(key, found["facts"], found["version"], found["position"])
+        return self.decoded(
+            str(found["organization_id"]), found["facts"], found["version"], found["position"]
+        )
 
     def directory_entry_from(self, found: Any) -> DirectoryEntry:
         return DirectoryEntry(
-            organization_id=str(found["organization_id"]),
-            name=found["name"],
-            recorded_state=found["recorded_state"],
-            trial_ends_at=self.dialect.py_time(found["trial_ends_at"]),
-            version=found["version"],
-            position=found["position"],
+            str(found["organization_id"]),
+            found["name"],
+            found["recorded_state"],
+            self.dialect.py_time(found["trial_ends_at"]),
+            found["version"],
+            found["position"],
         )
 
-    def select_access_rows(
-        self, cursor: Any, organization_ids: list[str]
-    ) -> dict[str, OrganizationRow | None]:
+    def select_access_rows(self, cursor: Any, ids: list[str]) -> dict[str, OrganizationRow | None]:
         """Rows of many organizations (``None`` for those without one), few queries."""
-        rows: dict[str, OrganizationRow | None] = dict.fromkeys(organization_ids)
-        for start in range(0, len(organization_ids), SELECT_CHUNK):
-            chunk = organization_ids[start : start + SELECT_CHUNK]
+        rows: dict[str, OrganizationRow | None] = dict.fromkeys(ids)
+        for start in range(0, len(ids), SELECT_CHUNK):
+            chunk = ids[start : start + SELECT_CHUNK]
+            marks = ", ".join([self.p] * len(chunk))
             cursor.execute(
-                f"SELECT organization_id, version, position, {self.dialect.facts_text} "  # noqa: S608
-                f"FROM {self.access} WHERE organization_id IN ({', '.join([self.p] * len(chunk))})",
-                [self.dialect.db_id(organization_id) for organization_id in chunk],
+                f"{self.select_access} WHERE organization_id IN ({marks})",
+                [self.dialect.db_id(i) for i in chunk],
             )
             for found in cursor.fetchall():
                 row = self.access_row_from(found)
@@ -377,21 +507,28 @@ class OrganizationViews(TrackingRecorder):
             return self.select_access_rows(cursor, [organization_id])[organization_id]
 
     def read_access(self, organization_id: str) -> AccessRead | None:
-        """The row with the log's end and the tracked position, in one statement.
-
-        ``None`` when the log is in another store (the reader then reads the
-        three in an order that keeps the guarantee).
-        """
+        """The row, the log's end and the tracked position in one statement (``None``
+        when the log is in another store: the reader reads them in a safe order)."""
         if self.read_access_statement is None:
             return None
         found = self.dialect.read_one(
             self, self.read_access_statement, (UPSTREAM, self.dialect.db_id(organization_id))
         )
-        if found["version"] is None:
-            row = None
-        else:
+        row = None
+        if found["version"] is not None:
             row = self.decoded(organization_id, found["facts"], found["version"], found["position"])
         return AccessRead(row, found["latest"] or 0, found["tracked"] or 0)
+
+    def _select(
+        self, columns: str, table: str, where: list[str], params: list[Any], order: str, limit: int
+    ) -> list[Any]:
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        with self.dialect.read_transaction(self) as cursor:
+            cursor.execute(
+                f"SELECT {columns} FROM {table} {clause}ORDER BY {order} LIMIT {self.p}",
+                (*params, limit),
+            )
+            return list(cursor.fetchall())
 
     def directory(
         self, *, now: datetime, state: str | None, after: str | None, limit: int
@@ -407,82 +544,62 @@ class OrganizationViews(TrackingRecorder):
         if after is not None:
             where.append(f"organization_id > {self.p}")
             params.append(self.dialect.db_id(after))
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
-        with self.dialect.read_transaction(self) as cursor:
-            cursor.execute(
-                f"SELECT {DIRECTORY_COLUMNS} FROM {self.directory_table} "  # noqa: S608
-                f"{clause}ORDER BY organization_id LIMIT {self.p}",
-                (*params, limit),
-            )
-            return [self.directory_entry_from(found) for found in cursor.fetchall()]
+        found = self._select(
+            DIRECTORY_COLUMNS, self.directory_table, where, params, "organization_id", limit
+        )
+        return [self.directory_entry_from(line) for line in found]
 
     def trials_due(self, *, now: datetime, limit: int) -> list[str]:
         """Organizations whose trial's end has turned their state, not yet recorded."""
         clause, params = recorded_as_sql(recorded_as_turning(), self.dialect.db_time(now), self.p)
-        with self.dialect.read_transaction(self) as cursor:
-            cursor.execute(
-                f"SELECT organization_id FROM {self.directory_table} WHERE {clause} "  # noqa: S608
-                f"ORDER BY trial_ends_at, organization_id LIMIT {self.p}",
-                (*params, limit),
-            )
-            return [str(found["organization_id"]) for found in cursor.fetchall()]
+        found = self._select(
+            "organization_id",
+            self.directory_table,
+            [clause],
+            params,
+            "trial_ends_at, organization_id",
+            limit,
+        )
+        return [str(line["organization_id"]) for line in found]
 
     def page(self, after: str | None, limit: int) -> ViewPage:
-        """Up to ``limit`` rows of each view after the id ``after``, in one short read.
-
-        The page and its position are read consistently, and no transaction
-        stays open while its rows are decoded (PostgreSQL ends transactions
-        left idle too long). Cut back to the greatest id up to which both
-        views were read completely (one that returned fewer rows was read to
-        its end).
-        """
+        """Up to ``limit`` rows of each view after the id ``after`` and their position, in one
+        short read (no transaction idles while rows are decoded: PostgreSQL ends those),
+        cut back to the greatest id up to which both views were read completely."""
         where = "" if after is None else f"WHERE organization_id > {self.p} "
         params = (limit,) if after is None else (self.dialect.db_id(after), limit)
+        found = []
         with self.dialect.read_transaction(self) as cursor:
             position = self.tracked_position(cursor)
-            found_rows = []
-            for columns, table in (
-                (f"organization_id, version, position, {self.dialect.facts_text}", self.access),
-                (DIRECTORY_COLUMNS, self.directory_table),
+            for select in (
+                self.select_access,
+                f"SELECT {DIRECTORY_COLUMNS} FROM {self.directory_table}",
             ):
-                cursor.execute(
-                    f"SELECT {columns} FROM {table} {where}ORDER BY organization_id LIMIT {self.p}",  # noqa: S608
-                    params,
-                )
-                found_rows.append(cursor.fetchall())
-        access = [self.access_row_from(found) for found in found_rows[0]]
-        directory = [self.directory_entry_from(found) for found in found_rows[1]]
+                cursor.execute(f"{select} {where}ORDER BY organization_id LIMIT {self.p}", params)
+                found.append(cursor.fetchall())
+        access = [self.access_row_from(row) for row in found[0]]
+        directory = [self.directory_entry_from(line) for line in found[1]]
         ends = [rows[-1].organization_id for rows in (access, directory) if len(rows) >= limit]
         return ViewPage(
             position,
             None,
-            {row.organization_id: row for row in access},
-            {entry.organization_id: entry for entry in directory},
+            {r.organization_id: r for r in access},
+            {e.organization_id: e for e in directory},
         ).up_to(min(ends) if ends else None)
 
-    def pages(self, limit: int = 1000) -> Iterator[ViewPage]:
-        """Every row, a page at a time in id order (pages may be at different positions)."""
-        after: str | None = None
+    def snapshot(self, page_size: int = 1000) -> ViewPage:
+        """Every row at one position, read again if the views moved meanwhile (small views)."""
         while True:
-            page = self.page(after, limit)
-            yield page
-            if page.last is None:
-                return
-            after = page.last
-
-    def snapshot(self) -> ViewSnapshot:
-        """Every row and their position, read again if the views moved meanwhile (small views)."""
-        while True:
-            snapshot: ViewSnapshot | None = None
-            for page in self.pages():
-                snapshot = snapshot or ViewSnapshot(page.position)
-                if page.position != snapshot.position:
+            whole = self.page(None, page_size)
+            while whole.last is not None:
+                page = self.page(whole.last, page_size)
+                if page.position != whole.position:
                     break
-                snapshot.access.update(page.access)
-                snapshot.directory.update(page.directory)
-            else:
-                assert snapshot is not None
-                return snapshot
+                whole.access.update(page.access)
+                whole.directory.update(page.directory)
+                whole.last = page.last
+            if whole.last is None:
+                return whole
 
     def wait(
         self,
@@ -491,13 +608,9 @@ class OrganizationViews(TrackingRecorder):
         timeout: float = 1.0,
         interrupt: threading.Event | None = None,
     ) -> None:
-        """Block until the views have applied ``notification_id`` (TimeoutError after ``timeout``).
-
-        Polls from 5 ms, growing to 100 ms (the library's starts at 100 ms): a
-        read-your-writes request is usually answerable within milliseconds.
-        """
-        deadline = time.monotonic() + timeout
-        interval = 0.005
+        """The library's wait, polling from 5 ms (not 100 ms) up to 100 ms: a
+        read-your-writes request is usually answerable within milliseconds."""
+        deadline, interval = time.monotonic() + timeout, 0.005
         while not self.has_tracking_id(application_name, notification_id):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
