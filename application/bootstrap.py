@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-from uuid import UUID
 
 from application.catalog_loader import load_catalog
 from application.clocks import SystemClock
@@ -54,14 +52,6 @@ class Services:
     test_clock: TestClock | None = None
     #: Events the views could not decode or apply (application/view_faults.py).
     view_faults: ViewFaults | None = None
-
-    def access_view(self, organization_id: UUID, min_position: int | None = None) -> dict[str, Any]:
-        """The access view the API serves (``min_position``: read your own writes).
-
-        One indexed look-up in the projected view; waits (bounded) for
-        ``min_position`` and raises ``ViewNotCaughtUp`` rather than answer stale.
-        """
-        return self.read_model.access(organization_id, min_position=min_position)
 
     def close(self) -> None:
         self.webhooks.close()

@@ -25,7 +25,9 @@ from uuid import UUID
 from application.errors import ConcurrentModification
 
 if TYPE_CHECKING:
-    from application.bootstrap import Services
+    from application.projections.read_model import ReadModel
+    from application.service import SuiteSubscriptions
+    from application.webhooks.integration import IntegrationLog
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +55,20 @@ class SweepReport:
         }
 
 
-def expire_due_trials(services: Services, *, batch: int = DEFAULT_SWEEP_BATCH) -> SweepReport:
-    """One bounded sweep; see the module doc."""
+def expire_due_trials(
+    app: SuiteSubscriptions, read_model: ReadModel, *, batch: int = DEFAULT_SWEEP_BATCH
+) -> SweepReport:
+    """One bounded sweep (the module doc): due by ``read_model``'s directory at the
+    app's now, decided by ``app``."""
     if batch < 1:
         msg = "batch must be at least 1"
         raise ValueError(msg)
-    services.read_model.catch_up()
-    now = services.clock.now()
-    due = services.read_model.views.trials_due(now=now, limit=batch)
+    read_model.catch_up()
+    due = read_model.views.trials_due(now=app.clock.now(), limit=batch)
     report = SweepReport(more=len(due) == batch)
     for organization_id in due:
         try:
-            result = services.app.expire_trial(UUID(organization_id))
+            result = app.expire_trial(UUID(organization_id))
         except ConcurrentModification:
             log.warning("expiry sweep: %s kept changing; left for the next run", organization_id)
             report.failed.append(organization_id)
@@ -88,7 +92,9 @@ class ReminderReport:
         return {"reminded": self.reminded, "failed": self.failed, "more": self.more}
 
 
-def record_due_reminders(services: Services, *, batch: int = DEFAULT_SWEEP_BATCH) -> ReminderReport:
+def record_due_reminders(
+    app: SuiteSubscriptions, integration: IntegrationLog, *, batch: int = DEFAULT_SWEEP_BATCH
+) -> ReminderReport:
     """Record the reminders time has made due, so they are on the stream (SPEC §12).
 
     *Which* organizations: the integration log's schedule (brought up to the
@@ -98,13 +104,12 @@ def record_due_reminders(services: Services, *, batch: int = DEFAULT_SWEEP_BATCH
     if batch < 1:
         msg = "batch must be at least 1"
         raise ValueError(msg)
-    integration = services.webhooks.integration
     integration.catch_up()
     due = integration.reminders_due(limit=batch)
     report = ReminderReport(more=len(due) == batch)
     for organization_id in due:
         try:
-            result = services.app.record_due_reminders(UUID(organization_id))
+            result = app.record_due_reminders(UUID(organization_id))
         except ConcurrentModification:
             log.warning("reminder sweep: %s kept changing; left for the next run", organization_id)
             report.failed.append(organization_id)

@@ -33,7 +33,10 @@ from application.expiry import DEFAULT_SWEEP_BATCH, expire_due_trials, record_du
 from application.reconnect import CONNECTION_ERRORS, Backoff, first_line
 
 if TYPE_CHECKING:
-    from application.bootstrap import Services
+    from application.projections.read_model import ReadModel
+    from application.service import SuiteSubscriptions
+    from application.upgrade import UpgradeCheckouts
+    from application.webhooks.runner import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +78,25 @@ class _Periodic:
 
 
 class Worker:
-    def __init__(self, services: Services, settings: WorkerSettings | None = None) -> None:
-        self.services = services
+    """The worker's loop over the parts it uses (the CLI hands them over by name)."""
+
+    def __init__(
+        self,
+        *,
+        app: SuiteSubscriptions,
+        read_model: ReadModel,
+        webhooks: Webhooks,
+        checkouts: UpgradeCheckouts,
+        settings: WorkerSettings | None = None,
+    ) -> None:
+        self.app, self.read_model, self.webhooks, self.checkouts = (
+            app,
+            read_model,
+            webhooks,
+            checkouts,
+        )
         self.settings = settings or WorkerSettings()
-        services.read_model.follower.batch_size = self.settings.batch_size
+        read_model.follower.batch_size = self.settings.batch_size
         self._chores = [
             _Periodic("expiry sweep", self.settings.sweep_interval, self._sweep),
             _Periodic("checkout reconciliation", self.settings.reconcile_interval, self._reconcile),
@@ -92,9 +110,7 @@ class Worker:
         """
         # Webhooks follow the log on their own thread: a slow endpoint never
         # holds up the views.
-        webhooks = threading.Thread(
-            target=self.services.webhooks.run, args=(stop,), name="webhooks"
-        )
+        webhooks = threading.Thread(target=self.webhooks.run, args=(stop,), name="webhooks")
         webhooks.start()
         try:
             self._follow(stop)
@@ -108,9 +124,9 @@ class Worker:
             try:
                 log.info(
                     "worker: following the log from position %d",
-                    self.services.read_model.views.position(),
+                    self.read_model.views.position(),
                 )
-                self.services.read_model.follower.follow(
+                self.read_model.follower.follow(
                     stop,
                     poll_interval=self.settings.poll_interval,
                     between_batches=lambda: self._after_catch_up(backoff),
@@ -139,18 +155,18 @@ class Worker:
 
     def _discard_broken_connections(self) -> None:
         """Test the pooled connections now, so the next attempt does not meet a dead one."""
-        factory = self.services.app.factory
+        factory = self.app.factory
         if isinstance(factory, PostgresFactory):
             factory.datastore.pool.check()
 
     def run_once(self) -> None:
         """Catch up, run every chore once, catch up with what they recorded (``--once``)."""
-        self.services.read_model.catch_up()
+        self.read_model.catch_up()
         for chore in self._chores:
             chore.next_at = 0.0
             chore.run_if_due(time.monotonic())
-        self.services.read_model.catch_up()
-        self.services.webhooks.run_once()
+        self.read_model.catch_up()
+        self.webhooks.run_once()
 
     def run_chores(self) -> None:
         now = time.monotonic()
@@ -158,12 +174,13 @@ class Worker:
             chore.run_if_due(now)
 
     def _sweep(self) -> bool:
-        expired = expire_due_trials(self.services, batch=self.settings.sweep_batch)
-        reminded = record_due_reminders(self.services, batch=self.settings.sweep_batch)
+        batch = self.settings.sweep_batch
+        expired = expire_due_trials(self.app, self.read_model, batch=batch)
+        reminded = record_due_reminders(self.app, self.webhooks.integration, batch=batch)
         return expired.more or reminded.more
 
     def _reconcile(self) -> bool:
-        report = self.services.checkouts.reconcile()
+        report = self.checkouts.reconcile()
         if report.completed or report.failed:
             log.info("worker: reconciled checkouts %s", report.to_dict())
         return False

@@ -107,7 +107,7 @@ def _save_page_context(url: str, organization_id: str, html: bytes, target: Path
     """What the home page was rendered from: the view, the facts, who, the CSRF token."""
     services = build_services(url, clock=ManualClock(T0), catalog=default_catalog())
     try:
-        view = services.access_view(UUID(organization_id))
+        view = services.read_model.access(UUID(organization_id))
         facts = services.app.facts(UUID(organization_id))
     finally:
         services.close()

@@ -100,11 +100,18 @@ def worker(
     previous = {
         signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)
     }
+    worker = Worker(
+        app=services.app,
+        read_model=services.read_model,
+        webhooks=services.webhooks,
+        checkouts=services.checkouts,
+        settings=settings,
+    )
     try:
         if once:
-            Worker(services, settings).run_once()
+            worker.run_once()
         else:
-            Worker(services, settings).run(stop)
+            worker.run(stop)
         log.info("worker: stopped at position %d", services.read_model.views.position())
     except Exception as error:
         log.exception("worker: stopped by an error; it resumes from its position when restarted")
@@ -138,7 +145,8 @@ def expire_trials(ctx: click.Context, batch: int, output_format: str) -> None:
     """
     from application.expiry import expire_due_trials
 
-    report = expire_due_trials(command_services(ctx, existing_only=True), batch=batch)
+    services = command_services(ctx, existing_only=True)
+    report = expire_due_trials(services.app, services.read_model, batch=batch)
     if output_format == "json":
         json.dump(report.to_dict(), sys.stdout)
         sys.stdout.write("\n")

@@ -48,10 +48,10 @@ def test_the_sweep_expires_only_trials_whose_end_has_passed_and_only_once(
     late = trials(services, 1, name="Late")
     clock.advance(timedelta(days=20))  # the early trials ended; the late one has 10 days
 
-    first = expire_due_trials(services)
+    first = expire_due_trials(services.app, services.read_model)
     assert sorted(first.expired) == sorted(early)
     assert not first.more
-    assert expire_due_trials(services).expired == []
+    assert expire_due_trials(services.app, services.read_model).expired == []
     assert [expired_events(services, org) for org in early + late] == [1, 1, 0]
     view = services.read_model.access(UUID(early[0]))
     assert view["bundle"]["state"] == "trial_expired"
@@ -62,7 +62,7 @@ def test_a_run_expires_at_most_its_batch(services: Services, clock: ManualClock)
     clock.advance(timedelta(days=31))
     runs = []
     while True:
-        report = expire_due_trials(services, batch=2)
+        report = expire_due_trials(services.app, services.read_model, batch=2)
         runs.append(len(report.expired))
         if not report.more:
             break
@@ -83,7 +83,7 @@ def test_several_sweepers_at_once_record_each_expiry_once(
         reports = []
 
         def sweep(services: Services) -> None:
-            reports.append(expire_due_trials(services, batch=100))
+            reports.append(expire_due_trials(services.app, services.read_model, batch=100))
 
         threads = [threading.Thread(target=sweep, args=(s,)) for s in sweepers]
         for thread in threads:

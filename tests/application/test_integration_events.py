@@ -49,7 +49,7 @@ def test_a_trial_story_announces_each_decision_and_every_change_of_access(
     record_crm(app, org)
     app.start_trial(org, by="u-alice")
     clock.advance(timedelta(days=31))
-    expire_due_trials(services)
+    expire_due_trials(services.app, services.read_model)
     app.cancel_trial(org, by="u-alice")
 
     recorded, *events = feed(services)
@@ -107,10 +107,10 @@ def test_the_sweep_records_trial_will_end_three_days_ahead_once(
     org = register(services.app)
     services.app.start_trial(org, by="u-owner")
     clock.advance(timedelta(days=26))
-    assert record_due_reminders(services).reminded == []
+    assert record_due_reminders(services.app, services.webhooks.integration).reminded == []
     clock.advance(timedelta(days=1))
-    assert record_due_reminders(services).reminded == [str(org)]
-    assert record_due_reminders(services).reminded == []
+    assert record_due_reminders(services.app, services.webhooks.integration).reminded == [str(org)]
+    assert record_due_reminders(services.app, services.webhooks.integration).reminded == []
     will_end = [e for e in feed(services) if e["type"] == "trial.will_end"]
     assert [e["data"]["trial_ends_at"] for e in will_end] == ["2026-12-26T09:00:00+00:00"]
     assert will_end[0]["created_at"] == "2026-12-23T09:00:00+00:00"
@@ -124,12 +124,12 @@ def test_an_extension_earns_a_new_reminder_for_the_new_end(
     org = register(services.app)
     services.app.start_trial(org, by="u-owner")
     clock.advance(timedelta(days=27))
-    record_due_reminders(services)
+    record_due_reminders(services.app, services.webhooks.integration)
     services.app.extend_trial(org, by="u-owner")  # ends 2027-01-10
     clock.advance(timedelta(days=14))  # 4 days before the new end
-    assert record_due_reminders(services).reminded == []
+    assert record_due_reminders(services.app, services.webhooks.integration).reminded == []
     clock.advance(timedelta(days=1))
-    record_due_reminders(services)
+    record_due_reminders(services.app, services.webhooks.integration)
     ends = [e["data"]["trial_ends_at"] for e in feed(services, types=["trial.will_end"])]
     assert ends == ["2026-12-26T09:00:00+00:00", "2027-01-10T09:00:00+00:00"]
 
@@ -151,9 +151,9 @@ def test_a_yearly_contract_is_reminded_of_its_renewal_seven_days_ahead(
     )
     app.complete_upgrade_checkout(org, checkout_id="chk_1", payment=PAYMENT)
     clock.advance(timedelta(days=365 - 8))
-    assert record_due_reminders(services).reminded == []
+    assert record_due_reminders(services.app, services.webhooks.integration).reminded == []
     clock.advance(timedelta(days=1))
-    assert record_due_reminders(services).reminded == [str(org)]
+    assert record_due_reminders(services.app, services.webhooks.integration).reminded == [str(org)]
     purchased, upcoming = (
         e for e in feed(services) if e["type"] in ("bundle.purchased", "bundle.renewal_upcoming")
     )

@@ -65,7 +65,7 @@ POISONS = {
 
 
 def _view_version(services: Services, organization: UUID, min_position: int) -> int:
-    view = services.access_view(organization, min_position=min_position)
+    view = services.read_model.access(organization, min_position=min_position)
     version: int = view["version"]
     return version
 

@@ -92,7 +92,17 @@ def run_worker(services: Services) -> Iterator[Callable[[], Running]]:
     started: list[Running] = []
 
     def start() -> Running:
-        started.append(Running(Worker(services, FAST)))
+        started.append(
+            Running(
+                Worker(
+                    app=services.app,
+                    read_model=services.read_model,
+                    webhooks=services.webhooks,
+                    checkouts=services.checkouts,
+                    settings=FAST,
+                )
+            )
+        )
         return started[-1]
 
     yield start

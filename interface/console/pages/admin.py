@@ -38,7 +38,7 @@ ADD_ON_FIELD = "add_on_"
 
 def _organization_page(template: str, organization_id: UUID, **context: Any) -> str:
     """A page about one organization, with what the layout shows of it (name, banner)."""
-    view = context.pop("view", None) or services().access_view(organization_id)
+    view = context.pop("view", None) or services().read_model.access(organization_id)
     return render_template(
         template,
         organization_id=organization_id,

@@ -110,7 +110,7 @@ def support_organization(organization_id: UUID) -> ResponseReturnValue:
         "console/support_organization.html",
         organization_id=organization_id,
         facts=services().app.facts(organization_id),
-        view=services().access_view(organization_id),
+        view=services().read_model.access(organization_id),
         timeline=timeline(organization_id),
         **_moment(organization_id),
     )
