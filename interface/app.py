@@ -12,6 +12,8 @@ blueprints. Configuration comes from ``config`` first, then the environment:
 | ``ENV`` | ``SUITE_ENV`` | ``production`` refuses to start without a secret |
 | ``TEST_CLOCK`` | ``SUITE_TEST_CLOCK`` | ``1`` enables ``/v1/test-clock`` |
 | ``VAR_DIR`` | ``SUITE_VAR_DIR`` | where the dev secret lives (default ``var``) |
+| ``OIDC`` | ``SUITE_OIDC_*`` | the console's OpenID Connect provider (``OidcSettings``; none if |
+|   |   | ``SUITE_OIDC_ISSUER`` is unset; see ``interface/console/oidc.py``) |
 | ``CLOCK`` | — | the base clock (tests inject a ManualClock) |
 | ``CATALOG`` | — | a Catalog (default: ``SUITE_CATALOG`` or the packaged one) |
 | ``GATEWAY_FACTORY`` | — | builds the payment gateway (tests inject fakes) |
@@ -37,6 +39,7 @@ from application.settings import env_flag
 from domain.text import SAFE_TEXT_DESCRIPTION, SAFE_TEXT_PATTERN
 from interface import console, errors, log_masking, request_guard
 from interface.auth import resolve_secret
+from interface.console.oidc import OidcSettings
 from interface.routes import health, organizations, test_clock, webhooks
 from interface.routes.documentation import docs
 from interface.schemas import (
@@ -120,7 +123,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         api.register_blueprint(test_clock.blp)
     api.register_blueprint(health.blp)
     app.register_blueprint(docs)
-    console.init_app(app, production=(environment or "").lower() == "production")
+    console.init_app(
+        app,
+        production=(environment or "").lower() == "production",
+        oidc=settings["OIDC"] if "OIDC" in settings else OidcSettings.from_env(os.environ),
+    )
     request_guard.init_app(app)
     log_masking.init_app(app)
     if settings.get("WEBHOOKS_IN_PROCESS", "SERVICES" not in settings):

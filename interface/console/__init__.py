@@ -15,14 +15,16 @@ from flask import Flask
 
 from interface.console import i18n, security
 from interface.console.blueprint import console
+from interface.console.oidc import OIDC_EXTENSION, OidcProvider, OidcSettings
 from interface.console.pages import admin, sign_in, support  # noqa: F401  (routes register)
 
 CONSOLE_PREFIX = "/console"
 security.protect(console)  # once, before any app registers the blueprint
 
 
-def init_app(app: Flask, *, production: bool) -> None:
-    """Register the console on ``app`` (after the JWT secret is configured)."""
+def init_app(app: Flask, *, production: bool, oidc: OidcSettings | None = None) -> None:
+    """Register the console on ``app`` (after the JWT secret is configured); with
+    ``oidc``, its provider signs users in too."""
     secret: str = app.config["JWT_SECRET"]
     # Sessions are signed with a key derived from the token secret: one secret
     # to configure, and a session cookie can never be replayed as a token.
@@ -35,5 +37,7 @@ def init_app(app: Flask, *, production: bool) -> None:
         SESSION_COOKIE_SECURE=production,
         CONSOLE_PRODUCTION=production,
     )
+    if oidc is not None:
+        app.extensions[OIDC_EXTENSION] = OidcProvider(oidc)
     i18n.init_app(app)
     app.register_blueprint(console, url_prefix=CONSOLE_PREFIX)

@@ -58,9 +58,10 @@ def check_csrf() -> None:
         abort(400, description="csrf")
 
 
-#: Fields never scanned for card numbers: the pasted sign-in token is random text
+#: Fields never scanned for card numbers: the pasted sign-in token, and the
+#: ``code`` and ``state`` an OpenID Connect provider sends back, are random text
 #: whose digit runs would now and then look like one.
-NOT_CARD_DATA_FIELDS = frozenset({"token", CSRF_FIELD})
+NOT_CARD_DATA_FIELDS = frozenset({"token", CSRF_FIELD, "code", "state"})
 
 
 def refuse_card_data() -> None:

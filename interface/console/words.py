@@ -249,3 +249,31 @@ def view_change(subject: str, name: str, before: Any, after: Any) -> str:
         before=_cell_words(before),
         after=_cell_words(after),
     )
+
+
+_OIDC_REFUSALS: Mapping[str, Any] = {
+    "provider_refused": _l("The identity provider did not sign you in."),
+    "no_sign_in_started": _l("The sign-in has expired or was already used: start it again."),
+    "no_organization": _l(
+        "Your identity names no organization of this service: ask your administrator "
+        "to add your organization to your account at the identity provider."
+    ),
+    "provider_unreachable": _l(
+        "The identity provider did not answer as expected; try again later."
+    ),
+}
+_OIDC_REFUSALS_LIKE = {
+    "unknown_organization": "no_organization",
+    "provider_answer_invalid": "provider_unreachable",
+    "issuer_mismatch": "provider_unreachable",
+    "pkce_not_supported": "provider_unreachable",
+}
+_OIDC_NOT_VERIFIED = _l(
+    "The identity provider's answer could not be verified; nobody was signed in."
+)
+
+
+def oidc_refusal(reason: str) -> str:
+    """Why an OpenID Connect sign-in failed (``OidcError.reason``), in words."""
+    found = _OIDC_REFUSALS.get(_OIDC_REFUSALS_LIKE.get(reason, reason), _OIDC_NOT_VERIFIED)
+    return str(found)

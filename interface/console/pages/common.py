@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import redirect, render_template, request, url_for
+from flask import current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from werkzeug.exceptions import HTTPException
@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from interface.console import words
 from interface.console.blueprint import console, services
 from interface.console.i18n import DEFAULT_LANGUAGE, LANGUAGES
+from interface.console.oidc import OIDC_EXTENSION, OidcProvider
 from interface.console.signed_in import current_principal
 from interface.errors import describe_error
 
@@ -25,7 +26,14 @@ def layout_context() -> dict[str, Any]:
         "lang": str(get_locale() or DEFAULT_LANGUAGE),
         "tax_rate": services().catalog.bundle.tax_rate_percent,
         "trial_days": services().catalog.bundle.trial_days,
+        "oidc_name": _oidc_name(),
     }
+
+
+def _oidc_name() -> str | None:
+    """The configured OpenID Connect provider's name, for the sign-in button."""
+    provider = current_app.extensions.get(OIDC_EXTENSION)
+    return provider.settings.display_name if isinstance(provider, OidcProvider) else None
 
 
 def refusal(error: Exception) -> dict[str, Any]:
