@@ -38,6 +38,16 @@ def _secret() -> str:
         raise CommandFailed(str(error)) from None
 
 
+def _oidc_settings() -> None:
+    """The console's OpenID Connect settings, checked before gunicorn starts."""
+    from interface.console.oidc import OidcConfigurationError, OidcSettings
+
+    try:
+        OidcSettings.from_env(os.environ)
+    except OidcConfigurationError as error:
+        raise CommandFailed(str(error)) from None
+
+
 def _refuse_a_taken_port(host: str, port: int) -> None:
     """Say plainly that the port is taken, instead of gunicorn's retries and traceback."""
     with socket.socket() as probe:
@@ -76,6 +86,7 @@ def serve(host: str, port: int, workers: int, test_clock: bool) -> None:
     settings = services.settings
     services.close()
     _secret()  # create the dev secret once, before the workers race for it
+    _oidc_settings()
     base_url = f"http://{host}:{port}"
     # As invoked (e.g. .venv/bin/suitesub under `make run`), so the hint can be pasted.
     me = sys.argv[0] if "/" in sys.argv[0] else "suitesub"

@@ -62,7 +62,9 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(directory: Path) -> Iterator[RunningServer]:
+def running_server(
+    directory: Path, environment: dict[str, str] | None = None
+) -> Iterator[RunningServer]:
     database = directory / "suite.sqlite3"
     log = directory / "server.log"
     var_dir = directory / "var"
@@ -77,6 +79,7 @@ def running_server(directory: Path) -> Iterator[RunningServer]:
         "SUITE_WEBHOOKS_ALLOW_PRIVATE": "1",  # the story's receiver listens on 127.0.0.1
     }
     env.pop("SUITE_ENV", None)
+    env.update(environment or {})
     with log.open("w") as output:
         process = subprocess.Popen(
             [str(SUITESUB), "serve", "--port", str(port), "--workers", "2"],

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from interface.auth import mint_token
+from tests.console.fake_oidc import CLIENT_ID, CLIENT_SECRET, fake_oidc_provider
 from tests.console.server import SECRET, RunningServer, running_server
 from tests.receivers import Receiver, receiver
 
@@ -343,3 +344,55 @@ def test_the_article_story_in_the_browser(
             assert spelling not in sent
     assert b"UpgradePurchased" in stored  # the search did read the store that recorded it
     assert "payment_token=tok_visa" in sent  # what the browser sent instead
+
+
+PRODUCTION_WORDS = {
+    "en": {"locale": "en-US", "button": "Sign in with Acme ID", "paste": "Paste your token"},
+    "ja": {
+        "locale": "ja-JP",
+        "button": "Acme ID でサインイン",
+        "paste": "トークンを貼り付け",
+    },
+}
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+def test_production_signs_in_with_the_identity_provider_in_the_browser(
+    tmp_path: Path, chromium: Any, language: str
+) -> None:
+    """SUITE_ENV=production: no development sign-in; the provider (a fake one on
+    127.0.0.1) signs the user in through the browser, PKCE and all."""
+    words = PRODUCTION_WORDS[language]
+    with fake_oidc_provider() as provider:
+        environment = {
+            "SUITE_ENV": "production",
+            "SUITE_OIDC_ISSUER": provider.issuer,
+            "SUITE_OIDC_CLIENT_ID": CLIENT_ID,
+            "SUITE_OIDC_CLIENT_SECRET": CLIENT_SECRET,
+            "SUITE_OIDC_NAME": "Acme ID",
+        }
+        with running_server(tmp_path, environment) as server:
+            organization = register_the_article_organization(server)
+            provider.user = {"sub": "u-alice", "org": organization}
+            context = chromium.new_context(
+                locale=words["locale"], viewport={"width": 1280, "height": 900}
+            )
+            page = context.new_page()
+            story = Story(page, f"{language}-production")
+            page.goto(f"{server.base_url}/console/sign-in")
+            assert words["paste"] in page.content()
+            assert "Acme KK" not in page.content()  # no development sign-in here
+            story.check("sign-in")
+            page.get_by_role("link", name=words["button"]).click()
+            page.wait_for_url(f"{server.base_url}/console/orgs/{organization}/")
+            assert "u-alice" in page.locator(".who").inner_text()
+            [cookie] = [c for c in context.cookies() if c["name"] == "suitesub_console"]
+            assert cookie["httpOnly"] is True
+            assert cookie["secure"] is True
+            assert cookie["sameSite"] == "Lax"
+            if language == "en":  # an organization in Japan is shown in Japanese: switch
+                page.get_by_role("button", name="English").click()
+            story.check("signed-in-by-the-provider")
+            [(form, _headers)] = provider.token_requests
+            assert form["code_verifier"]
+            context.close()

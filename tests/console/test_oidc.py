@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 
 from application.bootstrap import Services
 from interface.app import create_app
+from interface.cli import main
 from interface.console.oidc import OidcConfigurationError, OidcSettings, s256_challenge
 from tests.console.conftest import SECRET
 from tests.console.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidcProvider, fake_oidc_provider
@@ -329,3 +332,16 @@ def test_the_provider_sign_in_reads_in_both_languages(
     answer = client.get(local(provider.sign_in_through(begun.location)))
     assert answer.status_code == 401
     assert refused in text(answer)
+
+
+def test_suitesub_serve_refuses_oidc_settings_that_cannot_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUITE_DATABASE_URL", f"sqlite:///{tmp_path / 'suite.sqlite3'}")
+    monkeypatch.setenv("SUITE_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("SUITE_OIDC_ISSUER", "http://id.acme.example")
+    monkeypatch.setenv("SUITE_OIDC_CLIENT_ID", "console")
+    result = CliRunner().invoke(main, ["serve", "--port", "0"])
+    assert result.exit_code == 2
+    assert "SUITE_OIDC_ISSUER must be an https:// URL" in result.output
+    assert "Traceback" not in result.output
