@@ -37,7 +37,9 @@ from typing import Any
 
 from domain.catalog import MONTHS_PER_PERIOD, Bundle
 from domain.clock import ensure_utc
+from domain.contract import RenewalTerms, apply_credit, period_lines, renewal_terms
 from domain.errors import InvalidRequest
+from domain.facts import AddOns, ContractTerms, ScheduledChange
 from domain.invoice import (
     CreditLine,
     InvoiceLine,
@@ -53,14 +55,10 @@ from domain.quote import (
     pro_rata,
     terms_field_errors,
 )
-from domain.tax import consumption_tax
 
 #: When a part of a change takes effect.
 NOW = "now"
 AT_RENEWAL = "at_renewal"
-
-AddOns = tuple[tuple[str, int], ...]
-
 
 @dataclass(frozen=True, slots=True)
 class PlanTerms:
@@ -81,44 +79,10 @@ class PlanTerms:
             "add_ons": _add_ons_to_list(self.add_ons),
         }
 
-
-@dataclass(frozen=True, slots=True)
-class ScheduledChange:
-    """The terms that take effect at the next renewal (only those that differ)."""
-
-    billing_period: str | None = None
-    seats: int | None = None
-    #: The whole add-on list of the next period, or ``None`` (unchanged).
-    add_ons: AddOns | None = None
-
-    def applied_to(self, terms: PlanTerms) -> PlanTerms:
-        """The terms of the next period: ``terms`` with this change."""
-        return PlanTerms(
-            billing_period=terms.billing_period
-            if self.billing_period is None
-            else self.billing_period,
-            seats=terms.seats if self.seats is None else self.seats,
-            add_ons=terms.add_ons if self.add_ons is None else self.add_ons,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form (in events and the contract block): only the changed terms."""
-        data: dict[str, Any] = {}
-        if self.billing_period is not None:
-            data["billing_period"] = self.billing_period
-        if self.seats is not None:
-            data["seats"] = self.seats
-        if self.add_ons is not None:
-            data["add_ons"] = _add_ons_to_list(self.add_ons)
-        return data
-
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ScheduledChange:
-        add_ons = data.get("add_ons")
+    def from_dict(cls, data: Mapping[str, Any]) -> PlanTerms:
         return cls(
-            billing_period=data.get("billing_period"),
-            seats=data.get("seats"),
-            add_ons=None if add_ons is None else _add_ons_from_list(add_ons),
+            str(data["billing_period"]), int(data["seats"]), _add_ons_from_list(data["add_ons"])
         )
 
 
@@ -163,6 +127,10 @@ class LineChange:
             "takes_effect": self.takes_effect,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LineChange:
+        return cls(data["kind"], data["code"], data["from"], data["to"], data["takes_effect"])
+
 
 @dataclass(frozen=True, slots=True)
 class ChargeLine:
@@ -192,6 +160,20 @@ class ChargeLine:
             "amount": self.amount,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChargeLine:
+        return cls(
+            kind=data["kind"],
+            code=data["code"],
+            quantity=data["quantity"],
+            unit_price=data["unit_price"],
+            amount=data["amount"],
+            months=data.get("months"),
+            days=data.get("days"),
+            delta_per_period=data.get("delta_per_period"),
+            period_days=data.get("period_days"),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class UnusedPeriodCredit:
@@ -211,6 +193,16 @@ class UnusedPeriodCredit:
             "total_days": self.total_days,
             "amount": self.amount,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UnusedPeriodCredit:
+        return cls(
+            billing_period=data["billing_period"],
+            period_amount=data["period_amount"],
+            remaining_days=data["remaining_days"],
+            total_days=data["total_days"],
+            amount=data["amount"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +324,36 @@ class ChangeQuote:
             "total": self.total,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChangeQuote:
+        """Read the recorded form back: a pending change is charged exactly as quoted."""
+        scheduled = data.get("scheduled_change")
+        before = data.get("scheduled_change_before")
+        unused = data.get("unused_period_credit")
+        return cls(
+            currency=data["currency"],
+            at=datetime.fromisoformat(data["at"]),
+            terms_before=PlanTerms.from_dict(data["terms_before"]),
+            terms_after=PlanTerms.from_dict(data["terms_after"]),
+            scheduled_before=None if before is None else ScheduledChange.from_dict(before),
+            scheduled_change=None if scheduled is None else ScheduledChange.from_dict(scheduled),
+            changes=tuple(LineChange.from_dict(c) for c in data["changes"]),
+            period_start=datetime.fromisoformat(data["period_start"]),
+            period_end=datetime.fromisoformat(data["period_end"]),
+            new_period=bool(data["new_period"]),
+            lines=tuple(ChargeLine.from_dict(line) for line in data["lines"]),
+            subtotal=data["subtotal"],
+            unused_period_credit=None if unused is None else UnusedPeriodCredit.from_dict(unused),
+            period_credit_applied=data["period_credit_applied"],
+            credited_to_balance=data["credited_to_balance"],
+            credit_balance_before=data["credit_balance_before"],
+            credit_balance_applied=data["credit_balance_applied"],
+            credit_balance_after=data["credit_balance_after"],
+            credit=data["credit"],
+            tax=data["tax"],
+            total=data["total"],
+        )
+
 
 def validate_change(bundle: Bundle, wanted: WantedChange) -> None:
     """The input rules of a change (those of the upgrade's terms, on the fields given)."""
@@ -349,9 +371,15 @@ def validate_change(bundle: Bundle, wanted: WantedChange) -> None:
         )
 
 
-def planned_terms(terms: PlanTerms, scheduled: ScheduledChange | None) -> PlanTerms:
-    """The terms the next renewal buys: the current ones plus the scheduled change."""
-    return terms if scheduled is None else scheduled.applied_to(terms)
+def terms_in_force(terms: ContractTerms) -> PlanTerms:
+    """What the contract buys in its running period."""
+    return PlanTerms(terms.billing_period, terms.seats, terms.add_ons)
+
+
+def planned_terms(terms: ContractTerms) -> PlanTerms:
+    """What the next renewal buys: the terms plus the scheduled change (the renewal's rule)."""
+    planned = renewal_terms(terms)
+    return PlanTerms(planned.billing_period, planned.seats, planned.add_ons)
 
 
 def wanted_terms(planned: PlanTerms, wanted: WantedChange) -> PlanTerms:
@@ -368,67 +396,52 @@ def wanted_terms(planned: PlanTerms, wanted: WantedChange) -> PlanTerms:
 
 
 def price_change(
-    bundle: Bundle,
-    *,
-    terms: PlanTerms,
-    scheduled: ScheduledChange | None,
-    period_start: datetime,
-    period_end: datetime,
-    credit_balance: int,
-    wanted: WantedChange,
-    at: datetime,
+    bundle: Bundle, terms: ContractTerms, wanted: WantedChange, at: datetime
 ) -> ChangeQuote:
-    """Price ``wanted`` against the running contract at ``at``.
+    """Price ``wanted`` against the running contract's ``terms`` at ``at``.
 
-    ``terms`` are those in force in the period ``[period_start, period_end)``;
-    ``scheduled`` is what the next renewal would change. Raises
-    ``InvalidRequest`` (``validation_failed``, ``no_change``).
+    Raises ``InvalidRequest`` (``validation_failed``, ``no_change``).
     """
     at = ensure_utc(at)
-    if credit_balance < 0:
-        msg = f"credit balance {credit_balance} is negative"
-        raise ValueError(msg)
     validate_change(bundle, wanted)
-    target = wanted_terms(planned_terms(terms, scheduled), wanted)
+    target = wanted_terms(planned_terms(terms), wanted)
     if MONTHS_PER_PERIOD[target.billing_period] > MONTHS_PER_PERIOD[terms.billing_period]:
-        quote = _longer_period_now(
-            bundle, terms, scheduled, target, period_start, period_end, credit_balance, at
-        )
+        quote = _longer_period_now(bundle, terms, target, at)
     else:
-        quote = _within_the_period(
-            bundle, terms, scheduled, target, period_start, period_end, credit_balance, at
-        )
+        quote = _within_the_period(bundle, terms, target, at)
     if not quote.changes_now and not quote.schedule_changes:
+        scheduled = terms.scheduled_change
         raise InvalidRequest(
             "The change alters nothing: these are the terms now and at the renewal.",
             code="no_change",
             details={
-                "terms": terms.to_dict(),
+                "terms": terms_in_force(terms).to_dict(),
                 "scheduled_change": None if scheduled is None else scheduled.to_dict(),
             },
         )
     return quote
 
 
+def _days_left(terms: ContractTerms, at: datetime) -> tuple[int, int]:
+    """§5's day counting on the running period: ``(remaining_days, period_days)``."""
+    return days_of_period(
+        ensure_utc(terms.current_period_start).date(),
+        ensure_utc(terms.current_period_end).date(),
+        at.date(),
+    )
+
+
 def _within_the_period(
-    bundle: Bundle,
-    terms: PlanTerms,
-    scheduled: ScheduledChange | None,
-    target: PlanTerms,
-    period_start: datetime,
-    period_end: datetime,
-    credit_balance: int,
-    at: datetime,
+    bundle: Bundle, contract: ContractTerms, target: PlanTerms, at: datetime
 ) -> ChangeQuote:
     """Increases now (pro rata), decreases and a shorter period at the renewal."""
+    terms = terms_in_force(contract)
     after = PlanTerms(
         billing_period=terms.billing_period,
         seats=max(terms.seats, target.seats),
         add_ons=_larger_of(terms.add_ons, target.add_ons),
     )
-    remaining_days, period_days = days_of_period(
-        ensure_utc(period_start).date(), ensure_utc(period_end).date(), at.date()
-    )
+    remaining_days, period_days = _days_left(contract, at)
     months = MONTHS_PER_PERIOD[terms.billing_period]
     lines: list[ChargeLine] = []
     for kind, code, unit_price, before, now in _line_quantities(bundle, terms, after):
@@ -449,62 +462,51 @@ def _within_the_period(
             )
         )
     subtotal = sum(line.amount for line in lines)
-    applied = min(credit_balance, subtotal)
-    tax = consumption_tax(subtotal - applied, bundle.tax_rate_percent)
+    balance = contract.credit_balance
+    applied, tax, total = apply_credit(subtotal, balance, bundle.tax_rate_percent)
     return ChangeQuote(
         currency=bundle.currency,
         at=at,
         terms_before=terms,
         terms_after=after,
-        scheduled_before=scheduled,
+        scheduled_before=contract.scheduled_change,
         scheduled_change=scheduled_between(after, target),
         changes=_changes(bundle, terms, after, target),
         period_start=at,
-        period_end=ensure_utc(period_end),
+        period_end=ensure_utc(contract.current_period_end),
         new_period=False,
         lines=tuple(lines),
         subtotal=subtotal,
         unused_period_credit=None,
         period_credit_applied=0,
         credited_to_balance=0,
-        credit_balance_before=credit_balance,
+        credit_balance_before=balance,
         credit_balance_applied=applied,
-        credit_balance_after=credit_balance - applied,
+        credit_balance_after=balance - applied,
         credit=applied,
         tax=tax,
-        total=subtotal - applied + tax,
+        total=total,
     )
 
 
 def _longer_period_now(
-    bundle: Bundle,
-    terms: PlanTerms,
-    scheduled: ScheduledChange | None,
-    target: PlanTerms,
-    period_start: datetime,
-    period_end: datetime,
-    credit_balance: int,
-    at: datetime,
+    bundle: Bundle, contract: ContractTerms, target: PlanTerms, at: datetime
 ) -> ChangeQuote:
     """A new, longer period starts now with the wanted terms; the old one's rest is credited."""
-    months = MONTHS_PER_PERIOD[target.billing_period]
+    terms = terms_in_force(contract)
     lines = tuple(
         ChargeLine(
-            kind=kind,
-            code=code,
-            quantity=quantity,
-            unit_price=unit_price,
-            months=months,
-            amount=quantity * unit_price * months,
+            kind=str(line["kind"]),
+            code=str(line["code"]),
+            quantity=int(line["quantity"]),
+            unit_price=int(line["unit_price"]),
+            months=int(line["months"]),
+            amount=int(line["amount"]),
         )
-        for kind, code, unit_price, _, quantity in _line_quantities(
-            bundle, PlanTerms(target.billing_period, 0), target
-        )
+        for line in period_lines(bundle, _renewal(target))
     )
     subtotal = sum(line.amount for line in lines)
-    remaining_days, total_days = days_of_period(
-        ensure_utc(period_start).date(), ensure_utc(period_end).date(), at.date()
-    )
+    remaining_days, total_days = _days_left(contract, at)
     period_amount = period_value(bundle, terms)
     unused = UnusedPeriodCredit(
         billing_period=terms.billing_period,
@@ -515,43 +517,42 @@ def _longer_period_now(
     )
     period_credit_applied = min(unused.amount, subtotal)
     credited_to_balance = unused.amount - period_credit_applied
-    balance_applied = min(credit_balance, subtotal - period_credit_applied)
-    credit = period_credit_applied + balance_applied
-    tax = consumption_tax(subtotal - credit, bundle.tax_rate_percent)
+    balance = contract.credit_balance
+    balance_applied, tax, total = apply_credit(
+        subtotal - period_credit_applied, balance, bundle.tax_rate_percent
+    )
     return ChangeQuote(
         currency=bundle.currency,
         at=at,
         terms_before=terms,
         terms_after=target,
-        scheduled_before=scheduled,
+        scheduled_before=contract.scheduled_change,
         scheduled_change=None,
         changes=_changes(bundle, terms, target, target),
         period_start=at,
-        period_end=add_calendar_months(at, months),
+        period_end=add_calendar_months(at, MONTHS_PER_PERIOD[target.billing_period]),
         new_period=True,
         lines=lines,
         subtotal=subtotal,
         unused_period_credit=unused,
         period_credit_applied=period_credit_applied,
         credited_to_balance=credited_to_balance,
-        credit_balance_before=credit_balance,
+        credit_balance_before=balance,
         credit_balance_applied=balance_applied,
-        credit_balance_after=credit_balance - balance_applied + credited_to_balance,
-        credit=credit,
+        credit_balance_after=balance - balance_applied + credited_to_balance,
+        credit=period_credit_applied + balance_applied,
         tax=tax,
-        total=subtotal - credit + tax,
+        total=total,
     )
 
 
 def period_value(bundle: Bundle, terms: PlanTerms) -> int:
     """What one whole period of ``terms`` costs before credits and tax (§5's prices)."""
-    months = MONTHS_PER_PERIOD[terms.billing_period]
-    return sum(
-        quantity * unit_price * months
-        for _, _, unit_price, _, quantity in _line_quantities(
-            bundle, PlanTerms(terms.billing_period, 0), terms
-        )
-    )
+    return sum(int(line["amount"]) for line in period_lines(bundle, _renewal(terms)))
+
+
+def _renewal(terms: PlanTerms) -> RenewalTerms:
+    return RenewalTerms(terms.billing_period, terms.seats, terms.add_ons)
 
 
 def _line_quantities(

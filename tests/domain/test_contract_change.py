@@ -9,18 +9,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.catalog import BILLING_PERIODS, MONTHS_PER_PERIOD
+from domain.contract import renewal_terms
 from domain.contract_change import (
     AT_RENEWAL,
     NOW,
     ChangeQuote,
     PlanTerms,
-    ScheduledChange,
     WantedChange,
-    planned_terms,
     price_change,
     wanted_terms,
 )
 from domain.errors import InvalidRequest
+from domain.facts import ContractTerms, PaymentMethod, ScheduledChange
 from domain.invoice import (
     CREDIT_FROM_BALANCE,
     CREDIT_FROM_UNUSED_PERIOD,
@@ -56,6 +56,22 @@ def wanted(
     )
 
 
+def contract_terms(
+    terms: PlanTerms, *, scheduled: ScheduledChange | None = None, balance: int = 0
+) -> ContractTerms:
+    """A contract started at T0 with ``terms`` for its first period."""
+    return ContractTerms(
+        billing_period=terms.billing_period,
+        seats=terms.seats,
+        add_ons=terms.add_ons,
+        current_period_start=T0,
+        current_period_end=add_calendar_months(T0, MONTHS_PER_PERIOD[terms.billing_period]),
+        payment_method=PaymentMethod("visa", "4242", "pm_1", "sandbox"),
+        scheduled_change=scheduled,
+        credit_balance=balance,
+    )
+
+
 def change(
     terms: PlanTerms,
     want: WantedChange,
@@ -64,17 +80,15 @@ def change(
     scheduled: ScheduledChange | None = None,
     balance: int = 0,
 ) -> ChangeQuote:
-    end = add_calendar_months(T0, MONTHS_PER_PERIOD[terms.billing_period])
     return price_change(
-        BUNDLE,
-        terms=terms,
-        scheduled=scheduled,
-        period_start=T0,
-        period_end=end,
-        credit_balance=balance,
-        wanted=want,
-        at=at,
+        BUNDLE, contract_terms(terms, scheduled=scheduled, balance=balance), want, at
     )
+
+
+def renewal_after(quote: ChangeQuote) -> PlanTerms:
+    """What the next renewal buys after the change (the renewal's own rule)."""
+    renewal = renewal_terms(contract_terms(quote.terms_after, scheduled=quote.scheduled_change))
+    return PlanTerms(renewal.billing_period, renewal.seats, renewal.add_ons)
 
 
 def invoice_of(quote: ChangeQuote) -> int:
@@ -206,8 +220,11 @@ def test_a_removed_add_on_is_scheduled_as_the_whole_next_add_on_list() -> None:
     )
 
     assert quote.scheduled_change == ScheduledChange(add_ons=(("extra-portal", 1),))
+    assert quote.scheduled_change is not None
     assert quote.scheduled_change.to_dict() == {
-        "add_ons": [{"code": "extra-portal", "quantity": 1}]
+        "seats": None,
+        "add_ons": [{"code": "extra-portal", "quantity": 1}],
+        "billing_period": None,
     }
 
 
@@ -225,7 +242,7 @@ def test_one_change_can_raise_one_line_now_and_lower_another_at_the_renewal() ->
         ("storage-10gb", AT_RENEWAL),
     ]
     assert [line.amount for line in quote.lines] == [7_500]  # floor(15,000 × 15 / 30)
-    assert planned_terms(quote.terms_after, quote.scheduled_change) == monthly(12)
+    assert renewal_after(quote) == monthly(12)
 
 
 def test_yearly_to_monthly_waits_for_the_renewal() -> None:
@@ -397,11 +414,15 @@ def test_ten_thousand_seats_are_allowed() -> None:
     assert quote.terms_after.seats == MAX_SEATS
 
 
-def test_the_scheduled_change_reads_back_from_its_json_form() -> None:
-    scheduled = ScheduledChange(billing_period="monthly", seats=3, add_ons=(("storage-10gb", 1),))
+def test_the_quote_reads_back_from_its_recorded_form() -> None:
+    quote = change(
+        monthly(10, ("storage-10gb", 2)),
+        wanted(billing_period="yearly", seats=12),
+        at=T0 + timedelta(days=10),
+        balance=5,
+    )
 
-    assert ScheduledChange.from_dict(scheduled.to_dict()) == scheduled
-    assert ScheduledChange.from_dict({}) == ScheduledChange()
+    assert ChangeQuote.from_dict(quote.to_dict()) == quote
 
 
 # -- properties -------------------------------------------------------------------
@@ -527,12 +548,14 @@ def test_decreases_charge_nothing_and_the_renewal_buys_the_wanted_terms(
 ) -> None:
     terms, scheduled, want, _, _ = situation
     quote = priced(situation)
-    target = wanted_terms(planned_terms(terms, scheduled), want)
+    planned = renewal_terms(contract_terms(terms, scheduled=scheduled))
+    planned_plan = PlanTerms(planned.billing_period, planned.seats, planned.add_ons)
+    target = wanted_terms(planned_plan, want)
     if quote is None:
         # nothing to do: the renewal already buys the wanted terms
-        assert _semantic(target) == _semantic(planned_terms(terms, scheduled))
+        assert _semantic(target) == _semantic(planned_plan)
         return
-    renewal = planned_terms(quote.terms_after, quote.scheduled_change)
+    renewal = renewal_after(quote)
     assert _semantic(renewal) == _semantic(target)
     no_increase = target.seats <= terms.seats and all(
         quantity <= terms.quantity_of(code) for code, quantity in target.add_ons
