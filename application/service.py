@@ -28,6 +28,7 @@ from domain.carry_over import who_may_start_trial
 from domain.catalog import Catalog
 from domain.clock import Clock
 from domain.contract import RenewalCharge
+from domain.contract_change import ChangeQuote, WantedChange
 from domain.errors import InvalidRequest, StateConflict
 from domain.events import OrganizationEvent
 from domain.facts import OrganizationFacts, facts_from_dict, facts_to_dict
@@ -363,6 +364,67 @@ class SuiteSubscriptions(Application[UUID]):
             ),
         )
 
+    def begin_plan_change(
+        self,
+        organization_id: UUID,
+        *,
+        by: str,
+        wanted: WantedChange,
+        expected_total: int,
+        idempotency_key: str | None = None,
+        change_id: str | None = None,
+    ) -> tuple[CommandResult, str, ChangeQuote]:
+        """Record a mid-term change: its charge's intent, or the scheduled change alone."""
+        change = change_id or f"chg_{uuid4().hex}"
+        quotes: list[ChangeQuote] = []
+
+        def begin(org: Organization) -> None:
+            quotes.append(
+                org.begin_change(
+                    change_id=change,
+                    by=by,
+                    wanted=wanted,
+                    expected_total=expected_total,
+                    idempotency_key=idempotency_key,
+                    at=self.clock.now(),
+                    catalog=self.catalog,
+                )
+            )
+
+        result = self._command(organization_id, begin)
+        return result, change, quotes[-1]
+
+    def complete_plan_change(
+        self,
+        organization_id: UUID,
+        *,
+        change_id: str,
+        payment: dict[str, Any],
+        invoice_number: str,
+        issued_at: datetime,
+    ) -> CommandResult:
+        """Record BundleChanged (with its invoice) for a change's intent; idempotent."""
+        return self._command(
+            organization_id,
+            lambda org: org.complete_change(
+                change_id=change_id,
+                payment=payment,
+                invoice_number=invoice_number,
+                issued_at=issued_at,
+                at=self.clock.now(),
+                catalog=self.catalog,
+            ),
+        )
+
+    def fail_plan_change(
+        self, organization_id: UUID, *, change_id: str, reason: str
+    ) -> CommandResult:
+        """Record ChangeChargeFailed for a change's intent; idempotent."""
+        return self._command(
+            organization_id,
+            lambda org: org.fail_change(change_id=change_id, reason=reason, at=self.clock.now()),
+        )
+
     # -- queries --------------------------------------------------------------
 
     def get_organization(self, organization_id: UUID) -> Organization:
@@ -435,6 +497,11 @@ class SuiteSubscriptions(Application[UUID]):
         if refusal == "bundle_already_active":
             raise StateConflict("The bundle is already active.", code=refusal)
         return organization.quote(request, at=self.clock.now(), catalog=self.catalog)
+
+    def quote_plan_change(self, organization_id: UUID, wanted: WantedChange) -> ChangeQuote:
+        """Price a mid-term change now; records nothing."""
+        organization = self.get_organization(organization_id)
+        return organization.quote_change(wanted, at=self.clock.now(), catalog=self.catalog)
 
     def organization_events(
         self, organization_id: UUID, *, after: int = 0, limit: int = 100

@@ -214,6 +214,30 @@ def payment_method_refusal(facts: OrganizationFacts) -> str | None:
     return None
 
 
+def plan_change_refusal(facts: OrganizationFacts, now: datetime) -> str | None:
+    """Why the plan cannot be changed mid-term now (an error code), or ``None``.
+
+    Only a running, paid-up contract changes: while ``past_due`` the renewal
+    must be paid first; a renewal or another change being charged must settle
+    first; a period whose end has passed renews before it changes (the
+    change would be priced on a period that is over).
+    """
+    contract = facts.contract
+    if facts.bundle_state not in BundleState.CONTRACTED or contract is None:
+        return "no_active_contract"
+    if facts.bundle_state == BundleState.PAST_DUE:
+        return "payment_past_due"
+    if contract.pending_renewal is not None:
+        return "renewal_in_progress"
+    if contract.pending_change is not None:
+        return "change_in_progress"
+    if now >= contract.terms.current_period_end:
+        if contract.terms.cancel_at_period_end:
+            return "contract_period_ended"
+        return "renewal_in_progress"
+    return None
+
+
 def _checkout_refusal(facts: OrganizationFacts) -> str | None:
     """While a card is being charged the bundle's state is frozen.
 

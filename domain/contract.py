@@ -196,7 +196,12 @@ def contract_due_at(facts: OrganizationFacts) -> datetime | None:
 def renewal_due(facts: OrganizationFacts, now: datetime) -> bool:
     """Whether a (scheduled) renewal attempt is due at ``now`` and none is in flight."""
     contract = facts.contract
-    if contract is None or contract.pending_renewal is not None:
+    # A mid-term change being charged settles first: the renewal buys its terms.
+    if (
+        contract is None
+        or contract.pending_renewal is not None
+        or contract.pending_change is not None
+    ):
         return False
     terms = contract.terms
     if facts.bundle_state == BundleState.ACTIVE:

@@ -60,6 +60,7 @@ from domain.quote import (
 NOW = "now"
 AT_RENEWAL = "at_renewal"
 
+
 @dataclass(frozen=True, slots=True)
 class PlanTerms:
     """What a bundle contract buys each period: the period, seats and add-ons."""

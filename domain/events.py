@@ -26,8 +26,10 @@ from domain.facts import (
     ContractTerms,
     OrganizationFacts,
     PaymentMethod,
+    PendingChange,
     PendingCheckout,
     PendingRenewal,
+    ScheduledChange,
     ServiceAdmins,
     StandaloneSubscription,
     TrialFacts,
@@ -470,6 +472,132 @@ class PaymentMethodChanged(OrganizationEvent):
         return facts.updated(contract=contract.with_terms(payment_method=card))
 
 
+# -- mid-term changes (SPEC §11) -----------------------------------------------------
+
+
+class ChangeChargeStarted(OrganizationEvent):
+    """The intent of a mid-term change's charge, recorded before the gateway is called.
+
+    ``quote`` is :meth:`domain.contract_change.ChangeQuote.to_dict`: exactly what
+    is charged and what takes effect; ``change_id`` is the gateway's
+    idempotency key and the invoice number's key.
+    """
+
+    change_id: str
+    by: str
+    idempotency_key: str | None
+    quote: dict[str, Any]
+    #: The gateway's reusable payment method to charge (``None``: nothing to charge).
+    payment_method: str | None
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        contract = _contract(facts)
+        pending = PendingChange(
+            change_id=self.change_id,
+            by=self.by,
+            started_at=self.timestamp,
+            idempotency_key=self.idempotency_key,
+            quote=dict(self.quote),
+        )
+        return facts.updated(contract=contract.updated(pending_change=pending))
+
+
+class ChangeChargeFailed(OrganizationEvent):
+    """A change's charge failed (nothing was charged): the terms stay as they were."""
+
+    change_id: str
+    reason: str
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        contract = _contract(facts)
+        return facts.updated(contract=contract.updated(pending_change=None))
+
+
+class BundleChanged(OrganizationEvent):
+    """A mid-term change took effect at once: increases pro rata, or a longer
+    period starting now; with its charge and its invoice."""
+
+    change_id: str
+    by: str
+    currency: str
+    #: The terms in force from now on.
+    billing_period: str
+    seats: int
+    add_ons: list[dict[str, Any]]
+    #: Each line the change altered (``from``, ``to``, ``takes_effect``).
+    changes: list[dict[str, Any]]
+    #: ``True`` when a new, longer period starts now (``period_start``..``period_end``).
+    new_period: bool
+    #: The charged period: now to the current period's end, or the new period.
+    period_start: str
+    period_end: str
+    lines: list[dict[str, Any]]
+    subtotal: int
+    #: The running period's unused part (a switch to a longer period), or ``None``.
+    unused_period_credit: dict[str, Any] | None
+    period_credit_applied: int
+    #: What of the unused period this charge did not use: added to the balance.
+    credited_to_balance: int
+    #: Taken from the credit balance, before tax.
+    credit_applied: int
+    tax: int
+    total: int
+    payment: dict[str, Any]
+    invoice: dict[str, Any]
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        contract = _contract(facts)
+        terms = contract.terms.updated(
+            billing_period=self.billing_period,
+            seats=self.seats,
+            add_ons=tuple((a["code"], a["quantity"]) for a in self.add_ons),
+            credit_balance=contract.terms.credit_balance
+            - self.credit_applied
+            + self.credited_to_balance,
+        )
+        anchor = contract.anchor
+        if self.new_period:
+            start = datetime.fromisoformat(self.period_start)
+            terms = terms.updated(
+                current_period_start=start,
+                current_period_end=datetime.fromisoformat(self.period_end),
+            )
+            anchor = start  # later periods are counted from the new period's start
+        if self.payment.get("payment_method"):
+            terms = terms.updated(payment_method=payment_method_of(self.payment))
+        changed = contract.updated(
+            terms=terms,
+            anchor=anchor,
+            total=self.total,
+            charge_id=self.payment.get("charge_id"),
+            pending_change=None,
+        )
+        return facts.updated(contract=changed)
+
+
+class BundleChangeScheduled(OrganizationEvent):
+    """What takes effect at the next renewal (decreases, yearly → monthly); it
+    replaces any earlier scheduled change (``None``: nothing is scheduled any more)."""
+
+    change_id: str
+    by: str
+    idempotency_key: str | None
+    scheduled_change: dict[str, Any] | None
+    #: The scheduled change this one replaces, or ``None``.
+    replaces: dict[str, Any] | None
+    #: The renewal it takes effect at (the current period's end).
+    takes_effect_at: str
+
+    def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
+        contract = _contract(facts)
+        change = (
+            None
+            if self.scheduled_change is None
+            else ScheduledChange.from_dict(self.scheduled_change)
+        )
+        return facts.updated(contract=contract.with_terms(scheduled_change=change))
+
+
 EVENT_CLASSES: tuple[type[OrganizationEvent], ...] = (
     OrganizationRegistered,
     StandaloneSubscriptionRecorded,
@@ -492,6 +620,10 @@ EVENT_CLASSES: tuple[type[OrganizationEvent], ...] = (
     BundleCancellationScheduled,
     BundleCancellationWithdrawn,
     PaymentMethodChanged,
+    ChangeChargeStarted,
+    ChangeChargeFailed,
+    BundleChanged,
+    BundleChangeScheduled,
 )
 
 EVENTS_BY_NAME = {cls.__name__: cls for cls in EVENT_CLASSES}

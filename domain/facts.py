@@ -251,6 +251,38 @@ class PendingRenewal:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingChange:
+    """A mid-term change's charge recorded as intended and not yet settled (§5's order)."""
+
+    change_id: str
+    by: str
+    started_at: datetime
+    idempotency_key: str | None
+    #: The change as quoted (:meth:`domain.contract_change.ChangeQuote.to_dict`):
+    #: exactly what is charged and what takes effect.
+    quote: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "change_id": self.change_id,
+            "by": self.by,
+            "started_at": self.started_at.isoformat(),
+            "idempotency_key": self.idempotency_key,
+            "quote": self.quote,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PendingChange:
+        return cls(
+            change_id=data["change_id"],
+            by=data["by"],
+            started_at=_req_dt(data["started_at"]),
+            idempotency_key=data.get("idempotency_key"),
+            quote=dict(data["quote"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ContractFacts:
     """The paid bundle contract, from the upgrade until it ends (and after)."""
 
@@ -270,6 +302,8 @@ class ContractFacts:
     #: Every attempt made for the current renewal (scheduled or not).
     attempts: int = 0
     pending_renewal: PendingRenewal | None = None
+    #: A mid-term change being charged (SPEC §11), settled by its outcome or reconcile.
+    pending_change: PendingChange | None = None
     ended_at: datetime | None = None
     end_reason: str | None = None
 
@@ -530,6 +564,9 @@ def contract_to_dict(contract: ContractFacts) -> dict[str, Any]:
         "failed_attempts": contract.failed_attempts,
         "attempts": contract.attempts,
         "pending_renewal": None if pending is None else pending.to_dict(),
+        "pending_change": None
+        if contract.pending_change is None
+        else contract.pending_change.to_dict(),
         "ended_at": _dt(contract.ended_at),
         "end_reason": contract.end_reason,
     }
@@ -562,6 +599,9 @@ def contract_from_dict(data: dict[str, Any]) -> ContractFacts:
         failed_attempts=int(data.get("failed_attempts", 0)),
         attempts=int(data.get("attempts", 0)),
         pending_renewal=None if pending is None else PendingRenewal.from_dict(pending),
+        pending_change=None
+        if data.get("pending_change") is None
+        else PendingChange.from_dict(data["pending_change"]),
         ended_at=_parse_dt(data.get("ended_at")),
         end_reason=data.get("end_reason"),
     )

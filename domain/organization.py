@@ -28,6 +28,7 @@ from domain.bundle_state import (
     effective_state,
     extension_refusal,
     payment_method_refusal,
+    plan_change_refusal,
     standalone_plan_refusal,
     start_trial_refusal,
     upgrade_refusal,
@@ -46,6 +47,7 @@ from domain.contract import (
     renewal_charge,
     renewal_due,
 )
+from domain.contract_change import NOW, ChangeQuote, WantedChange, price_change
 from domain.countries import is_iso_country
 from domain.errors import InvalidRequest, NotAllowed, NotFound, StateConflict
 from domain.facts import GENESIS_LINK, BundleState, ContractFacts, OrganizationFacts, PendingRenewal
@@ -643,6 +645,164 @@ class Organization(Aggregate):
             raise StateConflict(_CONTRACT_MESSAGES[refusal], code=refusal)
         self._require_bundle_rights(by, at)
 
+    # -- mid-term changes (SPEC §11) ----------------------------------------------------
+
+    def quote_change(self, wanted: WantedChange, *, at: datetime, catalog: Catalog) -> ChangeQuote:
+        """Price a change of the plan now; records nothing."""
+        at = ensure_utc(at)
+        self._check_plan_change(at)
+        contract = self.facts.contract
+        assert contract is not None
+        return price_change(catalog.bundle, contract.terms, wanted, at)
+
+    def begin_change(
+        self,
+        *,
+        change_id: str,
+        by: str,
+        wanted: WantedChange,
+        expected_total: int,
+        idempotency_key: str | None,
+        at: datetime,
+        catalog: Catalog,
+    ) -> ChangeQuote:
+        """Record a change: a charge's intent (``ChangeChargeStarted``) when something
+        takes effect now, or ``BundleChangeScheduled`` alone when all of it waits."""
+        refuse_card_numbers({"by": by})
+        at = ensure_utc(at)
+        self._check_plan_change(at)
+        self._require_bundle_rights(by, at)
+        contract = self.facts.contract
+        assert contract is not None
+        quote = price_change(catalog.bundle, contract.terms, wanted, at)
+        if quote.total != expected_total:
+            raise StateConflict(
+                "The price changed since the quote was shown; confirm the new total.",
+                code="quote_changed",
+                details={"expected_total": expected_total, "quote": quote.to_dict()},
+            )
+        if quote.new_period and contract.terms.cancel_at_period_end:
+            raise StateConflict(
+                _CONTRACT_MESSAGES["cancellation_scheduled"], code="cancellation_scheduled"
+            )
+        card = contract.terms.payment_method.reference
+        if quote.total > 0 and card is None:
+            raise StateConflict(_CONTRACT_MESSAGES["no_payment_method"], code="no_payment_method")
+        if not quote.changes_now:
+            self._schedule_change(change_id, by, idempotency_key, quote, at)
+            return quote
+        self.trigger_event(
+            ev.ChangeChargeStarted,
+            timestamp=at,
+            change_id=change_id,
+            by=by,
+            idempotency_key=idempotency_key,
+            quote=quote.to_dict(),
+            payment_method=card if quote.total > 0 else None,
+        )
+        return quote
+
+    def complete_change(
+        self,
+        *,
+        change_id: str,
+        payment: dict[str, Any],
+        invoice_number: str,
+        issued_at: datetime,
+        at: datetime,
+        catalog: Catalog,
+    ) -> bool:
+        """Record ``BundleChanged`` with its invoice (and the scheduled part);
+        ``False`` if this change is settled already."""
+        at = ensure_utc(at)
+        contract = self.facts.contract
+        pending = None if contract is None else contract.pending_change
+        if contract is None or pending is None or pending.change_id != change_id:
+            return False
+        quote = ChangeQuote.from_dict(pending.quote)
+        invoice = build_invoice(
+            number=invoice_number,
+            issued_at=issued_at,
+            kind="change",
+            charge_key=change_id,
+            currency=quote.currency,
+            issuer=InvoiceIssuer.from_catalog(catalog.issuer),
+            billing_contact=contract.billing_contact,
+            lines=quote.invoice_lines(catalog.bundle),
+            credits=quote.invoice_credits(catalog.bundle),
+            payment=InvoicePayment.no_charge()
+            if quote.total == 0
+            else InvoicePayment.card(payment.get("brand"), payment.get("last4")),
+            period_start=quote.period_start,
+            period_end=quote.period_end,
+        )
+        if invoice.total != quote.total:  # pragma: no cover - one rule for both
+            msg = f"invoice total {invoice.total} is not the charged {quote.total}"
+            raise ValueError(msg)
+        after = quote.terms_after.to_dict()
+        self.trigger_event(
+            ev.BundleChanged,
+            timestamp=at,
+            change_id=change_id,
+            by=pending.by,
+            currency=quote.currency,
+            billing_period=after["billing_period"],
+            seats=after["seats"],
+            add_ons=after["add_ons"],
+            changes=[c.to_dict() for c in quote.changes if c.takes_effect == NOW],
+            new_period=quote.new_period,
+            period_start=quote.period_start.isoformat(),
+            period_end=quote.period_end.isoformat(),
+            lines=[line.to_dict() for line in quote.lines],
+            subtotal=quote.subtotal,
+            unused_period_credit=None
+            if quote.unused_period_credit is None
+            else quote.unused_period_credit.to_dict(),
+            period_credit_applied=quote.period_credit_applied,
+            credited_to_balance=quote.credited_to_balance,
+            credit_applied=quote.credit_balance_applied,
+            tax=quote.tax,
+            total=quote.total,
+            payment=dict(payment),
+            invoice=invoice.to_dict(),
+        )
+        if quote.schedule_changes:
+            self._schedule_change(change_id, pending.by, pending.idempotency_key, quote, at)
+        return True
+
+    def fail_change(self, *, change_id: str, reason: str, at: datetime) -> bool:
+        """Record ``ChangeChargeFailed``; ``False`` if this change is settled already."""
+        at = ensure_utc(at)
+        contract = self.facts.contract
+        pending = None if contract is None else contract.pending_change
+        if pending is None or pending.change_id != change_id:
+            return False
+        self.trigger_event(ev.ChangeChargeFailed, timestamp=at, change_id=change_id, reason=reason)
+        return True
+
+    def _check_plan_change(self, at: datetime) -> None:
+        refusal = plan_change_refusal(self.facts, at)
+        if refusal is not None:
+            raise StateConflict(_CONTRACT_MESSAGES[refusal], code=refusal)
+
+    def _schedule_change(
+        self, change_id: str, by: str, idempotency_key: str | None, quote: ChangeQuote, at: datetime
+    ) -> None:
+        contract = self.facts.contract
+        assert contract is not None
+        scheduled = quote.scheduled_change
+        before = contract.terms.scheduled_change
+        self.trigger_event(
+            ev.BundleChangeScheduled,
+            timestamp=at,
+            change_id=change_id,
+            by=by,
+            idempotency_key=idempotency_key,
+            scheduled_change=None if scheduled is None else scheduled.to_dict(),
+            replaces=None if before is None else before.to_dict(),
+            takes_effect_at=contract.terms.current_period_end.isoformat(),
+        )
+
     def _end_contract(self, *, reason: str, by: str | None, at: datetime, catalog: Catalog) -> None:
         self.trigger_event(ev.BundleEnded, timestamp=at, reason=reason, by=by)
         for code in catalog.service_codes:
@@ -734,6 +894,13 @@ _CONTRACT_MESSAGES = {
     "cancellation_already_scheduled": "The contract is already set to end at its period's end.",
     "no_cancellation_scheduled": "No cancellation is scheduled.",
     "contract_period_ended": "The contract's period has ended; the cancellation took effect.",
+    "payment_past_due": "A renewal payment is past due: pay it (put a working card on file) "
+    "before changing the plan.",
+    "change_in_progress": "A change of the plan is being charged; try again in a moment.",
+    "cancellation_scheduled": "The contract is set to end at its period's end: withdraw the "
+    "cancellation before starting a yearly period.",
+    "no_payment_method": "No card is on file to charge the change to: put one on file first "
+    "(PUT .../subscription/payment-method).",
 }
 _STANDALONE_PLAN_MESSAGES = {
     "bundle_already_active": "The bundle is active: its services are no longer sold standalone.",

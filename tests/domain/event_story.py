@@ -12,6 +12,8 @@ from eventsourcing.persistence import StoredEvent
 
 from application.service import SuiteSubscriptions
 from domain.clock import ManualClock
+from domain.contract_change import WantedChange
+from domain.quote import AddOnRequest
 from tests.domain.builders import (
     CATALOG,
     CONTACT,
@@ -28,6 +30,9 @@ CONTRACT_ORG_ID = UUID("7d0c5a1e-0000-4000-8000-000000000003")
 #: The contract story starts at its own fixed moment (a month's last day, in a leap year).
 CONTRACT_START = datetime(2028, 1, 31, 9, 0, tzinfo=UTC)
 CARD_ON_FILE = {**PAYMENT, "payment_method": "pm_0001"}
+CHANGES_ORG_ID = UUID("7d0c5a1e-0000-4000-8000-000000000004")
+#: The plan-change story's own fixed start.
+CHANGES_START = datetime(2028, 4, 1, 9, 0, tzinfo=UTC)
 MEMORY = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
 
 
@@ -182,6 +187,86 @@ def record_contract_life(app: SuiteSubscriptions) -> UUID:
     app.fail_renewal(org, renewal_id="ren_0002", reason="card_declined")
     clock.advance(days(2))
     app.cancel_contract(org, by="u-owner")
+    return org
+
+
+def record_plan_changes(app: SuiteSubscriptions) -> UUID:
+    """A fourth organization buys 4 seats monthly, adds 2 seats mid-month (charged
+    pro rata, with an invoice), schedules a decrease to 3 seats, fails to pay a
+    new add-on, and switches to a yearly period at once (the unused month credited)."""
+    clock = app.clock
+    assert isinstance(clock, ManualClock)
+    clock.set(CHANGES_START)
+    org = UUID(
+        app.register_organization(
+            name="Delta", country="JP", owner_user_id="u-owner", organization_id=CHANGES_ORG_ID
+        ).organization_id
+    )
+    request = monthly_request(4)
+    app.begin_upgrade_checkout(
+        org,
+        by="u-owner",
+        request=request,
+        billing_contact=CONTACT,
+        expected_total=app.quote(org, request).total,
+        idempotency_key="idem-0401",
+        checkout_id="chk_0401",
+    )
+    app.complete_upgrade_checkout(org, checkout_id="chk_0401", payment=CARD_ON_FILE)
+    clock.advance(days(10))
+    more_seats = WantedChange(seats=6)
+    app.begin_plan_change(
+        org,
+        by="u-owner",
+        wanted=more_seats,
+        expected_total=app.quote_plan_change(org, more_seats).total,
+        idempotency_key="idem-0402",
+        change_id="chg_0001",
+    )
+    app.complete_plan_change(
+        org,
+        change_id="chg_0001",
+        payment={**CARD_ON_FILE, "charge_id": "ch_0401"},
+        invoice_number="SS-2028-000101",
+        issued_at=clock.now(),
+    )
+    clock.advance(days(1))
+    fewer_seats = WantedChange(seats=3)
+    app.begin_plan_change(
+        org,
+        by="u-owner",
+        wanted=fewer_seats,
+        expected_total=0,
+        idempotency_key="idem-0403",
+        change_id="chg_0002",
+    )
+    clock.advance(days(1))
+    portal = WantedChange(add_ons=(AddOnRequest("extra-portal", 1),))
+    app.begin_plan_change(
+        org,
+        by="u-owner",
+        wanted=portal,
+        expected_total=app.quote_plan_change(org, portal).total,
+        idempotency_key="idem-0404",
+        change_id="chg_0003",
+    )
+    app.fail_plan_change(org, change_id="chg_0003", reason="card_declined")
+    yearly = WantedChange(billing_period="yearly")
+    app.begin_plan_change(
+        org,
+        by="u-owner",
+        wanted=yearly,
+        expected_total=app.quote_plan_change(org, yearly).total,
+        idempotency_key="idem-0405",
+        change_id="chg_0004",
+    )
+    app.complete_plan_change(
+        org,
+        change_id="chg_0004",
+        payment={**CARD_ON_FILE, "charge_id": "ch_0402"},
+        invoice_number="SS-2028-000102",
+        issued_at=clock.now(),
+    )
     return org
 
 

@@ -28,6 +28,7 @@ from tests.domain.event_story import (
     memory_app,
     record_contract_life,
     record_every_event_type,
+    record_plan_changes,
     record_reminders,
     stored_events,
 )
@@ -48,7 +49,12 @@ def golden_path(cls: type[Any]) -> Path:
 @pytest.fixture(scope="module")
 def first_stored_of_each_type() -> dict[str, StoredEvent]:
     app = memory_app()
-    orgs = [record_every_event_type(app), record_reminders(app), record_contract_life(app)]
+    orgs = [
+        record_every_event_type(app),
+        record_reminders(app),
+        record_contract_life(app),
+        record_plan_changes(app),
+    ]
     found: dict[str, StoredEvent] = {}
     for stored in (stored for org in orgs for stored in stored_events(app, org)):
         found.setdefault(stored.topic.rpartition(":")[2], stored)
@@ -70,7 +76,7 @@ def test_the_story_records_every_event_type(
     first_stored_of_each_type: dict[str, StoredEvent],
 ) -> None:
     assert sorted(first_stored_of_each_type) == sorted(EVENT_NAMES)
-    assert len(EVENT_NAMES) == 21
+    assert len(EVENT_NAMES) == 25
 
 
 @pytest.mark.parametrize("cls", EVENT_CLASSES, ids=EVENT_NAMES)
