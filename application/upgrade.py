@@ -182,7 +182,7 @@ class UpgradeCheckouts:
             if now - pending.started_at < self.reconcile_grace:
                 report.left_in_flight.append(pending.checkout_id)
                 continue
-            if pending.quote["total"] == 0:
+            if pending.quote.total == 0:
                 # Nothing to charge, so nothing can have failed: finish the purchase.
                 self.app.complete_upgrade_checkout(
                     organization_id, checkout_id=pending.checkout_id, payment=dict(NO_CHARGE)

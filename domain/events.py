@@ -34,6 +34,7 @@ from domain.facts import (
     StandaloneSubscription,
     TrialFacts,
 )
+from domain.quote import Quote
 
 
 class OrganizationEvent(Aggregate.Event):
@@ -110,11 +111,9 @@ class StandaloneSubscriptionRecorded(OrganizationEvent):
             period_end=date.fromisoformat(self.period_end),
         )
         admins = ServiceAdmins(self.service, self.super_admin, tuple(self.admins))
-        facts = facts.with_subscription(subscription).with_admins(admins)
-        # A plan recorded anew is a new contract, even if an older one was ended.
-        return facts.updated(
-            terminated_services=tuple(s for s in facts.terminated_services if s != self.service),
-        )
+        # A period is added to the service's periods (one with the same start
+        # replaces it); a period recorded after an upgrade is a new contract.
+        return facts.with_subscription(subscription).with_admins(admins)
 
 
 class ServiceAdminsChanged(OrganizationEvent):
@@ -211,7 +210,16 @@ class ServiceDowngradedToFree(OrganizationEvent):
         return facts.updated(downgraded_to_free=(*facts.downgraded_to_free, self.service))
 
 
+def _upcast_credits_v1_v2(credits: list[dict[str, Any]]) -> None:
+    """Quote credits before plan periods named no period (one plan per service)."""
+    for credit in credits:
+        credit.setdefault("period_start", None)
+        credit.setdefault("period_end", None)
+
+
 class UpgradeCheckoutStarted(OrganizationEvent):
+    #: v2: each quote credit names its period (``period_start``, ``period_end``).
+    class_version = 2
     checkout_id: str
     by: str
     quote: dict[str, Any]
@@ -219,13 +227,17 @@ class UpgradeCheckoutStarted(OrganizationEvent):
     billing_contact: dict[str, Any]
     idempotency_key: str | None
 
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        _upcast_credits_v1_v2(state["quote"]["credits"])
+
     def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
         pending = PendingCheckout(
             checkout_id=self.checkout_id,
             by=self.by,
             started_at=self.timestamp,
             idempotency_key=self.idempotency_key,
-            quote=self.quote,
+            quote=Quote.from_dict(self.quote),
             billing_contact=self.billing_contact,
             add_ons=tuple((a["code"], a["quantity"]) for a in self.add_ons),
         )
@@ -241,6 +253,8 @@ class UpgradeCheckoutFailed(OrganizationEvent):
 
 
 class UpgradePurchased(OrganizationEvent):
+    #: v2: each credit names its period (``period_start``, ``period_end``).
+    class_version = 2
     checkout_id: str
     by: str
     currency: str
@@ -258,6 +272,10 @@ class UpgradePurchased(OrganizationEvent):
     contract_start: str
     contract_end: str
     billing_contact: dict[str, Any]
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        _upcast_credits_v1_v2(state["credits"])
 
     def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
         start = datetime.fromisoformat(self.contract_start)
@@ -301,13 +319,35 @@ def payment_method_of(payment: dict[str, Any]) -> PaymentMethod:
 
 
 class StandaloneContractTerminated(OrganizationEvent):
+    """One per credited service at the upgrade: its periods end, their unused
+    days credited. ``amount_credited`` = ``credit_applied`` (taken off the
+    upgrade's subtotal, part of its ``credit``) + ``credit_to_balance`` (part of
+    its ``unapplied_credit``, opening the credit balance): summed over the
+    upgrade's events, the quote's ``credit`` + ``unapplied_credit``.
+    """
+
+    class_version = 2
     checkout_id: str
     service: str
+    #: The unused days of the service's periods, summed.
     remaining_days: int
     amount_credited: int
+    #: ``None`` on events recorded before v2 (the split was not recorded).
+    credit_applied: int | None
+    credit_to_balance: int | None
+    #: Each period credited: the quote's credit entry without ``service``;
+    #: ``None`` on events recorded before v2.
+    periods: list[dict[str, Any]] | None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        # v1 recorded one credited plan and not how its credit was split.
+        state["credit_applied"] = None
+        state["credit_to_balance"] = None
+        state["periods"] = None
 
     def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
-        return facts.updated(terminated_services=(*facts.terminated_services, self.service))
+        return facts.with_service_terminated(self.service)
 
 
 # -- the contract's life (SPEC §11) ------------------------------------------------

@@ -9,9 +9,13 @@ in the audit replay tool (which folds events from nothing).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
+
+from domain.json_form import codec, from_json, to_json
+from domain.quote import Quote
 
 GENESIS_LINK = "0" * 64
 
@@ -46,7 +50,12 @@ class ServiceAdmins:
 
 @dataclass(frozen=True, slots=True)
 class StandaloneSubscription:
-    """A paid standalone plan. Its period is the half-open ``[start, end)``."""
+    """One paid period of a standalone plan: the half-open ``[start, end)``.
+
+    A service may hold several periods (a renewal recorded before the upgrade
+    adds one); each is a payment of its own, credited for its own unused days
+    (docs/domain.md, "Standalone plans and P").
+    """
 
     service: str
     seats: int
@@ -54,9 +63,17 @@ class StandaloneSubscription:
     amount_paid: int
     period_start: date
     period_end: date
+    #: Ended by the upgrade (``StandaloneContractTerminated``), whatever its dates:
+    #: its unused days were credited once and never count again.
+    terminated: bool = False
 
     def has_ended(self, on: date) -> bool:
         return on >= self.period_end
+
+    def is_running(self, on: date) -> bool:
+        """Paid for and not over on ``on``: not ended (a period not yet started
+        counts) and not terminated by an upgrade."""
+        return not self.terminated and on < self.period_end
 
     @property
     def total_days(self) -> int:
@@ -82,7 +99,7 @@ class PendingCheckout:
     started_at: datetime
     idempotency_key: str | None
     #: The quote the customer accepted: exactly what the gateway is charged.
-    quote: dict[str, Any]
+    quote: Quote
     billing_contact: dict[str, Any]
     add_ons: tuple[tuple[str, int], ...]
 
@@ -345,7 +362,8 @@ class OrganizationFacts:
     country: str
     owner_user_id: str
     registered_at: datetime
-    #: The organization's standalone plans, one per service (latest recorded).
+    #: The standalone plans' periods: services in the order they were first
+    #: recorded, each service's periods in ``period_start`` order.
     subscriptions: tuple[StandaloneSubscription, ...] = ()
     #: Who administers each service (set with a subscription or on its own).
     service_admins: tuple[ServiceAdmins, ...] = ()
@@ -357,8 +375,15 @@ class OrganizationFacts:
     cancel_reason: str | None = None
     downgraded_to_free: tuple[str, ...] = ()
     pending_checkout: PendingCheckout | None = None
-    contract: ContractFacts | None = None
-    terminated_services: tuple[str, ...] = ()
+    #: Its JSON form is ``contract_to_dict`` (it reads older forms too).
+    contract: ContractFacts | None = field(
+        default=None,
+        # Lambdas: the two functions are defined further down this module.
+        metadata=codec(
+            lambda c: contract_to_dict(c),  # noqa: PLW0108
+            lambda d: contract_from_dict(d),  # noqa: PLW0108
+        ),
+    )
     #: The trial end that ``trial.will_end`` was recorded for (one reminder per end).
     trial_reminded_for: datetime | None = None
     #: The renewal that ``bundle.renewal_upcoming`` was recorded for.
@@ -369,8 +394,9 @@ class OrganizationFacts:
     def trial_used(self) -> bool:
         return self.trial is not None
 
-    def subscription(self, service: str) -> StandaloneSubscription | None:
-        return next((s for s in self.subscriptions if s.service == service), None)
+    def periods(self, service: str) -> tuple[StandaloneSubscription, ...]:
+        """Every recorded period of ``service`` (ended and terminated ones too)."""
+        return tuple(s for s in self.subscriptions if s.service == service)
 
     def admins_of(self, service: str) -> ServiceAdmins | None:
         return next((a for a in self.service_admins if a.service == service), None)
@@ -381,15 +407,11 @@ class OrganizationFacts:
         Standalone plans end when the bundle is bought (their contracts are
         terminated and credited), so an active bundle has no P.
         """
-        return tuple(
-            s.service
-            for s in self.subscriptions
-            if not s.has_ended(on) and s.service not in self.terminated_services
-        )
+        return tuple(dict.fromkeys(s.service for s in self.subscriptions if s.is_running(on)))
 
     def running_subscriptions(self, on: date) -> tuple[StandaloneSubscription, ...]:
-        purchased = set(self.purchased_services(on))
-        return tuple(s for s in self.subscriptions if s.service in purchased)
+        """The periods still running on ``on`` (each one is credited at an upgrade)."""
+        return tuple(s for s in self.subscriptions if s.is_running(on))
 
     def updated(self, **changes: Any) -> OrganizationFacts:
         """A copy with ``changes``, like :func:`dataclasses.replace` but several
@@ -404,8 +426,30 @@ class OrganizationFacts:
         return copy
 
     def with_subscription(self, subscription: StandaloneSubscription) -> OrganizationFacts:
-        others = tuple(s for s in self.subscriptions if s.service != subscription.service)
-        return self.updated(subscriptions=(*others, subscription))
+        """Add a period to its service; one with the same ``period_start`` as a
+        period not yet terminated *replaces* it (a correction of that period)."""
+        kept = [
+            s
+            for s in self.subscriptions
+            if not (
+                s.service == subscription.service
+                and s.period_start == subscription.period_start
+                and not s.terminated
+            )
+        ]
+        periods = [*kept, subscription]
+        order = {service: i for i, service in enumerate(dict.fromkeys(s.service for s in periods))}
+        periods.sort(key=lambda s: (order[s.service], s.period_start))
+        return self.updated(subscriptions=tuple(periods))
+
+    def with_service_terminated(self, service: str) -> OrganizationFacts:
+        """Every period of ``service`` recorded so far ends with the upgrade."""
+        return self.updated(
+            subscriptions=tuple(
+                replace(s, terminated=True) if s.service == service else s
+                for s in self.subscriptions
+            )
+        )
 
     def with_admins(self, admins: ServiceAdmins) -> OrganizationFacts:
         others = tuple(a for a in self.service_admins if a.service != admins.service)
@@ -430,125 +474,25 @@ def _req_dt(value: str) -> datetime:
 
 
 def facts_to_dict(facts: OrganizationFacts) -> dict[str, Any]:
-    trial = facts.trial
-    pending = facts.pending_checkout
-    contract = facts.contract
-    return {
-        "organization_id": facts.organization_id,
-        "name": facts.name,
-        "country": facts.country,
-        "owner_user_id": facts.owner_user_id,
-        "registered_at": facts.registered_at.isoformat(),
-        "subscriptions": [
-            {
-                "service": s.service,
-                "seats": s.seats,
-                "billing_period": s.billing_period,
-                "amount_paid": s.amount_paid,
-                "period_start": s.period_start.isoformat(),
-                "period_end": s.period_end.isoformat(),
-            }
-            for s in facts.subscriptions
-        ],
-        "service_admins": [
-            {"service": a.service, "super_admin": a.super_admin, "admins": list(a.admins)}
-            for a in facts.service_admins
-        ],
-        "bundle_state": facts.bundle_state,
-        "trial": None
-        if trial is None
-        else {
-            "started_at": trial.started_at.isoformat(),
-            "started_by": trial.started_by,
-            "ends_at": trial.ends_at.isoformat(),
-            "extensions_used": trial.extensions_used,
-            "carried_over": list(trial.carried_over),
-            "usable_in_bundle": list(trial.usable_in_bundle),
-            "standalone_only": list(trial.standalone_only),
-            "trial_services": list(trial.trial_services),
-        },
-        "cancelled_at": _dt(facts.cancelled_at),
-        "cancel_reason": facts.cancel_reason,
-        "downgraded_to_free": list(facts.downgraded_to_free),
-        "pending_checkout": None
-        if pending is None
-        else {
-            "checkout_id": pending.checkout_id,
-            "by": pending.by,
-            "started_at": pending.started_at.isoformat(),
-            "idempotency_key": pending.idempotency_key,
-            "quote": pending.quote,
-            "billing_contact": pending.billing_contact,
-            "add_ons": [[code, qty] for code, qty in pending.add_ons],
-        },
-        "contract": None if contract is None else contract_to_dict(contract),
-        "terminated_services": list(facts.terminated_services),
-        "trial_reminded_for": _dt(facts.trial_reminded_for),
-        "renewal_reminded_for": _dt(facts.renewal_reminded_for),
-        "chain_head": facts.chain_head,
-    }
+    """The facts' JSON form: keys are the dataclasses' fields (``domain.json_form``)."""
+    return to_json(facts)
 
 
-def facts_from_dict(data: dict[str, Any]) -> OrganizationFacts:
-    trial = data.get("trial")
-    pending = data.get("pending_checkout")
-    contract = data.get("contract")
-    return OrganizationFacts(
-        organization_id=data["organization_id"],
-        name=data["name"],
-        country=data["country"],
-        owner_user_id=data["owner_user_id"],
-        registered_at=_req_dt(data["registered_at"]),
-        subscriptions=tuple(
-            StandaloneSubscription(
-                service=s["service"],
-                seats=s["seats"],
-                billing_period=s["billing_period"],
-                amount_paid=s["amount_paid"],
-                period_start=date.fromisoformat(s["period_start"]),
-                period_end=date.fromisoformat(s["period_end"]),
-            )
-            for s in data.get("subscriptions", [])
-        ),
-        service_admins=tuple(
-            ServiceAdmins(
-                service=a["service"], super_admin=a["super_admin"], admins=tuple(a["admins"])
-            )
-            for a in data.get("service_admins", [])
-        ),
-        bundle_state=data["bundle_state"],
-        trial=None
-        if trial is None
-        else TrialFacts(
-            started_at=_req_dt(trial["started_at"]),
-            started_by=trial["started_by"],
-            ends_at=_req_dt(trial["ends_at"]),
-            extensions_used=trial["extensions_used"],
-            carried_over=tuple(trial["carried_over"]),
-            usable_in_bundle=tuple(trial["usable_in_bundle"]),
-            standalone_only=tuple(trial["standalone_only"]),
-            trial_services=tuple(trial["trial_services"]),
-        ),
-        cancelled_at=_parse_dt(data.get("cancelled_at")),
-        cancel_reason=data.get("cancel_reason"),
-        downgraded_to_free=tuple(data.get("downgraded_to_free", [])),
-        pending_checkout=None
-        if pending is None
-        else PendingCheckout(
-            checkout_id=pending["checkout_id"],
-            by=pending["by"],
-            started_at=_req_dt(pending["started_at"]),
-            idempotency_key=pending["idempotency_key"],
-            quote=pending["quote"],
-            billing_contact=pending["billing_contact"],
-            add_ons=tuple((code, qty) for code, qty in pending["add_ons"]),
-        ),
-        contract=None if contract is None else contract_from_dict(contract),
-        terminated_services=tuple(data.get("terminated_services", [])),
-        trial_reminded_for=_parse_dt(data.get("trial_reminded_for")),
-        renewal_reminded_for=_parse_dt(data.get("renewal_reminded_for")),
-        chain_head=data.get("chain_head", GENESIS_LINK),
-    )
+def facts_from_dict(data: Mapping[str, Any]) -> OrganizationFacts:
+    """The facts whose JSON form is ``data``; older forms (snapshots are kept)
+    read too: a missing key takes its field's default."""
+    if "terminated_services" in data:
+        # Before plan periods, the terminated *services* were listed; each of
+        # their periods (one per service then) was terminated.
+        terminated = set(data["terminated_services"])
+        data = {
+            **data,
+            "subscriptions": [
+                {"terminated": s["service"] in terminated, **s}
+                for s in data.get("subscriptions", ())
+            ],
+        }
+    return from_json(OrganizationFacts, data)
 
 
 def contract_to_dict(contract: ContractFacts) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from typing import Any
 
 from domain.catalog import INVOICE_PREFIX_PATTERN, Bundle, Issuer
 from domain.clock import ensure_utc
+from domain.quote import Credit, service_credits
 from domain.tax import consumption_tax
 
 #: ``{prefix}-{YYYY}-{seq:06d}``; a sequence past 999999 keeps all its digits.
@@ -508,25 +509,41 @@ def _names(bundle: Bundle, kind: str, code: str) -> tuple[str, str]:
 
 
 def applied_service_credits(
-    credits: Sequence[Mapping[str, Any]], applied: int, service_names: Mapping[str, str]
+    credits: Sequence[Credit | Mapping[str, Any]], applied: int, service_names: Mapping[str, str]
 ) -> tuple[CreditLine, ...]:
-    """The credit lines of an upgrade: each plan's credit, in order, up to ``applied``.
+    """The credit lines of an upgrade: one per service, up to ``applied`` in all.
 
-    A quote credits at most its subtotal; the rest (``unapplied_credit``) opens
-    the credit balance and appears on the later invoice that uses it, so every
-    credited yen is on exactly one invoice. Plans after the cap get no line.
+    ``credits`` are the quote's period credits (``Credit``, or their JSON form
+    as the events store it). Each service's line is its share of the credit
+    applied, ``domain.quote.service_credits`` — the very split its
+    ``StandaloneContractTerminated`` records — with its periods' unused days
+    summed. A quote credits at most its subtotal; the rest
+    (``unapplied_credit``) opens the credit balance and appears on the later
+    invoice that uses it, so every credited yen is on exactly one invoice.
+    Services after the cap get no line.
     """
     lines: list[CreditLine] = []
-    remaining = applied
-    for credit in credits:
-        amount = min(int(credit["amount"]), remaining)
-        if amount <= 0:
+    for share in service_credits([_as_credit(c) for c in credits], applied):
+        if share.applied <= 0:
             continue
-        remaining -= amount
-        service = str(credit["service"])
         lines.append(
             service_credit_line(
-                service, service_names.get(service, service), int(credit["remaining_days"]), amount
+                share.service,
+                service_names.get(share.service, share.service),
+                share.remaining_days,
+                share.applied,
             )
         )
     return tuple(lines)
+
+
+def _as_credit(credit: Credit | Mapping[str, Any]) -> Credit:
+    if isinstance(credit, Credit):
+        return credit
+    return Credit(
+        service=str(credit["service"]),
+        amount_paid=int(credit.get("amount_paid", 0)),
+        remaining_days=int(credit["remaining_days"]),
+        total_days=int(credit.get("total_days", 0)),
+        amount=int(credit["amount"]),
+    )

@@ -50,7 +50,14 @@ from domain.contract import (
 from domain.contract_change import NOW, ChangeQuote, WantedChange, price_change
 from domain.countries import is_iso_country
 from domain.errors import InvalidRequest, NotAllowed, NotFound, StateConflict
-from domain.facts import GENESIS_LINK, BundleState, ContractFacts, OrganizationFacts, PendingRenewal
+from domain.facts import (
+    GENESIS_LINK,
+    BundleState,
+    ContractFacts,
+    OrganizationFacts,
+    PendingCheckout,
+    PendingRenewal,
+)
 from domain.invoice import (
     InvoiceIssuer,
     InvoicePayment,
@@ -58,7 +65,8 @@ from domain.invoice import (
     build_invoice,
     period_line,
 )
-from domain.quote import Quote, UpgradeRequest, compute_quote
+from domain.json_form import to_json
+from domain.quote import Quote, UpgradeRequest, compute_quote, service_credits
 from domain.reminders import TRIAL_WILL_END, due_reminders
 from domain.tamper_evidence import chain_link, event_data, require_plain_json
 from domain.text import refuse_unsafe_text
@@ -400,35 +408,44 @@ class Organization(Aggregate):
             return False
         pending = self._require_pending(checkout_id)
         quote = pending.quote
+        stored = quote.to_dict()
         self.trigger_event(
             ev.UpgradePurchased,
             timestamp=at,
             checkout_id=checkout_id,
             by=pending.by,
-            currency=quote["currency"],
-            billing_period=quote["billing_period"],
-            seats=quote["seats"],
+            currency=quote.currency,
+            billing_period=quote.billing_period,
+            seats=quote.seats,
             add_ons=[{"code": code, "quantity": qty} for code, qty in pending.add_ons],
-            lines=quote["lines"],
-            subtotal=quote["subtotal"],
-            credits=quote["credits"],
-            credit=quote["credit"],
-            tax=quote["tax"],
-            total=quote["total"],
-            unapplied_credit=quote["unapplied_credit"],
+            lines=stored["lines"],
+            subtotal=quote.subtotal,
+            credits=stored["credits"],
+            credit=quote.credit,
+            tax=quote.tax,
+            total=quote.total,
+            unapplied_credit=quote.unapplied_credit,
             payment=dict(payment),
-            contract_start=quote["contract_start"],
-            contract_end=quote["contract_end"],
+            contract_start=stored["contract_start"],
+            contract_end=stored["contract_end"],
             billing_contact=pending.billing_contact,
         )
-        for credit in quote["credits"]:
+        # One per service, however many of its periods were credited: the
+        # service's share of the credit, split as the invoice shows it.
+        for share in service_credits(quote.credits, quote.credit):
             self.trigger_event(
                 ev.StandaloneContractTerminated,
                 timestamp=at,
                 checkout_id=checkout_id,
-                service=credit["service"],
-                remaining_days=credit["remaining_days"],
-                amount_credited=credit["amount"],
+                service=share.service,
+                remaining_days=share.remaining_days,
+                amount_credited=share.amount,
+                credit_applied=share.applied,
+                credit_to_balance=share.to_balance,
+                periods=[
+                    {k: v for k, v in to_json(period).items() if k != "service"}
+                    for period in share.periods
+                ],
             )
         return True
 
@@ -823,7 +840,7 @@ class Organization(Aggregate):
         contract = self.facts.contract
         return contract is not None and contract.checkout_id == checkout_id
 
-    def _require_pending(self, checkout_id: str) -> Any:
+    def _require_pending(self, checkout_id: str) -> PendingCheckout:
         pending = self.facts.pending_checkout
         if pending is None or pending.checkout_id != checkout_id:
             raise StateConflict(

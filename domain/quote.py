@@ -1,7 +1,8 @@
 """Upgrade pricing (SPEC §5): integers in minor units, nothing else.
 
 - bundle line = seats × price(period) × months; add-on line = quantity × price × months
-- credit per running standalone plan = floor(amount_paid × remaining_days / total_days)
+- credit per standalone plan period still running = floor(amount_paid × remaining_days / total_days)
+  (a service may hold several periods: each is credited on its own, one ``credits`` entry each)
 - credit = min(sum of credits, subtotal); the rest is unapplied
 - tax = floor((subtotal − credit) × rate / 100), applied once, never per line
 - the contract runs one calendar month or year from the upgrade
@@ -10,16 +11,20 @@
 from __future__ import annotations
 
 import calendar
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domain.catalog import BILLING_PERIODS, MONTHS_PER_PERIOD, Bundle
 from domain.clock import ensure_utc
 from domain.errors import InvalidRequest
-from domain.facts import StandaloneSubscription
+from domain.json_form import from_json, to_json
 from domain.tax import consumption_tax
+
+if TYPE_CHECKING:
+    # Only named in signatures: facts.py holds the accepted ``Quote``.
+    from domain.facts import StandaloneSubscription
 
 MIN_SEATS = 1
 MAX_SEATS = 10_000
@@ -51,11 +56,68 @@ class QuoteLine:
 
 @dataclass(frozen=True, slots=True)
 class Credit:
+    """One standalone plan period's unused part: one entry of the quote's ``credits``."""
+
     service: str
     amount_paid: int
     remaining_days: int
     total_days: int
     amount: int
+    #: The period credited; ``None`` only in quotes recorded before periods
+    #: were kept (events of version 1, one plan per service).
+    period_start: date | None = None
+    period_end: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCredit:
+    """One service's share of an upgrade's credit: the sum over its periods.
+
+    ``amount`` = ``applied`` (taken off this upgrade's subtotal: part of the
+    quote's ``credit``) + ``to_balance`` (part of ``unapplied_credit``, which
+    opens the credit balance).
+    """
+
+    service: str
+    periods: tuple[Credit, ...]
+    remaining_days: int
+    amount: int
+    applied: int
+    to_balance: int
+
+
+def service_credits(credits: Sequence[Credit], applied: int) -> tuple[ServiceCredit, ...]:
+    """The quote's period credits grouped per service, ``applied`` split among them.
+
+    Services in the order of their first credit; the credit applied to the
+    upgrade (``min(Σ credits, subtotal)``) goes to the services in that order,
+    each taking up to its own amount, and the rest of each service's amount
+    goes to the credit balance. So Σ ``applied`` = ``applied`` (when it is at
+    most Σ credits, as a quote's ``credit`` is) and Σ ``applied`` + Σ
+    ``to_balance`` = Σ credits: no yen made or lost. The one rule for the
+    ``StandaloneContractTerminated`` events and the upgrade invoice's credit
+    lines (``domain.invoice.applied_service_credits``).
+    """
+    grouped: dict[str, list[Credit]] = {}
+    for credit in credits:
+        grouped.setdefault(credit.service, []).append(credit)
+    shares: list[ServiceCredit] = []
+    remaining = applied
+    for service, periods in grouped.items():
+        amount = sum(c.amount for c in periods)
+        taken = max(0, min(amount, remaining))
+        remaining -= taken
+        shares.append(
+            ServiceCredit(
+                service=service,
+                periods=tuple(periods),
+                remaining_days=sum(c.remaining_days for c in periods),
+                amount=amount,
+                applied=taken,
+                to_balance=amount - taken,
+            )
+        )
+    return tuple(shares)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,39 +136,13 @@ class Quote:
     contract_end: datetime
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "currency": self.currency,
-            "billing_period": self.billing_period,
-            "seats": self.seats,
-            "lines": [
-                {
-                    "kind": line.kind,
-                    "code": line.code,
-                    "quantity": line.quantity,
-                    "unit_price": line.unit_price,
-                    "months": line.months,
-                    "amount": line.amount,
-                }
-                for line in self.lines
-            ],
-            "subtotal": self.subtotal,
-            "credits": [
-                {
-                    "service": c.service,
-                    "amount_paid": c.amount_paid,
-                    "remaining_days": c.remaining_days,
-                    "total_days": c.total_days,
-                    "amount": c.amount,
-                }
-                for c in self.credits
-            ],
-            "credit": self.credit,
-            "unapplied_credit": self.unapplied_credit,
-            "tax": self.tax,
-            "total": self.total,
-            "contract_start": self.contract_start.isoformat(),
-            "contract_end": self.contract_end.isoformat(),
-        }
+        """The SPEC §10 quote object (``domain.json_form``: keys are the fields)."""
+        return to_json(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Quote:
+        """The quote whose JSON form is ``data`` (an accepted quote read from its event)."""
+        return from_json(cls, data)
 
 
 def add_calendar_months(moment: datetime, months: int) -> datetime:
@@ -151,6 +187,8 @@ def credit_for(subscription: StandaloneSubscription, upgrade_date: date) -> Cred
         remaining_days=remaining,
         total_days=total_days,
         amount=pro_rata(subscription.amount_paid, remaining, total_days),
+        period_start=subscription.period_start,
+        period_end=subscription.period_end,
     )
 
 
@@ -205,6 +243,9 @@ def validate_upgrade_request(
             details={"fields": errors},
         )
     current = max((s.seats for s in running), default=0)
+    licenses: dict[str, int] = {}
+    for period in running:
+        licenses[period.service] = max(licenses.get(period.service, 0), period.seats)
     if request.seats < current:
         raise InvalidRequest(
             f"The bundle needs at least {current} seats: the purchased standalone "
@@ -213,7 +254,7 @@ def validate_upgrade_request(
             details={
                 "seats": request.seats,
                 "minimum_seats": current,
-                "licenses": {s.service: s.seats for s in running},
+                "licenses": licenses,
             },
         )
 

@@ -285,11 +285,16 @@ class QuoteLineSchema(Schema):
 
 
 class CreditSchema(Schema):
+    """One standalone plan period's credit (a service may have several)."""
+
     service = fields.String(required=True)
     amount_paid = fields.Integer(required=True)
     remaining_days = fields.Integer(required=True)
     total_days = fields.Integer(required=True)
     amount = fields.Integer(required=True)
+    #: The period credited (``YYYY-MM-DD``, end exclusive).
+    period_start = fields.String(required=True, allow_none=True)
+    period_end = fields.String(required=True, allow_none=True)
 
 
 class QuoteSchema(Schema):

@@ -49,6 +49,10 @@ SPEC_QUOTE = {
             "remaining_days": 100,
             "total_days": 365,
             "amount": 32876,
+            # Beyond SPEC §10's keys: the plan period credited (a service may
+            # hold several; docs/domain.md, one credit entry per period).
+            "period_start": "2026-03-06",
+            "period_end": "2027-03-06",
         }
     ],
     "credit": 32876,

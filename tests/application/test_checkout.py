@@ -64,7 +64,7 @@ def test_beginning_a_checkout_records_the_accepted_quote(app: SuiteSubscriptions
         "u-alice",
         "idem-1",
     )
-    assert pending.quote == quote.to_dict()
+    assert pending.quote == quote
     assert pending.billing_contact == CONTACT
     assert pending.add_ons == (("storage-10gb", 2),)
     assert event_types(app, org)[-1] == "UpgradeCheckoutStarted"
@@ -141,6 +141,18 @@ def test_the_purchase_records_exactly_the_accepted_quote_and_the_payment(
         "service": "crm",
         "remaining_days": 100,
         "amount_credited": 32_876,
+        "credit_applied": 32_876,
+        "credit_to_balance": 0,
+        "periods": [
+            {
+                "amount_paid": 120_000,
+                "remaining_days": 100,
+                "total_days": 365,
+                "amount": 32_876,
+                "period_start": "2026-03-06",
+                "period_end": "2027-03-06",
+            }
+        ],
     }
 
 

@@ -100,7 +100,10 @@ def test_loading_through_snapshots_gives_the_facts_of_folding_every_event(
         assert loaded.facts == facts, event.originator_version
     latest = app.facts(org)
     assert latest.bundle_state == "active"
-    assert latest.terminated_services == ("crm", "desk")
+    assert [(s.service, s.terminated) for s in latest.subscriptions] == [
+        ("crm", True),
+        ("desk", True),
+    ]
 
 
 def test_the_facts_survive_their_json_form_at_every_version(

@@ -1,7 +1,7 @@
 """Stories that record every event type, with fixed ids and a manual clock,
 so their stored form is byte-for-byte stable: one organization's whole story
-(the 12 event types of SPEC §3), and a second organization's reminders
-(recorded by the sweep, SPEC §12)."""
+(the 12 event types of SPEC §3; Desk holds two plan periods at the upgrade),
+and a second organization's reminders (recorded by the sweep, SPEC §12)."""
 
 from __future__ import annotations
 
@@ -93,6 +93,20 @@ def record_every_event_type(app: SuiteSubscriptions) -> UUID:
         checkout_id="chk_0001",
     )
     app.fail_upgrade_checkout(org, checkout_id="chk_0001", reason="card_declined")
+    # Desk's next month, paid before the upgrade: a second period (SPEC §11),
+    # credited in full beside the unused days of the running one.
+    app.record_standalone_subscription(
+        org,
+        service="desk",
+        seats=3,
+        billing_period="monthly",
+        amount_paid=9_000,
+        period_start=date(2027, 1, 10),
+        period_end=date(2027, 2, 10),
+        super_admin="u-alice",
+        admins=["u-bob"],
+    )
+    total = app.quote(org, request).total
     app.begin_upgrade_checkout(
         org,
         by="u-alice",

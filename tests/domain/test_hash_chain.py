@@ -52,7 +52,7 @@ def test_every_link_of_the_stream_verifies_from_the_stored_bytes(
         link = stored_link(app, stored)
         assert recomputed_link(app, previous, stored) == link, stored.originator_version
         previous = link
-    assert len(events) == 20
+    assert len(events) == 21
 
 
 def test_the_last_link_is_the_facts_chain_head(
@@ -68,8 +68,8 @@ def test_the_last_link_is_the_facts_chain_head(
         (1, b'"Acme"', b'"Acmf"'),
         (2, b'"amount_paid":120000', b'"amount_paid":120001'),
         (5, b'"by":"u-alice"', b'"by":"u-alicf"'),
-        (18, b'"total":790339', b'"total":790330'),
-        (18, b"2026-12-29T09:00:00+00:00", b"2026-12-29T09:00:01+00:00"),
+        (19, b'"total":780439', b'"total":780430'),
+        (19, b"2026-12-29T09:00:00+00:00", b"2026-12-29T09:00:01+00:00"),
     ],
     ids=["a name", "an amount paid", "the acting user", "a total", "the business time"],
 )

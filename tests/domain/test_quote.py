@@ -76,6 +76,8 @@ def test_the_spec_example_is_priced_exactly() -> None:
                 "remaining_days": 100,
                 "total_days": 365,
                 "amount": 32876,
+                "period_start": "2026-03-06",
+                "period_end": "2027-03-06",
             }
         ],
         "credit": 32876,
