@@ -21,6 +21,7 @@ from eventsourcing.persistence import JSONTranscoder, RecordConflictError, Trans
 from application.catalog_loader import load_catalog
 from application.errors import ConcurrentModification, OrganizationNotFound
 from application.event_stream import select_organization_notifications
+from application.ids import random_id
 from application.settings import database_settings
 from domain.access_view import access_view
 from domain.bundle_state import effective_state, start_trial_refusal, upgrade_refusal
@@ -229,7 +230,7 @@ class SuiteSubscriptions(Application[UUID]):
         checkout_id: str | None = None,
     ) -> tuple[CommandResult, str, Quote]:
         """Record UpgradeCheckoutStarted: the step before any card is charged."""
-        checkout = checkout_id or f"chk_{uuid4().hex}"
+        checkout = checkout_id or random_id("chk_")
         quotes: list[Quote] = []
 
         def begin(org: Organization) -> None:
@@ -276,7 +277,7 @@ class SuiteSubscriptions(Application[UUID]):
         self, organization_id: UUID, *, renewal_id: str | None = None, retry_now: bool = False
     ) -> tuple[CommandResult, str, RenewalCharge | None]:
         """Record RenewalChargeStarted if a renewal is due (or ``retry_now`` while past due)."""
-        renewal = renewal_id or f"ren_{uuid4().hex}"
+        renewal = renewal_id or random_id("ren_")
         charges: list[RenewalCharge | None] = []
 
         def begin(org: Organization) -> None:

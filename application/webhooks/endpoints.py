@@ -18,6 +18,7 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 
+from application.ids import random_id
 from application.sql_tables import SqlTables
 from application.webhooks.integration import insert_delivery, parse_types, subscribes
 from application.webhooks.signing import new_secret
@@ -115,7 +116,7 @@ class WebhookEndpoints:
     def create(self, *, url: str, events: Sequence[str], description: str) -> dict[str, Any]:
         self.guard.resolve(url)
         wanted = self._events(events)
-        endpoint_id = f"we_{secrets.token_hex(12)}"
+        endpoint_id = random_id("we_", 12)
         secret = new_secret()
         now_ms = self._now_ms()
         start = self.app.recorder.max_notification_id() or 0

@@ -21,7 +21,6 @@ follower applied first is skipped.
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
 
+from application.ids import random_id
 from application.service import project_organization
 from application.sql_tables import SqlTables
 from application.webhooks.tables import start_tracking, to_ms, tracked_position
@@ -343,7 +343,7 @@ def insert_delivery(
         "created_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', 0, %s, %s) "
         "ON CONFLICT (endpoint_id, event_id, replay) DO NOTHING",
         (
-            f"dlv_{secrets.token_hex(12)}",
+            random_id("dlv_", 12),
             endpoint_id,
             event_id,
             event_type,

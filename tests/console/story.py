@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import Any
 from uuid import UUID
 
+from application.bootstrap import Services
 from application.service import SuiteSubscriptions
+from application.upgrade import PurchaseRequest
+from domain.quote import AddOnRequest, UpgradeRequest
 
 CRM_SUPER_ADMIN = "u-alice"
 DESK_SUPER_ADMIN = "u-bob"
@@ -61,3 +65,32 @@ def csrf_of(html: str) -> str:
     found = CSRF.search(html)
     assert found, "the page has no form with a CSRF token"
     return found.group(1)
+
+
+def buy_the_bundle(
+    services: Services, organization_id: UUID, *, token: str = "tok_visa"
+) -> dict[str, Any]:
+    """The story up to the receipt: unify, trial, and buy 10 yearly seats with 2 storage
+    add-ons through the same purchase the API and the payment page run."""
+    unify_the_super_admin(services.app, organization_id)
+    services.app.start_trial(organization_id, by=CRM_SUPER_ADMIN)
+    request = UpgradeRequest(
+        billing_period="yearly", seats=10, add_ons=(AddOnRequest("storage-10gb", 2),)
+    )
+    quote = services.app.quote(organization_id, request)
+    receipt: dict[str, Any] = services.checkouts.purchase(
+        organization_id,
+        by=CRM_SUPER_ADMIN,
+        purchase=PurchaseRequest(
+            request=request,
+            billing_contact={
+                "company_name": "Acme KK",
+                "country": "JP",
+                "email": "billing@acme.example",
+            },
+            expected_total=quote.total,
+            payment_token=token,
+        ),
+        idempotency_key="story-purchase",
+    )
+    return receipt

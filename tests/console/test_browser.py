@@ -63,6 +63,12 @@ WORDS: dict[str, dict[str, str]] = {
         "holds": "The chain holds",
         "webhooks": "Webhook deliveries",
         "delivered": "Delivered",
+        "manage": "Manage the contract",
+        "renews": "Renews on",
+        "cancel_contract": "Cancel at the end of the period",
+        "scheduled": "Cancellation scheduled",
+        "undo": "Keep CRM Plus (undo the cancellation)",
+        "withdrawn": "The cancellation is withdrawn",
     },
     "ja": {
         "locale": "ja-JP",
@@ -86,6 +92,12 @@ WORDS: dict[str, dict[str, str]] = {
         "holds": "チェーンは正常です",
         "webhooks": "Webhook の配信",
         "delivered": "配信済み",
+        "manage": "契約の管理",
+        "renews": "更新日",
+        "cancel_contract": "期間の終わりに解約する",
+        "scheduled": "解約予約済み",
+        "undo": "CRM Plus を継続する(解約を取り消す)",
+        "withdrawn": "解約を取り消しました",
     },
 }
 
@@ -156,6 +168,8 @@ class Story:
         self.language = language
         self.axe = Axe()
         self.step = 0
+        for old in SCREENSHOTS.glob(f"{language}-[0-9][0-9]-*.png"):  # an earlier run's steps
+            old.unlink()
         self.sent: list[str] = []
         page.on(
             "request", lambda request: self.sent.append(request.url + (request.post_data or ""))
@@ -310,6 +324,26 @@ def test_the_article_story_in_the_browser(
     story.check("receipt")
     access = server.call("GET", f"/v1/organizations/{organization}/access")
     assert access["bundle"]["state"] == "active"
+
+    # 5. After the upgrade: the contract; cancel at the period's end, and undo it.
+    page.get_by_role("link", name=words["manage"]).click()
+    contract = access["bundle"]["contract"]
+    terms = page.locator("section.contract").inner_text()
+    assert words["renews"] in terms
+    assert "2027" in page.locator("dd.renewal").inner_text()
+    assert page.locator("dd.seats").inner_text() == str(contract["seats"])
+    assert page.locator("dd.credit-balance").inner_text() == f"¥{contract['credit_balance']:,}"
+    assert "4242" in page.locator("dd.card").inner_text()
+    story.check("contract")
+    page.get_by_role("button", name=words["cancel_contract"]).click()
+    assert words["scheduled"] in page.content()
+    after = server.call("GET", f"/v1/organizations/{organization}/access")
+    assert after["bundle"]["contract"]["cancel_at_period_end"] is True
+    story.check("contract-cancelled")
+    page.get_by_role("button", name=words["undo"]).click()
+    assert words["withdrawn"] in page.content()
+    after = server.call("GET", f"/v1/organizations/{organization}/access")
+    assert after["bundle"]["contract"]["cancel_at_period_end"] is False
 
     # Support: the directory, the timeline, the moment, the chain.
     page.get_by_role("button", name=words["sign_out"]).click()
