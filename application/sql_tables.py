@@ -39,6 +39,14 @@ class SqlTables:
             statement = statement.replace("%s", self.placeholder)
         cursor.execute(statement, tuple(params))
 
+    def executemany(self, cursor: Any, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many rows (psycopg pipelines them: one round trip)."""
+        if not rows:
+            return
+        if self.placeholder != "%s":
+            statement = statement.replace("%s", self.placeholder)
+        cursor.executemany(statement, [tuple(row) for row in rows])
+
     def create(self, statements: Sequence[str]) -> None:
         """Create tables idempotently (every worker process does this at start)."""
         with self.transaction() as cursor:

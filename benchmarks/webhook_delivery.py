@@ -1,15 +1,19 @@
 """webhook_delivery: signed deliveries per second, and commit→delivery delay.
 
-Receiver: a small HTTP server in its own process on 127.0.0.1 (answers 204,
-writes each arrival's ``webhook-id`` and wall time to a file).
+Receiver: a small HTTP/1.1 server in its own process on 127.0.0.1 (keep-alive,
+a listen backlog of 128 as real servers have; answers 204, writes each
+arrival's ``webhook-id`` and wall time to a file).
 
 1. ``webhook_delivery`` — subject: the whole webhook path for N recorded
-   ``trial.started`` events of N organizations: the integration log follows
-   the log, fans out to the endpoint, the dispatcher claims, signs
+   ``trial.started`` events of N organizations (their set-up's events are
+   followed before the clock starts): the integration log follows the log,
+   fans out to the endpoint, the dispatcher claims, signs
    (standardwebhooks) and POSTs each, recording every outcome in the
    database. Baseline (measured right after): a bare loop that signs the same N
-   envelopes with ``standardwebhooks`` and POSTs them to the same receiver
-   (a connection each, as the dispatcher opens). Target: subject ÷ baseline ≥ 0.5.
+   envelopes with ``standardwebhooks`` and POSTs them to the same receiver on
+   one kept-alive connection (the dispatcher keeps its connections alive too).
+   Target: subject ÷ baseline ≥ 0.5. Rounds (the profile's) alternate the two
+   on fresh stores; the best of each counts (``details.rounds`` has them all).
 2. ``webhook_delivery_delay`` — commands (``start_trial``) issued at 100 per
    second while the webhooks run as in production (their own thread,
    following the log); the delay of each from the command's return to the
@@ -48,14 +52,19 @@ COMMANDS_PER_SECOND = 100
 
 
 def run(profile: Profile, store_kind: str = "sqlite") -> list[BenchmarkResult]:
-    deliveries = max(20, min(profile.commands, 400))
+    deliveries = max(20, min(profile.commands, 2000))
     delay_seconds = max(0.5, profile.command_seconds)
     suffix = "" if store_kind == "sqlite" else f"_{store_kind}"
     with scratch_dir(NAME) as directory:
         log = directory / "arrivals.log"
         port, receiver = _start_receiver(log)
         try:
-            throughput = _throughput(store_kind, port, log, deliveries)
+            # Rounds alternate subject and baseline; the best of each counts.
+            rounds = [
+                _throughput(store_kind, port, log, deliveries)
+                for _round in range(max(1, profile.rounds))
+            ]
+            throughput = (max(r[0] for r in rounds), max(r[1] for r in rounds))
             delays = _delays(store_kind, port, log, delay_seconds)
         finally:
             receiver.kill()
@@ -71,7 +80,13 @@ def run(profile: Profile, store_kind: str = "sqlite") -> list[BenchmarkResult]:
             ratio=ratio(value, base),
             target=TARGET,
             store=store_kind,
-            details={"deliveries": deliveries},
+            details={
+                "deliveries": deliveries,
+                "rounds": [
+                    {"deliveries_per_s": round(v, 1), "baseline_per_s": round(b, 1)}
+                    for v, b in rounds
+                ],
+            },
         ),
         BenchmarkResult(
             name=f"{DELAY_NAME}{suffix}",
@@ -114,7 +129,9 @@ def _throughput(store_kind: str, port: int, log: Path, count: int) -> tuple[floa
             services.webhooks.endpoints.create(
                 url=url_of_receiver, events=["trial.started"], description="bench"
             )
-            for organization_id in _organizations(services, count):
+            organizations = _organizations(services, count)
+            services.webhooks.integration.catch_up()  # the set-up's events are not measured
+            for organization_id in organizations:
                 services.app.start_trial(organization_id, by=SUPER_ADMIN)
             arrived = _arrivals(log)
             started = time.perf_counter()
@@ -149,11 +166,13 @@ def _envelopes(services: Services) -> list[tuple[str, str]]:
 
 
 def _bare_loop(port: int, envelopes: list[tuple[str, str]]) -> float:
+    """Sign each envelope and POST it, one after another, on one kept-alive
+    connection (the least a sender can do; the receiver speaks HTTP/1.1)."""
     secret = new_secret()
     started = time.perf_counter()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     for event_id, body in envelopes:
         headers = signed_headers([secret], f"bare_{event_id}", datetime.now(tz=UTC), body)
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         connection.request(
             "POST",
             "/hooks",
@@ -161,7 +180,7 @@ def _bare_loop(port: int, envelopes: list[tuple[str, str]]) -> float:
             headers={**headers, "content-type": "application/json"},
         )
         connection.getresponse().read()
-        connection.close()
+    connection.close()
     return time.perf_counter() - started
 
 
@@ -218,12 +237,22 @@ def _arrivals(log: Path) -> list[tuple[str, str, float]]:
 
 
 def _wait_for(log: Path, count: int, timeout: float = 120.0) -> None:
+    """Wait until the receiver's log holds ``count`` arrivals.
+
+    The probe reads only what was appended since its last look (the whole
+    file each time would take CPU from the subject it measures).
+    """
     deadline = time.monotonic() + timeout
-    while len(_arrivals(log)) < count:
-        if time.monotonic() > deadline:
-            msg = f"the receiver got {len(_arrivals(log))} of {count} deliveries"
-            raise RuntimeError(msg)
-        time.sleep(0.01)
+    seen = 0
+    with log.open("rb") as arrivals:
+        while True:
+            seen += arrivals.read().count(b"\n")
+            if seen >= count:
+                return
+            if time.monotonic() > deadline:
+                msg = f"the receiver got {seen} of {count} deliveries"
+                raise RuntimeError(msg)
+            time.sleep(0.005)
 
 
 def _start_receiver(log: Path) -> tuple[int, subprocess.Popen[bytes]]:
@@ -249,6 +278,8 @@ def _serve(log: Path) -> None:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real receivers
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             arrived = time.time()
@@ -261,7 +292,10 @@ def _serve(log: Path) -> None:
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128  # a real server's listen backlog (socketserver's is 5)
+
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     log.with_suffix(".port").write_text(str(server.server_address[1]))
     server.serve_forever()

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid5
 
 from domain import events as ev
@@ -157,15 +157,26 @@ def access_changes(before: AccessView | None, after: AccessView) -> dict[str, An
 
 @dataclass(frozen=True, slots=True)
 class Before:
-    """The organization just before an event: its facts and when it last changed."""
+    """The organization just before an event: its facts and when it last changed,
+    and (when the caller kept it) the access view it was last told: the view of
+    those facts at that moment, i.e. the previous :class:`Announced` ``view``."""
 
     facts: OrganizationFacts | None
     at: datetime | None
+    view: AccessView | None = None
+
+
+class Announced(NamedTuple):
+    envelopes: tuple[IntegrationEvent, ...]
+    #: The organization's facts after the event.
+    facts: OrganizationFacts
+    #: Its access view right after the event (the next event's ``Before.view``).
+    view: AccessView
 
 
 def announce(
     event: ev.OrganizationEvent, position: int, before: Before, catalog: Catalog
-) -> tuple[tuple[IntegrationEvent, ...], OrganizationFacts]:
+) -> Announced:
     """The envelopes ``event`` (stored at ``position``) announces, and the facts after it."""
     facts = event.fold(before.facts)
     organization_id = str(event.originator_id)
@@ -180,12 +191,11 @@ def announce(
         )
         for name, translate in TRANSLATIONS.get(type(event), ())
     ]
-    previous_view = (
-        None
-        if before.facts is None or before.at is None
-        else access_view(before.facts, catalog, before.at)
-    )
-    changes = access_changes(previous_view, access_view(facts, catalog, event.at))
+    previous_view = before.view
+    if previous_view is None and before.facts is not None and before.at is not None:
+        previous_view = access_view(before.facts, catalog, before.at)
+    view = access_view(facts, catalog, event.at)
+    changes = access_changes(previous_view, view)
     if changes is not None and before.facts is not None:
         found.append(
             IntegrationEvent(
@@ -197,4 +207,4 @@ def announce(
                 data=changes,
             )
         )
-    return tuple(found), facts
+    return Announced(tuple(found), facts, view)

@@ -41,22 +41,33 @@ class Behaviour:
     #: Hold requests until this is set.
     release: threading.Event = field(default_factory=threading.Event)
     stall: bool = False
+    #: Close each connection after answering, without saying so (a kept-alive
+    #: connection the receiver dropped while the sender thinks it open).
+    drop_connections: bool = False
 
 
 class Receiver:
-    def __init__(self, secrets: list[str], port: int = 0) -> None:
+    def __init__(self, secrets: list[str], port: int = 0, *, keep_alive: bool = False) -> None:
         self.secrets = secrets
         self.behaviour = Behaviour()
         self.received: list[Received] = []
+        #: The client (address, port) of each request: one per connection used.
+        self.connections: list[tuple[str, int]] = []
         self.stalled = threading.Semaphore(0)
         self._changed = threading.Condition()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            # HTTP/1.1 keeps connections open between requests (1.0 closes each).
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
+                receiver.connections.append(self.client_address[:2])
                 receiver.handle(self, body)
+                if receiver.behaviour.drop_connections:
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet."""
@@ -132,8 +143,8 @@ class Receiver:
 
 
 @contextmanager
-def receiver(secrets: list[str]) -> Iterator[Receiver]:
-    running = Receiver(secrets).start()
+def receiver(secrets: list[str], *, keep_alive: bool = False) -> Iterator[Receiver]:
+    running = Receiver(secrets, keep_alive=keep_alive).start()
     try:
         yield running
     finally:

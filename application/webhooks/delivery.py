@@ -26,7 +26,7 @@ import queue
 import random
 import secrets
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +53,12 @@ DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_PER_ENDPOINT = 8
 DEFAULT_POOL_SIZE = 16
 CLAIM_BATCH = 200
+#: A dispatcher leases up to this many deliveries of one endpoint ahead of
+#: sending them, so its lanes never wait on the database between two sends.
+CLAIM_AHEAD = CLAIM_BATCH
+#: A queued delivery is sent only while its lease outlasts the attempt's timeout
+#: by this much; otherwise it is given back unsent.
+LEASE_MARGIN_SECONDS = 5.0
 
 
 def retry_delay(failed_attempts: int, rng: random.Random) -> float:
@@ -70,17 +76,32 @@ class Claimed:
     url: str
     signing_secrets: tuple[str, ...]
     body: str
+    #: Wall-clock milliseconds until which this dispatcher holds the delivery.
+    lease_until_ms: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    id: str
+    url: str
+    signing_secrets: tuple[str, ...]
+
+
+_ENDPOINTS = """
+SELECT id, url, secret, previous_secret, previous_secret_until_ms
+FROM webhook_endpoints WHERE disabled = 0 AND deleted = 0
+"""
+
+#: One endpoint's due deliveries, oldest first: the heads of its organizations'
+#: lines (no earlier delivery of the organization to the endpoint is pending).
+#: The index ``webhook_deliveries_due_by_endpoint`` yields them in this order,
+#: so the ``LIMIT`` stops the scan: a turn costs what it claims, not what waits.
 _DUE = """
-SELECT d.id, d.endpoint_id, d.event_id, e.url, e.secret, e.previous_secret,
-       e.previous_secret_until_ms, i.envelope
+SELECT d.id, d.event_id, i.envelope
 FROM webhook_deliveries d
-JOIN webhook_endpoints e ON e.id = d.endpoint_id
 JOIN integration_events i ON i.id = d.event_id
-WHERE d.status = 'pending' AND d.next_attempt_ms <= %s
+WHERE d.endpoint_id = %s AND d.status = 'pending' AND d.next_attempt_ms <= %s
   AND (d.lease_until_ms IS NULL OR d.lease_until_ms < %s)
-  AND e.disabled = 0 AND e.deleted = 0
   AND NOT EXISTS (
     SELECT 1 FROM webhook_deliveries p
     WHERE p.endpoint_id = d.endpoint_id AND p.organization_id = d.organization_id
@@ -91,6 +112,18 @@ WHERE d.status = 'pending' AND d.next_attempt_ms <= %s
 ORDER BY d.next_attempt_ms, d.position, d.ordinal
 LIMIT %s
 """
+
+
+def _signing_secrets(row: Any, now_ms: int) -> tuple[str, ...]:
+    """The endpoint's secret, and the previous one while its 24 h overlap runs."""
+    until = row["previous_secret_until_ms"]
+    if row["previous_secret"] and until is not None and until > now_ms:
+        return (row["secret"], row["previous_secret"])
+    return (row["secret"],)
+
+
+def _in(values: Sequence[object]) -> str:
+    return ", ".join(["%s"] * len(values))
 
 
 class WebhookDispatcher:
@@ -126,48 +159,58 @@ class WebhookDispatcher:
 
     def claim(self, capacity: Callable[[str], int]) -> list[Claimed]:
         """Lease due deliveries, at most ``capacity(endpoint_id)`` per endpoint."""
-        now_ms = to_ms(self.clock.now())
-        wall_ms = to_ms(self.wall_clock.now())
-        claimed: list[Claimed] = []
-        taken: defaultdict[str, int] = defaultdict(int)
+        now_ms = to_ms(self.clock.now())  # before the transaction: the test clock reads a table
         with self.tables.transaction() as cursor:
-            execute = self.tables.execute
-            execute(cursor, _DUE, (now_ms, wall_ms, CLAIM_BATCH))
-            for row in cursor.fetchall():
-                endpoint_id = row["endpoint_id"]
-                if taken[endpoint_id] >= capacity(endpoint_id):
-                    continue
-                execute(
-                    cursor,
-                    "UPDATE webhook_deliveries SET lease_until_ms = %s, lease_owner = %s "
-                    "WHERE id = %s AND status = 'pending' "
-                    "AND (lease_until_ms IS NULL OR lease_until_ms < %s)",
-                    (wall_ms + self.lease_ms, self.owner, row["id"], wall_ms),
+            return self._claim(cursor, capacity, now_ms)
+
+    def _claim(self, cursor: Any, capacity: Callable[[str], int], now_ms: int) -> list[Claimed]:
+        wall_ms = to_ms(self.wall_clock.now())
+        lease_until = wall_ms + self.lease_ms
+        execute = self.tables.execute
+        execute(cursor, _ENDPOINTS)
+        endpoints = [
+            _Endpoint(row["id"], row["url"], _signing_secrets(row, now_ms))
+            for row in cursor.fetchall()
+        ]
+        claimed: list[Claimed] = []
+        for endpoint in endpoints:
+            wanted = min(capacity(endpoint.id), CLAIM_BATCH)
+            if wanted <= 0:
+                continue
+            execute(cursor, _DUE, (endpoint.id, now_ms, wall_ms, wanted))
+            due = {row["id"]: row for row in cursor.fetchall()}
+            if not due:
+                continue
+            ids = list(due)
+            # Compare-and-set for the whole batch; then read back which rows we hold
+            # (not ``rowcount``: the library's SQLite cursor does not offer it).
+            execute(
+                cursor,
+                "UPDATE webhook_deliveries SET lease_until_ms = %s, lease_owner = %s "  # noqa: S608
+                f"WHERE id IN ({_in(ids)}) AND status = 'pending' "
+                "AND (lease_until_ms IS NULL OR lease_until_ms < %s)",
+                (lease_until, self.owner, *ids, wall_ms),
+            )
+            execute(
+                cursor,
+                f"SELECT id FROM webhook_deliveries WHERE id IN ({_in(ids)}) "  # noqa: S608
+                "AND lease_owner = %s AND lease_until_ms = %s",
+                (*ids, self.owner, lease_until),
+            )
+            held = {row["id"] for row in cursor.fetchall()}
+            claimed.extend(
+                Claimed(
+                    delivery_id=delivery_id,
+                    endpoint_id=endpoint.id,
+                    event_id=row["event_id"],
+                    url=endpoint.url,
+                    signing_secrets=endpoint.signing_secrets,
+                    body=row["envelope"],
+                    lease_until_ms=lease_until,
                 )
-                # Not ``rowcount``: the library's SQLite cursor does not offer it.
-                execute(
-                    cursor,
-                    "SELECT lease_owner FROM webhook_deliveries WHERE id = %s",
-                    (row["id"],),
-                )
-                holder = cursor.fetchone()
-                if holder is None or holder["lease_owner"] != self.owner:
-                    continue  # another dispatcher holds it
-                signing = [row["secret"]]
-                until = row["previous_secret_until_ms"]
-                if row["previous_secret"] and until is not None and until > now_ms:
-                    signing.append(row["previous_secret"])
-                taken[endpoint_id] += 1
-                claimed.append(
-                    Claimed(
-                        delivery_id=row["id"],
-                        endpoint_id=endpoint_id,
-                        event_id=row["event_id"],
-                        url=row["url"],
-                        signing_secrets=tuple(signing),
-                        body=row["envelope"],
-                    )
-                )
+                for delivery_id, row in due.items()
+                if delivery_id in held  # the others: another dispatcher holds them
+            )
         return claimed
 
     # -- sending ------------------------------------------------------------------
@@ -189,14 +232,64 @@ class WebhookDispatcher:
         self.record([(claimed, outcome)])
         return outcome
 
-    def record(self, outcomes: Sequence[tuple[Claimed, AttemptOutcome]]) -> None:
+    def record(self, outcomes: Sequence[tuple[Claimed, AttemptOutcome | None]]) -> None:
         """Record attempts' outcomes in one transaction (leases released)."""
-        now_ms = to_ms(self.clock.now())
+        now_ms = to_ms(self.clock.now())  # before the transaction: the test clock reads a table
         with self.tables.transaction() as cursor:
-            for claimed, outcome in outcomes:
-                self._record_one(cursor, claimed, outcome, now_ms)
+            self._record(cursor, outcomes, now_ms)
 
-    def _record_one(
+    def _record(
+        self,
+        cursor: Any,
+        outcomes: Sequence[tuple[Claimed, AttemptOutcome | None]],
+        now_ms: int,
+    ) -> None:
+        """Record a turn's outcomes: a few statements, not a few per delivery.
+
+        An outcome of ``None``: not attempted (given back before its lease ran
+        short). Every statement is conditioned on our lease, so it is a no-op
+        for a delivery whose lease ran out and that another dispatcher took.
+        """
+        given_back = [(c.delivery_id, self.owner) for c, o in outcomes if o is None]
+        delivered = [
+            (now_ms, o.response_code, o.latency_ms, now_ms, c.delivery_id, self.owner)
+            for c, o in outcomes
+            if o is not None and o.succeeded
+        ]
+        failed = [(c, o) for c, o in outcomes if o is not None and not o.succeeded]
+        self.tables.executemany(
+            cursor,
+            "UPDATE webhook_deliveries SET lease_until_ms = NULL, lease_owner = NULL "
+            "WHERE id = %s AND lease_owner = %s",
+            given_back,
+        )
+        self.tables.executemany(
+            cursor,
+            "UPDATE webhook_deliveries SET status = 'delivered', "
+            "attempts = attempts + 1, next_attempt_ms = NULL, delivered_ms = %s, "
+            "last_response_code = %s, last_latency_ms = %s, last_error = NULL, "
+            "last_attempt_ms = %s, lease_until_ms = NULL, lease_owner = NULL "
+            "WHERE id = %s AND lease_owner = %s",
+            delivered,
+        )
+        # ``failing_since`` is the first failure after the endpoint's last success.
+        # Within one turn (one instant) successes count first, then failures in
+        # order, then an endpoint whose last outcome succeeded is clear again.
+        succeeded = {c.endpoint_id for c, o in outcomes if o is not None and o.succeeded}
+        last: dict[str, bool] = {c.endpoint_id: o.succeeded for c, o in outcomes if o is not None}
+        clear = [(e,) for e in sorted(succeeded)]
+        again = [(e,) for e in sorted(succeeded) if failed and last[e]]
+        reset = (
+            "UPDATE webhook_endpoints SET failing_since_ms = NULL "
+            "WHERE id = %s AND failing_since_ms IS NOT NULL"
+        )
+        self.tables.executemany(cursor, reset, clear)
+        for claimed, outcome in failed:
+            self._record_failure(cursor, claimed, outcome, now_ms)
+        if failed:
+            self.tables.executemany(cursor, reset, again)
+
+    def _record_failure(
         self, cursor: Any, claimed: Claimed, outcome: AttemptOutcome, now_ms: int
     ) -> None:
         execute = self.tables.execute
@@ -209,22 +302,15 @@ class WebhookDispatcher:
         if row is None:
             return  # our lease ran out and another dispatcher took over
         attempts = int(row["attempts"]) + 1
-        if outcome.succeeded:
-            status, next_ms, delivered_ms = "delivered", None, now_ms
-        else:
-            delay_ms = int(retry_delay(attempts, self.rng) * 1000)
-            status, next_ms, delivered_ms = "pending", now_ms + delay_ms, None
+        delay_ms = int(retry_delay(attempts, self.rng) * 1000)
         execute(
             cursor,
-            "UPDATE webhook_deliveries SET status = %s, attempts = %s, "
-            "next_attempt_ms = %s, delivered_ms = %s, last_response_code = %s, "
-            "last_latency_ms = %s, last_error = %s, last_attempt_ms = %s, "
-            "lease_until_ms = NULL, lease_owner = NULL WHERE id = %s",
+            "UPDATE webhook_deliveries SET attempts = %s, next_attempt_ms = %s, "
+            "last_response_code = %s, last_latency_ms = %s, last_error = %s, "
+            "last_attempt_ms = %s, lease_until_ms = NULL, lease_owner = NULL WHERE id = %s",
             (
-                status,
                 attempts,
-                next_ms,
-                delivered_ms,
+                now_ms + delay_ms,
                 outcome.response_code,
                 outcome.latency_ms,
                 outcome.error,
@@ -232,15 +318,7 @@ class WebhookDispatcher:
                 claimed.delivery_id,
             ),
         )
-        if outcome.succeeded:
-            execute(
-                cursor,
-                "UPDATE webhook_endpoints SET failing_since_ms = NULL "
-                "WHERE id = %s AND failing_since_ms IS NOT NULL",
-                (claimed.endpoint_id,),
-            )
-        else:
-            self._note_failure(cursor, claimed.endpoint_id, now_ms, outcome)
+        self._note_failure(cursor, claimed.endpoint_id, now_ms, outcome)
 
     def _note_failure(
         self, cursor: Any, endpoint_id: str, now_ms: int, outcome: AttemptOutcome
@@ -291,21 +369,52 @@ class WebhookDispatcher:
     def run(self, stop: threading.Event, *, poll_interval: float = 0.5) -> None:
         """Dispatch on a thread pool until ``stop`` is set.
 
-        Pool threads only send; this loop records what they finished and
-        claims what is due next, both in one transaction per turn, so the
-        database sees a few commits per turn rather than two per delivery.
+        Each turn of this loop records what the pool finished and claims what
+        is due next in **one** transaction, claiming ahead (up to
+        :data:`CLAIM_AHEAD` deliveries per endpoint) into the endpoint's
+        queue. Up to ``per_endpoint`` lanes per endpoint, each on a pool
+        thread, send from that queue one after another without
+        waiting for the database, so sending and recording overlap, and the
+        outcomes a turn records accumulate while the turn before commits. A
+        queued delivery whose lease would run out before its attempt could
+        finish is given back unsent (another dispatcher may take it then).
         """
-        finished: queue.SimpleQueue[tuple[Claimed, AttemptOutcome]] = queue.SimpleQueue()
-        in_flight: defaultdict[str, int] = defaultdict(int)
+        finished: queue.SimpleQueue[tuple[Claimed, AttemptOutcome | None]] = queue.SimpleQueue()
+        queues: defaultdict[str, deque[Claimed]] = defaultdict(deque)
+        lanes: defaultdict[str, int] = defaultdict(int)
+        #: Claimed and not yet recorded, per endpoint (this loop's own count).
+        outstanding: defaultdict[str, int] = defaultdict(int)
+        lock = threading.Lock()
+        ahead = CLAIM_AHEAD
+        # Time a queued delivery's lease must still have to be sent (never more
+        # than half the lease, so a short lease still lets deliveries go).
+        margin_ms = min(
+            int((self.sender.timeout + LEASE_MARGIN_SECONDS) * 1000), self.lease_ms // 2
+        )
 
-        def attempt_in_pool(claimed: Claimed) -> None:
-            try:
-                outcome = self.attempt(claimed)
-            except Exception as error:  # the outcome must be recorded whatever happened
-                log.exception("webhooks: delivery %s failed unexpectedly", claimed.delivery_id)
-                outcome = AttemptOutcome(False, None, 0, f"{type(error).__name__}: {error}")
-            finished.put((claimed, outcome))
-            self._wakeup.set()
+        def lane(endpoint_id: str) -> None:
+            while True:
+                with lock:
+                    waiting = queues[endpoint_id]
+                    if not waiting:
+                        lanes[endpoint_id] -= 1
+                        return
+                    claimed = waiting.popleft()
+                outcome: AttemptOutcome | None = None
+                if stop.is_set() or to_ms(self.wall_clock.now()) + margin_ms > (
+                    claimed.lease_until_ms
+                ):
+                    pass  # given back unsent
+                else:
+                    try:
+                        outcome = self.attempt(claimed)
+                    except Exception as error:  # the outcome must be recorded whatever happened
+                        log.exception(
+                            "webhooks: delivery %s failed unexpectedly", claimed.delivery_id
+                        )
+                        outcome = AttemptOutcome(False, None, 0, f"{type(error).__name__}: {error}")
+                finished.put((claimed, outcome))
+                self._wakeup.set()
 
         with ThreadPoolExecutor(self.pool_size, thread_name_prefix="webhook") as pool:
             while True:
@@ -313,27 +422,34 @@ class WebhookDispatcher:
                 outcomes = []
                 while not finished.empty():
                     outcomes.append(finished.get())
+                stopping = stop.is_set()
+                claimed_now: list[Claimed] = []
                 try:
-                    if outcomes:
-                        self.record(outcomes)
+                    now_ms = to_ms(self.clock.now())  # outside: the test clock reads a table
+                    with self.tables.transaction() as cursor:
+                        if outcomes:
+                            self._record(cursor, outcomes, now_ms)
+                        if not stopping:
+                            claimed_now = self._claim(
+                                cursor, lambda e: ahead - outstanding[e], now_ms
+                            )
                 except Exception:
-                    log.exception("webhooks: recording outcomes failed; retrying")
+                    log.exception("webhooks: recording or claiming deliveries failed; retrying")
                     for item in outcomes:
                         finished.put(item)
                     stop.wait(poll_interval)
                     continue
                 for claimed, _outcome in outcomes:
-                    in_flight[claimed.endpoint_id] -= 1
-                batch: list[Claimed] = []
-                if stop.is_set():
-                    if not any(in_flight.values()):
-                        return
-                else:
-                    try:
-                        batch = self.claim(lambda e: self.per_endpoint - in_flight[e])
-                    except Exception:
-                        log.exception("webhooks: claiming deliveries failed; retrying")
-                for claimed in batch:
-                    in_flight[claimed.endpoint_id] += 1
-                    pool.submit(attempt_in_pool, claimed)
+                    outstanding[claimed.endpoint_id] -= 1
+                if stopping and not any(outstanding.values()):
+                    return
+                with lock:
+                    for claimed in claimed_now:
+                        outstanding[claimed.endpoint_id] += 1
+                        queues[claimed.endpoint_id].append(claimed)
+                    for endpoint_id, waiting in queues.items():
+                        # A lane with nothing left to take ends itself: over-starting is cheap.
+                        for _ in range(min(self.per_endpoint - lanes[endpoint_id], len(waiting))):
+                            lanes[endpoint_id] += 1
+                            pool.submit(lane, endpoint_id)
                 self._wakeup.wait(poll_interval)

@@ -20,7 +20,12 @@ from eventsourcing.application import Application
 
 from application.ids import random_id
 from application.sql_tables import SqlTables
-from application.webhooks.integration import insert_delivery, parse_types, subscribes
+from application.webhooks.integration import (
+    delivery_row,
+    insert_deliveries,
+    parse_types,
+    subscribes,
+)
 from application.webhooks.signing import new_secret
 from application.webhooks.tables import iso_ms, to_ms
 from application.webhooks.url_guard import UrlGuard
@@ -314,10 +319,11 @@ class WebhookEndpoints:
             rows = [dict(row) for row in cursor.fetchall()]
             more = len(rows) > MAX_REPLAY
             chosen = [r for r in rows[:MAX_REPLAY] if subscribes(events, r["type"])]
-            for row in chosen:
-                insert_delivery(
-                    self.tables, cursor, endpoint_id, row, row["ordinal"], now_ms, replay
-                )
+            insert_deliveries(
+                self.tables,
+                cursor,
+                [delivery_row(endpoint_id, r, r["ordinal"], now_ms, replay) for r in chosen],
+            )
         last = rows[MAX_REPLAY - 1]["position"] if more else None
         return {
             "replay_id": replay,

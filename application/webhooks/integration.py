@@ -35,6 +35,7 @@ from application.ids import random_id
 from application.service import project_organization
 from application.sql_tables import SqlTables
 from application.webhooks.tables import start_tracking, to_ms, tracked_position
+from domain.access_view import AccessView
 from domain.catalog import Catalog
 from domain.clock import Clock
 from domain.errors import InvalidRequest
@@ -49,6 +50,24 @@ DEFAULT_BATCH_SIZE = 500
 MAX_PAGE = 500
 #: Organizations whose latest facts the follower keeps in memory.
 FACTS_CACHE_SIZE = 10_000
+#: Ids per ``IN (…)`` list (SQLite allows 32 766 parameters; this stays far below).
+_CHUNK = 500
+
+_INSERT_ENVELOPE = (
+    "INSERT INTO integration_events (id, position, ordinal, type, organization_id, envelope) "
+    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING"
+)
+
+
+def _envelope_row(item: IntegrationEvent, ordinal: int) -> tuple[Any, ...]:
+    return (
+        item.id,
+        item.position,
+        ordinal,
+        item.type,
+        item.organization_id,
+        json.dumps(item.envelope(), ensure_ascii=False, separators=(",", ":")),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +75,7 @@ class _Known:
     version: int
     facts: OrganizationFacts
     at: Any  # datetime of the organization's last event
+    view: AccessView  # its access view then (what ``access.changed`` compares with)
 
 
 def parse_types(raw: Sequence[str]) -> tuple[str, ...]:
@@ -119,7 +139,6 @@ class IntegrationLog:
     def _apply(self, notifications: Sequence[Notification]) -> int:
         # Decided before the transaction: loading an aggregate reads the store.
         announced = [(n.id, *self._announce(n)) for n in notifications]
-        created_deliveries = False
         # Read before the transaction: the test clock reads its own table.
         now_ms = to_ms(self.clock.now())
         with self.tables.transaction() as cursor:
@@ -141,19 +160,24 @@ class IntegrationLog:
                 return tracked
             endpoints = self._subscribed_endpoints(cursor)
             latest: dict[str, OrganizationFacts] = {}
+            envelope_rows: list[tuple[Any, ...]] = []
+            delivery_rows: list[tuple[Any, ...]] = []
             for _position, envelopes, facts in fresh:
                 if facts is not None:
                     latest[facts.organization_id] = facts
                 for ordinal, item in enumerate(envelopes):
-                    self._insert_envelope(cursor, item, ordinal)
-                    for endpoint_id, events, start in endpoints:
-                        if item.position > start and subscribes(events, item.type):
-                            insert_delivery(
-                                self.tables, cursor, endpoint_id, item, ordinal, now_ms, ""
-                            )
-                            created_deliveries = True
-            for facts in latest.values():
-                self._schedule_reminders(cursor, facts)
+                    envelope_rows.append(_envelope_row(item, ordinal))
+                    delivery_rows.extend(
+                        delivery_row(endpoint_id, item, ordinal, now_ms, "")
+                        for endpoint_id, events, start in endpoints
+                        if item.position > start and subscribes(events, item.type)
+                    )
+            # A few statements per batch, not a few per event (psycopg pipelines
+            # ``executemany``: one round trip to PostgreSQL for the lot).
+            self.tables.executemany(cursor, _INSERT_ENVELOPE, envelope_rows)
+            insert_deliveries(self.tables, cursor, delivery_rows)
+            created_deliveries = bool(delivery_rows)
+            self._schedule_reminders(cursor, list(latest.values()))
             new_position = fresh[-1][0]
             execute(
                 cursor,
@@ -175,8 +199,8 @@ class IntegrationLog:
         assert isinstance(organization_id, UUID)
         assert isinstance(version, int)
         before = self._before(organization_id, version)
-        envelopes, facts = announce(event, notification.id, before, self.catalog)
-        self._known[organization_id] = _Known(version, facts, event.at)
+        envelopes, facts, view = announce(event, notification.id, before, self.catalog)
+        self._known[organization_id] = _Known(version, facts, event.at, view)
         self._known.move_to_end(organization_id)
         while len(self._known) > FACTS_CACHE_SIZE:
             self._known.popitem(last=False)
@@ -188,27 +212,11 @@ class IntegrationLog:
             return Before(None, None)
         known = self._known.get(organization_id)
         if known is not None and known.version == version - 1:
-            return Before(known.facts, known.at)
+            return Before(known.facts, known.at, known.view)
         aggregate: Organization = self.app.repository.get(
             organization_id, version=version - 1, projector_func=project_organization
         )
         return Before(aggregate.facts, aggregate.modified_on)
-
-    def _insert_envelope(self, cursor: Any, item: IntegrationEvent, ordinal: int) -> None:
-        self.tables.execute(
-            cursor,
-            "INSERT INTO integration_events "
-            "(id, position, ordinal, type, organization_id, envelope) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-            (
-                item.id,
-                item.position,
-                ordinal,
-                item.type,
-                item.organization_id,
-                json.dumps(item.envelope(), ensure_ascii=False, separators=(",", ":")),
-            ),
-        )
 
     def _subscribed_endpoints(self, cursor: Any) -> list[tuple[str, list[str], int]]:
         self.tables.execute(
@@ -221,25 +229,26 @@ class IntegrationLog:
             for row in cursor.fetchall()
         ]
 
-    def _schedule_reminders(self, cursor: Any, facts: OrganizationFacts) -> None:
-        execute = self.tables.execute
-        execute(
-            cursor,
-            "DELETE FROM integration_reminders WHERE organization_id = %s",
-            (facts.organization_id,),
-        )
-        for reminder in pending_reminders(facts, self.catalog.bundle):
-            execute(
+    def _schedule_reminders(self, cursor: Any, changed: Sequence[OrganizationFacts]) -> None:
+        """Each changed organization's pending reminders, rebuilt from its facts."""
+        for chunk in range(0, len(changed), _CHUNK):
+            ids = [facts.organization_id for facts in changed[chunk : chunk + _CHUNK]]
+            self.tables.execute(
                 cursor,
-                "INSERT INTO integration_reminders (organization_id, kind, due_ms, until_ms) "
-                "VALUES (%s, %s, %s, %s)",
-                (
-                    facts.organization_id,
-                    reminder.kind,
-                    to_ms(reminder.due_at),
-                    to_ms(reminder.announces),
-                ),
+                "DELETE FROM integration_reminders "  # noqa: S608
+                f"WHERE organization_id IN ({', '.join(['%s'] * len(ids))})",
+                ids,
             )
+        self.tables.executemany(
+            cursor,
+            "INSERT INTO integration_reminders (organization_id, kind, due_ms, until_ms) "
+            "VALUES (%s, %s, %s, %s)",
+            [
+                (facts.organization_id, r.kind, to_ms(r.due_at), to_ms(r.announces))
+                for facts in changed
+                for r in pending_reminders(facts, self.catalog.bundle)
+            ],
+        )
 
     # -- queries ------------------------------------------------------------------
 
@@ -316,42 +325,42 @@ class IntegrationLog:
         return None if row is None else dict(json.loads(row["envelope"]))
 
 
-def insert_delivery(
-    tables: SqlTables,
-    cursor: Any,
+_INSERT_DELIVERY = (
+    "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, "
+    "organization_id, position, ordinal, replay, status, attempts, next_attempt_ms, "
+    "created_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', 0, %s, %s) "
+    "ON CONFLICT (endpoint_id, event_id, replay) DO NOTHING"
+)
+
+
+def delivery_row(
     endpoint_id: str,
     item: IntegrationEvent | dict[str, Any],
     ordinal: int,
     now_ms: int,
     replay: str,
-) -> None:
-    """A pending delivery of one envelope to one endpoint (once per replay)."""
+) -> tuple[Any, ...]:
+    """The parameters of :data:`_INSERT_DELIVERY` for one envelope to one endpoint."""
     if isinstance(item, IntegrationEvent):
-        event_id, event_type, organization_id, position = (
-            item.id,
-            item.type,
-            item.organization_id,
-            item.position,
-        )
+        event_id, event_type = item.id, item.type
+        organization_id, position = item.organization_id, item.position
     else:
         event_id, event_type = item["id"], item["type"]
         organization_id, position = item["organization_id"], item["position"]
-    tables.execute(
-        cursor,
-        "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, "
-        "organization_id, position, ordinal, replay, status, attempts, next_attempt_ms, "
-        "created_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', 0, %s, %s) "
-        "ON CONFLICT (endpoint_id, event_id, replay) DO NOTHING",
-        (
-            random_id("dlv_", 12),
-            endpoint_id,
-            event_id,
-            event_type,
-            organization_id,
-            position,
-            ordinal,
-            replay,
-            now_ms,
-            now_ms,
-        ),
+    return (
+        random_id("dlv_", 12),
+        endpoint_id,
+        event_id,
+        event_type,
+        organization_id,
+        position,
+        ordinal,
+        replay,
+        now_ms,
+        now_ms,
     )
+
+
+def insert_deliveries(tables: SqlTables, cursor: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Pending deliveries (:func:`delivery_row`), once per envelope, endpoint and replay."""
+    tables.executemany(cursor, _INSERT_DELIVERY, rows)

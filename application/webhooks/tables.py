@@ -72,8 +72,12 @@ STATEMENTS = (
         delivered_ms BIGINT,
         UNIQUE (endpoint_id, event_id, replay)
     )""",
-    "CREATE INDEX IF NOT EXISTS webhook_deliveries_due "
-    "ON webhook_deliveries (status, next_attempt_ms)",
+    # The dispatcher's claim reads one endpoint's due deliveries in this order
+    # (delivery.py ``_DUE``), so its LIMIT ends the scan. It replaces the first
+    # schema's ``webhook_deliveries_due`` (status, next_attempt_ms).
+    "DROP INDEX IF EXISTS webhook_deliveries_due",
+    "CREATE INDEX IF NOT EXISTS webhook_deliveries_due_by_endpoint "
+    "ON webhook_deliveries (endpoint_id, status, next_attempt_ms, position, ordinal)",
     "CREATE INDEX IF NOT EXISTS webhook_deliveries_line "
     "ON webhook_deliveries (endpoint_id, organization_id, status, position, ordinal)",
 )

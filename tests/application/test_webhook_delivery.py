@@ -246,6 +246,36 @@ def test_after_a_rotation_both_secrets_sign_for_24_hours(
         assert services.webhooks.endpoints.get(endpoint_id)["previous_secret_expires_at"] is None
 
 
+def test_deliveries_to_a_kept_alive_receiver_share_one_connection(services: Services) -> None:
+    with receiver([], keep_alive=True) as hooks:
+        endpoint_id, secret = endpoint(services, hooks.url)
+        hooks.secrets.append(secret)
+        start_trials(services, 4)
+        services.webhooks.run_once()  # one thread: one kept connection
+        assert sorted(hooks.accepted_ids()) == sorted(feed_ids(services))
+        assert len(hooks.received) == len(feed_ids(services)) > 1
+        assert len(set(hooks.connections)) == 1
+        assert {d["attempts"] for d in deliveries(services, endpoint_id)} == {1}
+
+
+def test_a_kept_connection_the_receiver_dropped_is_replaced_not_failed(
+    services: Services,
+) -> None:
+    with receiver([], keep_alive=True) as hooks:
+        endpoint_id, secret = endpoint(services, hooks.url)
+        hooks.secrets.append(secret)
+        hooks.behaviour.drop_connections = True  # closes after each answer, unannounced
+        start_trials(services, 3)
+        services.webhooks.run_once()
+        expected = feed_ids(services)
+        # Each request after the first found its kept connection closed and went
+        # once more on a new one: every envelope arrived once, at its first attempt.
+        assert sorted(hooks.accepted_ids()) == sorted(expected)
+        assert len(set(hooks.connections)) == len(expected)
+        shown = deliveries(services, endpoint_id)
+        assert {(d["status"], d["attempts"]) for d in shown} == {("delivered", 1)}
+
+
 def test_a_stalled_endpoint_does_not_slow_another(services: Services) -> None:
     with receiver([]) as stalled, receiver([]) as healthy:
         _a, stalled_secret = endpoint(services, stalled.url)
