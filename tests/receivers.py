@@ -41,6 +41,8 @@ class Behaviour:
     #: Hold requests until this is set.
     release: threading.Event = field(default_factory=threading.Event)
     stall: bool = False
+    #: Hold the requests whose envelope names this organization until ``release``.
+    stall_organization: str | None = None
     #: Close each connection after answering, without saying so (a kept-alive
     #: connection the receiver dropped while the sender thinks it open).
     drop_connections: bool = False
@@ -100,7 +102,13 @@ class Receiver:
         headers = {k.lower(): v for k, v in request.headers.items()}
         envelope = self.verify(headers, body)
         behaviour = self.behaviour
-        if behaviour.stall:
+        held = (
+            envelope is not None
+            and behaviour.stall_organization is not None
+            and envelope["organization_id"] == behaviour.stall_organization
+            and not behaviour.release.is_set()
+        )
+        if behaviour.stall or held:
             self.stalled.release()
             behaviour.release.wait(30)
         status = 200 if envelope is not None else 400

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import random
 import secrets
@@ -59,6 +60,27 @@ CLAIM_AHEAD = CLAIM_BATCH
 #: A queued delivery is sent only while its lease outlasts the attempt's timeout
 #: by this much; otherwise it is given back unsent.
 LEASE_MARGIN_SECONDS = 5.0
+
+
+#: ``SUITE_WEBHOOKS_LEASE_SECONDS`` bounds (a dead dispatcher's deliveries wait
+#: this long before another sends them; keep it well above the 10 s timeout).
+MIN_LEASE_SECONDS = 1.0
+
+
+def lease_seconds_from_env() -> float:
+    """``SUITE_WEBHOOKS_LEASE_SECONDS`` (default 60): how long a claim holds a delivery."""
+    raw = os.environ.get("SUITE_WEBHOOKS_LEASE_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_LEASE_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        msg = f"SUITE_WEBHOOKS_LEASE_SECONDS must be a number of seconds, not {raw!r}"
+        raise ValueError(msg) from None
+    if not MIN_LEASE_SECONDS <= seconds <= 3600:
+        msg = f"SUITE_WEBHOOKS_LEASE_SECONDS must be 1 to 3600, not {raw}"
+        raise ValueError(msg)
+    return seconds
 
 
 def retry_delay(failed_attempts: int, rng: random.Random) -> float:

@@ -19,7 +19,7 @@ from eventsourcing.application import Application
 from application.projections.follower import LogListener
 from application.reconnect import CONNECTION_ERRORS, Backoff, first_line
 from application.sql_tables import SqlTables
-from application.webhooks.delivery import WebhookDispatcher
+from application.webhooks.delivery import WebhookDispatcher, lease_seconds_from_env
 from application.webhooks.endpoints import WebhookEndpoints
 from application.webhooks.integration import IntegrationLog
 from application.webhooks.nats_sink import NatsSettings, NatsSink
@@ -51,7 +51,9 @@ class Webhooks:
         self.guard = guard or UrlGuard(allow_private=allow_private_from_env())
         self.integration = IntegrationLog(app, tables, catalog, clock)
         self.endpoints = WebhookEndpoints(app, tables, clock, self.guard)
-        self.dispatcher = dispatcher or WebhookDispatcher(tables, clock, self.guard)
+        self.dispatcher = dispatcher or WebhookDispatcher(
+            tables, clock, self.guard, lease_seconds=lease_seconds_from_env()
+        )
         self.integration.on_deliveries = self.dispatcher.wake
         self.sinks: list[Sink] = []
         if nats is not None:
