@@ -117,7 +117,9 @@ def test_users_may_not_use_operator_routes(caller: Caller) -> None:
 
 def _claims(**changes: object) -> dict[str, object]:
     now = int(time.time())
-    claims: dict[str, object] = {"sub": "u-alice", "org": "x", "iat": now, "exp": now + 600}
+    # A day ahead: the tokens are built when the module is collected, and a whole
+    # suite on a loaded machine takes longer than minutes to reach these tests.
+    claims: dict[str, object] = {"sub": "u-alice", "org": "x", "iat": now, "exp": now + 86400}
     claims.update(changes)
     return {k: v for k, v in claims.items() if v is not None}
 
