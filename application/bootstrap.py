@@ -15,10 +15,15 @@ from application.clocks import SystemClock
 from application.idempotency import IdempotencyStore
 from application.invoices.numbers import InvoiceNumbers
 from application.payments import PaymentGateway, SandboxGateway
-from application.projections.read_model import ReadModel, ViewSettings, construct_views
+from application.projections.read_model import ReadModel, construct_views
 from application.schema import schema_lock
 from application.service import SuiteSubscriptions
-from application.settings import DatabaseSettings, database_settings, pinned_test_clock_start
+from application.settings import (
+    DatabaseSettings,
+    ViewSettings,
+    database_settings,
+    pinned_test_clock_start,
+)
 from application.sql_tables import SqlTables, tables_for
 from application.test_clock import TestClock, TestClockStore
 from application.upgrade import UpgradeCheckouts

@@ -144,3 +144,51 @@ def _postgres(url: str) -> DatabaseSettings:
         "POSTGRES_CONNECT_TIMEOUT": query.get("connect_timeout", ["5"])[0],
     }
     return DatabaseSettings(url, "postgres", env)
+
+
+#: How long ``min_position`` waits by default; the view cache's safety TTL.
+DEFAULT_MIN_POSITION_TIMEOUT = 2.0
+DEFAULT_VIEW_CACHE_TTL = 30.0
+
+
+def _setting(env: dict[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).lower()
+    if value not in allowed:
+        msg = f"{name} {value!r}: expected {allowed[0]!r} or {allowed[1]!r}"
+        raise SettingsError(msg)
+    return value
+
+
+def _seconds(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name) or str(default)
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        msg = f"{name} {raw!r} is not a number of seconds"
+        raise SettingsError(msg) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ViewSettings:
+    follow_on_read: bool  # the API applies pending events itself (else a worker does)
+    min_position_timeout: float
+    view_cache: bool = False  # the NOTIFY-fed cache (PostgreSQL with a worker only)
+    view_cache_ttl: float = DEFAULT_VIEW_CACHE_TTL  # a safety net, not the mechanism
+
+    @classmethod
+    def from_env(cls, store_kind: str, env: dict[str, str] | None = None) -> ViewSettings:
+        env = dict(os.environ if env is None else env)
+        default = "worker" if store_kind == "postgres" else "api"
+        follower = _setting(env, "SUITE_VIEW_FOLLOWER", default, ("api", "worker"))
+        if store_kind == "memory" and follower == "worker":
+            msg = "SUITE_VIEW_FOLLOWER=worker needs a shared store (SQLite or PostgreSQL)"
+            raise SettingsError(msg)
+        cache = _setting(env, "SUITE_VIEW_CACHE", "on", ("on", "off")) == "on"
+        return cls(
+            follow_on_read=follower == "api",
+            min_position_timeout=_seconds(
+                env, "SUITE_MIN_POSITION_TIMEOUT", DEFAULT_MIN_POSITION_TIMEOUT
+            ),
+            view_cache=cache and follower == "worker" and store_kind == "postgres",
+            view_cache_ttl=_seconds(env, "SUITE_VIEW_CACHE_TTL", DEFAULT_VIEW_CACHE_TTL),
+        )

@@ -37,7 +37,7 @@ from uuid import UUID
 
 from application.bootstrap import Services, build_services
 from application.catalog_loader import default_catalog
-from application.projections.read_model import ViewSettings
+from application.settings import ViewSettings
 from application.webhooks.signing import new_secret, signed_headers
 from benchmarks.harness import REPO_ROOT, BenchmarkResult, Profile, ratio
 from benchmarks.organizations import SUPER_ADMIN, T0, registered_with_crm, save_all

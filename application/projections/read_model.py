@@ -9,8 +9,6 @@ read first applies what the log has that the views have not; ``worker``
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
@@ -24,7 +22,6 @@ from application.event_stream import select_organization_notifications
 from application.projections.follower import Follower, connection_kwargs
 from application.projections.rows import OrganizationRow
 from application.projections.view_cache import (
-    DEFAULT_TTL,
     CachedAccessReader,
     ViewCache,
     channel_name,
@@ -38,7 +35,7 @@ from application.projections.views import (
     SQLite,
 )
 from application.schema import schema_lock
-from application.settings import SettingsError
+from application.settings import ViewSettings
 from application.view_faults import ViewFaults
 from domain.access_view import access_view
 from domain.catalog import Catalog
@@ -47,51 +44,7 @@ from domain.errors import InvalidRequest
 from domain.facts import BundleState
 
 LIVE_PREFIX = "views"
-DEFAULT_MIN_POSITION_TIMEOUT = 2.0
 MAX_DIRECTORY_PAGE = 500
-
-
-def _setting(env: dict[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = (env.get(name) or default).lower()
-    if value not in allowed:
-        msg = f"{name} {value!r}: expected {allowed[0]!r} or {allowed[1]!r}"
-        raise SettingsError(msg)
-    return value
-
-
-def _seconds(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name) or str(default)
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        msg = f"{name} {raw!r} is not a number of seconds"
-        raise SettingsError(msg) from None
-
-
-@dataclass(frozen=True, slots=True)
-class ViewSettings:
-    follow_on_read: bool  # the API applies pending events itself (else a worker does)
-    min_position_timeout: float
-    view_cache: bool = False  # the NOTIFY-fed cache (PostgreSQL with a worker only)
-    view_cache_ttl: float = DEFAULT_TTL  # a safety net, not the mechanism
-
-    @classmethod
-    def from_env(cls, store_kind: str, env: dict[str, str] | None = None) -> ViewSettings:
-        env = dict(os.environ if env is None else env)
-        default = "worker" if store_kind == "postgres" else "api"
-        follower = _setting(env, "SUITE_VIEW_FOLLOWER", default, ("api", "worker"))
-        if store_kind == "memory" and follower == "worker":
-            msg = "SUITE_VIEW_FOLLOWER=worker needs a shared store (SQLite or PostgreSQL)"
-            raise SettingsError(msg)
-        cache = _setting(env, "SUITE_VIEW_CACHE", "on", ("on", "off")) == "on"
-        return cls(
-            follow_on_read=follower == "api",
-            min_position_timeout=_seconds(
-                env, "SUITE_MIN_POSITION_TIMEOUT", DEFAULT_MIN_POSITION_TIMEOUT
-            ),
-            view_cache=cache and follower == "worker" and store_kind == "postgres",
-            view_cache_ttl=_seconds(env, "SUITE_VIEW_CACHE_TTL", DEFAULT_TTL),
-        )
 
 
 def construct_views(app: Application[Any], prefix: str = LIVE_PREFIX) -> OrganizationViews:

@@ -24,6 +24,7 @@ from uuid import UUID
 import psycopg
 
 from application.projections.rows import OrganizationRow
+from application.settings import DEFAULT_VIEW_CACHE_TTL as DEFAULT_TTL
 
 if TYPE_CHECKING:
     from application.projections.read_model import AccessReader
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_PAYLOAD = 7_900  # NOTIFY payloads stay under 8000 bytes; more ids → ``flush``
 FLUSH = "flush"
-DEFAULT_TTL, DEFAULT_SIZE = 30.0, 10_000
+DEFAULT_SIZE = 10_000
 KEEPALIVE_INTERVAL, RECONNECT_DELAY = 5.0, 0.5  # an idle listener checks its connection
 
 

@@ -1,14 +1,5 @@
-"""The organization views: one tracking recorder, its tables, its projection.
-
-Per organization, the *access* row (facts, version, position; read by key)
-and the *directory* line (name, recorded state, trial end; indexed for the
-sweep), in tables ``{prefix}_access``, ``{prefix}_directory`` and
-``{prefix}_tracking`` (``views`` live; a rebuild builds a set beside).
-:meth:`OrganizationViews.put_with_tracking` writes a batch and its position
-in one transaction under the views' lock, after re-reading the position:
-exactly once, however many followers run. A :class:`Dialect` holds all
-that SQLite and PostgreSQL do differently; ``memory://`` uses SQLite.
-"""
+"""The organization views (``{prefix}_access``, ``{prefix}_directory``, ``{prefix}_tracking``;
+``views`` live): one tracking recorder, its SQL, its projection (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -67,9 +58,8 @@ class ViewPage:
         if last is None:
             return self
         access = {key: row for key, row in self.access.items() if key <= last}
-        return ViewPage(
-            self.position, last, access, {k: e for k, e in self.directory.items() if k <= last}
-        )
+        directory = {key: line for key, line in self.directory.items() if key <= last}
+        return ViewPage(self.position, last, access, directory)
 
 
 def recorded_as_sql(forms: tuple[RecordedAs, ...], now: Any, p: str) -> tuple[str, list[Any]]:
@@ -275,19 +265,16 @@ class ViewChanges:
     def put(self, row: OrganizationRow) -> None:
         self.rows[row.organization_id] = self.dirty[row.organization_id] = row
 
-    def track(self, notification_id: int) -> None:
+    def track(self, notification_id: int) -> None:  # the position never moves back
         if notification_id <= self.reached:
             msg = f"position {notification_id} is not after {self.reached}"
             raise IntegrityError(msg)
         self.tracked = notification_id
 
     def fold(self, events: Batch) -> int:
-        """Fold events (log order) into the rows and track the last; how many were new.
-
-        Events at or before the position are skipped (another follower applied
-        them); each organization's row is read (a batch at once), folded
-        through its events and put back once; other events only move the position.
-        """
+        """Fold events (log order) into the rows, track the last; how many were new. Events at
+        or before the position are skipped (another follower applied them); each
+        organization's row is read (a batch at once), folded through its run, put once."""
         last, applied = self.reached, 0
         runs: dict[int, list[OrganizationEvent]] = {}  # by the id's int (a UUID hashes in Python)
         ends: dict[int, int] = {}
@@ -318,12 +305,8 @@ class OrganizationViews(TrackingRecorder):
         if not _PREFIX.match(prefix):
             msg = f"view table prefix {prefix!r} must be a short lower-case identifier"
             raise ValueError(msg)
-        self.datastore, self.dialect, self.prefix, self.log_table = (
-            datastore,
-            dialect,
-            prefix,
-            log_table,
-        )
+        self.datastore, self.dialect = datastore, dialect
+        self.prefix, self.log_table = prefix, log_table
         self.memo: dict[str, tuple[str, OrganizationFacts]] = {}
         table = self.qualified
         self.access, self.directory_table = table(f"{prefix}_access"), table(f"{prefix}_directory")
@@ -339,6 +322,7 @@ class OrganizationViews(TrackingRecorder):
         self.select_access = (
             f"SELECT organization_id, version, position, {dialect.facts_text} FROM {self.access}"
         )
+        self.select_directory = f"SELECT {DIRECTORY_COLUMNS} FROM {self.directory_table}"
         # One statement, one snapshot: if the views had applied the log's end,
         # the row includes every event of it.
         self.read_access_statement = (
@@ -473,19 +457,13 @@ class OrganizationViews(TrackingRecorder):
         return row
 
     def access_row_from(self, found: Any) -> OrganizationRow:
-        return self.decoded(
-            str(found["organization_id"]), found["facts"], found["version"], found["position"]
-        )
+        key = str(found["organization_id"])
+        return self.decoded(key, found["facts"], found["version"], found["position"])
 
     def directory_entry_from(self, found: Any) -> DirectoryEntry:
-        return DirectoryEntry(
-            str(found["organization_id"]),
-            found["name"],
-            found["recorded_state"],
-            self.dialect.py_time(found["trial_ends_at"]),
-            found["version"],
-            found["position"],
-        )
+        ends, key = self.dialect.py_time(found["trial_ends_at"]), str(found["organization_id"])
+        name, state, version = found["name"], found["recorded_state"], found["version"]
+        return DirectoryEntry(key, name, state, ends, version, found["position"])
 
     def select_access_rows(self, cursor: Any, ids: list[str]) -> dict[str, OrganizationRow | None]:
         """Rows of many organizations (``None`` for those without one), few queries."""
@@ -519,16 +497,13 @@ class OrganizationViews(TrackingRecorder):
             row = self.decoded(organization_id, found["facts"], found["version"], found["position"])
         return AccessRead(row, found["latest"] or 0, found["tracked"] or 0)
 
-    def _select(
-        self, columns: str, table: str, where: list[str], params: list[Any], order: str, limit: int
-    ) -> list[Any]:
+    def _directory(self, where: list[str], params: list[Any], order: str, limit: int) -> Any:
         clause = f"WHERE {' AND '.join(where)} " if where else ""
         with self.dialect.read_transaction(self) as cursor:
             cursor.execute(
-                f"SELECT {columns} FROM {table} {clause}ORDER BY {order} LIMIT {self.p}",
-                (*params, limit),
+                f"{self.select_directory} {clause}ORDER BY {order} LIMIT {self.p}", (*params, limit)
             )
-            return list(cursor.fetchall())
+            return cursor.fetchall()
 
     def directory(
         self, *, now: datetime, state: str | None, after: str | None, limit: int
@@ -536,30 +511,20 @@ class OrganizationViews(TrackingRecorder):
         """Directory lines ordered by id, after the id ``after``, showing ``state`` at ``now``."""
         where: list[str] = []
         params: list[Any] = []
+        db_now = self.dialect.db_time(now)
         if state is not None:
-            clause, params = recorded_as_sql(
-                recorded_as_showing(state), self.dialect.db_time(now), self.p
-            )
+            clause, params = recorded_as_sql(recorded_as_showing(state), db_now, self.p)
             where.append(clause)
         if after is not None:
             where.append(f"organization_id > {self.p}")
             params.append(self.dialect.db_id(after))
-        found = self._select(
-            DIRECTORY_COLUMNS, self.directory_table, where, params, "organization_id", limit
-        )
+        found = self._directory(where, params, "organization_id", limit)
         return [self.directory_entry_from(line) for line in found]
 
     def trials_due(self, *, now: datetime, limit: int) -> list[str]:
         """Organizations whose trial's end has turned their state, not yet recorded."""
         clause, params = recorded_as_sql(recorded_as_turning(), self.dialect.db_time(now), self.p)
-        found = self._select(
-            "organization_id",
-            self.directory_table,
-            [clause],
-            params,
-            "trial_ends_at, organization_id",
-            limit,
-        )
+        found = self._directory([clause], params, "trial_ends_at, organization_id", limit)
         return [str(line["organization_id"]) for line in found]
 
     def page(self, after: str | None, limit: int) -> ViewPage:
@@ -571,21 +536,17 @@ class OrganizationViews(TrackingRecorder):
         found = []
         with self.dialect.read_transaction(self) as cursor:
             position = self.tracked_position(cursor)
-            for select in (
-                self.select_access,
-                f"SELECT {DIRECTORY_COLUMNS} FROM {self.directory_table}",
-            ):
+            for select in (self.select_access, self.select_directory):
                 cursor.execute(f"{select} {where}ORDER BY organization_id LIMIT {self.p}", params)
                 found.append(cursor.fetchall())
         access = [self.access_row_from(row) for row in found[0]]
         directory = [self.directory_entry_from(line) for line in found[1]]
         ends = [rows[-1].organization_id for rows in (access, directory) if len(rows) >= limit]
-        return ViewPage(
-            position,
-            None,
+        rows, lines = (
             {r.organization_id: r for r in access},
             {e.organization_id: e for e in directory},
-        ).up_to(min(ends) if ends else None)
+        )
+        return ViewPage(position, None, rows, lines).up_to(min(ends) if ends else None)
 
     def snapshot(self, page_size: int = 1000) -> ViewPage:
         """Every row at one position, read again if the views moved meanwhile (small views)."""
