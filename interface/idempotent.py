@@ -18,13 +18,13 @@ validation, card data) never reach this and never consume a key.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from flask import Response, request
-from marshmallow import Schema
+from flask import Response, current_app, request
 
 from application.bootstrap import Services
 from application.idempotency import MAX_KEY_LENGTH, request_fingerprint
@@ -34,6 +34,7 @@ from interface.request_guard import current_principal, json_body
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 KEY_PATTERN = re.compile(rf"[!-~]{{1,{MAX_KEY_LENGTH}}}")
 REPLAYED_HEADER = "Idempotent-Replayed"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _dumps(data: Any) -> str:
@@ -84,38 +85,51 @@ def idempotency_header(*, required: bool) -> dict[str, Any]:
     }
 
 
-def run_idempotently(
-    services: Services,
-    *,
-    organization_id: str | None,
-    status: int,
-    schema: Schema,
-    work: Callable[[], dict[str, Any]],
-    required: bool = False,
+def idempotent(*, required: bool = False) -> Callable[[F], F]:
+    """Run a view once per ``Idempotency-Key``: replay its finished answer, never redo it.
+
+    Put it between ``@blp.arguments`` and ``@blp.response``: the view and its
+    response schema build the answer as for any route; this stores (or
+    releases) that finished answer, or the error answer the view raised.
+    """
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def run(*args: Any, **kwargs: Any) -> Response:
+            organization_id = kwargs.get("organization_id")
+            scope = None if organization_id is None else str(organization_id)
+            return _run_once(scope, required, lambda: view(*args, **kwargs))
+
+        return cast(F, run)
+
+    return decorate
+
+
+def _run_once(
+    organization_id: str | None, required: bool, answer: Callable[[], Response]
 ) -> Response:
-    """Do ``work`` once per key; answer ``status`` with ``schema``'s dump of its result."""
     key = idempotency_key(required=required)
     if key is None:
-        return _json_response(status, _dumps(schema.dump(work())))
-    principal = current_principal()
+        return answer()
+    services: Services = current_app.extensions["suitesub"]
     claim = services.idempotency.claim(
         scope=organization_id or "-",
         key=key,
         fingerprint=request_fingerprint(
-            request.method, request.path, json_body(), principal.user_id
+            request.method, request.path, json_body(), current_principal().user_id
         ),
         organization_id=organization_id,
     )
     if claim.replay is not None:
         return _json_response(claim.replay.status, claim.replay.body, {REPLAYED_HEADER: "true"})
     try:
-        body = _dumps(schema.dump(work()))
+        response = answer()
     except Exception as error:
-        answer_status, answer, headers = describe_error(error)
-        if _stored(answer_status):
-            services.idempotency.finish(claim, answer_status, _dumps(answer))
+        status, body, headers = describe_error(error)
+        if _stored(status):
+            services.idempotency.finish(claim, status, _dumps(body))
         else:
             services.idempotency.release(claim)
-        return _json_response(answer_status, _dumps(answer), headers)
-    services.idempotency.finish(claim, status, body)
-    return _json_response(status, body)
+        return _json_response(status, _dumps(body), headers)
+    services.idempotency.finish(claim, response.status_code, response.get_data(as_text=True))
+    return response

@@ -39,6 +39,7 @@ class StrictParser(FlaskParser):
         loading nothing through the schema was a tenth of such a request.
         Only a schema instance whose defaults are constants qualifies, and
         only when loading nothing succeeded once: the answer is the same.
+        Benchmark: access_read_http (docs/performance.md item 13).
         """
         if (
             kwargs.get("location") in ("query", "querystring")

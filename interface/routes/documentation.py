@@ -48,7 +48,8 @@ def errors(*statuses: int) -> Callable[[F], F]:
             )(documenting)
         # alt_response only documents, yet each of its wrappers runs on every
         # request (a call through ensure_sync): keep the documentation they
-        # built on the view itself and call the view directly.
+        # built on the view itself and call the view directly (benchmark:
+        # access_read_http, docs/performance.md item 12).
         view._apidoc = documenting._apidoc  # type: ignore[attr-defined]
         return view
 
