@@ -22,6 +22,8 @@ from domain.organization import Organization
 
 NAME = "aggregate_load_growth"
 TARGET = "<= 2.0"
+#: The worst stream of a snapshot window (issue 10; was <= 2.0 like the other).
+WORST_TARGET = "<= 1.5"
 SMALL, LARGE = 10, 1000
 #: The longest replay after the snapshot taken at LARGE events.
 WORST = LARGE + SuiteSubscriptions.snapshotting_intervals[Organization] - 1
@@ -51,13 +53,27 @@ def run(profile: Profile, store_kind: str = "sqlite") -> list[BenchmarkResult]:
     suffix = "" if store_kind == "sqlite" else f"_{store_kind}"
     small_us = best[small] * 1e6
     return [
-        _result(NAME + suffix, best[large] * 1e6, small_us, LARGE, store_kind, profile),
-        _result(f"{NAME}_worst{suffix}", best[worst] * 1e6, small_us, WORST, store_kind, profile),
+        _result(NAME + suffix, best[large] * 1e6, small_us, LARGE, store_kind, profile, TARGET),
+        _result(
+            f"{NAME}_worst{suffix}",
+            best[worst] * 1e6,
+            small_us,
+            WORST,
+            store_kind,
+            profile,
+            WORST_TARGET,
+        ),
     ]
 
 
 def _result(
-    name: str, value_us: float, small_us: float, events: int, store_kind: str, profile: Profile
+    name: str,
+    value_us: float,
+    small_us: float,
+    events: int,
+    store_kind: str,
+    profile: Profile,
+    target: str,
 ) -> BenchmarkResult:
     return BenchmarkResult(
         name=name,
@@ -65,7 +81,7 @@ def _result(
         unit="µs/load",
         baseline=small_us,
         ratio=value_us / small_us,
-        target=TARGET,
+        target=target,
         store=store_kind,
         details={"events": events, "baseline_events": SMALL, "loads": profile.load_repeats},
     )
