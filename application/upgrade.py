@@ -42,7 +42,7 @@ from application.payments import (
 )
 from application.service import SuiteSubscriptions
 from domain import events as ev
-from domain.quote import UpgradeRequest
+from domain.quote import Quote, UpgradeRequest
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class UpgradeCheckouts:
         if idempotency_key is not None:
             earlier = checkout_in_log(self.app, organization_id, idempotency_key=idempotency_key)
         if earlier is not None:
-            if earlier.by != by or earlier.quote["total"] != purchase.expected_total:
+            if earlier.by != by or earlier.quote.total != purchase.expected_total:
                 raise IdempotencyKeyReused(
                     "This Idempotency-Key was already used for a different purchase; "
                     "use a new key for a new request.",
@@ -130,7 +130,7 @@ class UpgradeCheckouts:
                 expected_total=purchase.expected_total,
                 idempotency_key=idempotency_key,
             )
-            quote = fresh_quote.to_dict()
+            quote = fresh_quote
         payment = self._pay(organization_id, checkout_id, quote, purchase.payment_token)
         result = self.app.complete_upgrade_checkout(
             organization_id, checkout_id=checkout_id, payment=payment
@@ -145,19 +145,19 @@ class UpgradeCheckouts:
         )
 
     def _pay(
-        self, organization_id: UUID, checkout_id: str, quote: dict[str, Any], payment_token: str
+        self, organization_id: UUID, checkout_id: str, quote: Quote, payment_token: str
     ) -> dict[str, str | None]:
         """Charge the accepted quote's total; the payment reference to record.
 
         A total of 0 charges nothing and calls no gateway (SPEC §11).
         """
-        if quote["total"] == 0:
+        if quote.total == 0:
             return dict(NO_CHARGE)
         try:
             charge = self.gateway.charge(
                 checkout_id,
-                quote["total"],
-                quote["currency"],
+                quote.total,
+                quote.currency,
                 payment_token,
                 f"CRM Plus upgrade {checkout_id} for organization {organization_id}",
             )
@@ -243,14 +243,14 @@ class UpgradeCheckouts:
 def receipt(
     organization_id: UUID,
     checkout_id: str,
-    quote: dict[str, Any],
+    quote: Quote,
     payment: dict[str, Any],
     version: int | None,
     position: int | None,
 ) -> dict[str, Any]:
     """What a purchase answers: the accepted quote, the checkout, the payment."""
     return {
-        **quote,
+        **quote.to_dict(),
         "organization_id": str(organization_id),
         "checkout_id": checkout_id,
         "payment": payment,
@@ -281,7 +281,7 @@ class CheckoutRecord:
 
     checkout_id: str
     by: str
-    quote: dict[str, Any]
+    quote: Quote
     outcome: str = PENDING
     payment: dict[str, Any] | None = None
     reason: str | None = None
@@ -345,7 +345,9 @@ def checkout_in_log(
                 if event.checkout_id == checkout_id or (
                     idempotency_key is not None and event.idempotency_key == idempotency_key
                 ):
-                    found = CheckoutRecord(event.checkout_id, event.by, dict(event.quote))
+                    found = CheckoutRecord(
+                        event.checkout_id, event.by, Quote.from_dict(event.quote)
+                    )
             elif found is not None and _checkout_id(event) == found.checkout_id:
                 found.settle(event, notification.id)
         if len(page) < _NOTIFICATION_PAGE:

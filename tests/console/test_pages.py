@@ -277,6 +277,8 @@ def test_the_order_summary_is_the_quote_with_the_credit_per_service(
         assert f"¥{credit.amount_paid:,}" in summary
         assert f"{credit.remaining_days} of {credit.total_days}" in summary
         assert f"¥{credit.amount:,}" in summary
+        # A service may hold several periods: each credit row names its own.
+        assert f"{credit.period_start} – {credit.period_end}" in summary
     too_few = text(browser.get(f"/console/orgs/{organization}/upgrade/summary?seats=2"))
     assert "at least 5 seats" in too_few
 
