@@ -33,6 +33,7 @@ from domain.facts import OrganizationFacts
 
 API_VERSION = "2026-12-01"
 ACCESS_CHANGED = "access.changed"
+INVOICE_ISSUED = "invoice.issued"
 _ID_NAMESPACE = UUID("5b0e7f3c-12a4-4c6e-9d52-7d0c5a1e0012")
 
 
@@ -62,7 +63,8 @@ def integration_event_id(position: int, event_type: str) -> str:
     return f"evt_{uuid5(_ID_NAMESPACE, f'{position}/{event_type}').hex}"
 
 
-Translation = Callable[[Any], Mapping[str, Any]]
+#: An event's ``data`` for one type; ``None``: this event does not announce it.
+Translation = Callable[[Any], Mapping[str, Any] | None]
 
 
 def _trial_started(e: ev.TrialStarted) -> Mapping[str, Any]:
@@ -92,6 +94,39 @@ def _bundle_purchased(e: ev.UpgradePurchased) -> Mapping[str, Any]:
         "contract_start": e.contract_start,
         "contract_end": e.contract_end,
     }
+
+
+def _card(payment: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The card charged, as a consumer may see it (brand, last 4); ``None``: no charge."""
+    if not payment.get("charge_id") and not payment.get("last4"):
+        return None
+    return {"brand": payment.get("brand"), "last4": payment.get("last4")}
+
+
+def _bundle_renewed(e: ev.BundleRenewed) -> Mapping[str, Any]:
+    return {
+        "renewal_id": e.renewal_id,
+        "attempt": e.attempt,
+        "currency": e.currency,
+        "billing_period": e.billing_period,
+        "seats": e.seats,
+        "add_ons": e.add_ons,
+        "period_start": e.period_start,
+        "period_end": e.period_end,
+        "lines": e.lines,
+        "subtotal": e.subtotal,
+        "credit_applied": e.credit_applied,
+        "tax": e.tax,
+        "total": e.total,
+        "payment": _card(e.payment),
+        "invoice_number": e.invoice["number"],
+    }
+
+
+def _invoice(e: Any) -> Mapping[str, Any] | None:
+    """``invoice.issued``'s data: the invoice the charging event recorded, whole."""
+    invoice: Mapping[str, Any] | None = e.invoice
+    return None if invoice is None else dict(invoice)
 
 
 #: Domain event class → the integration events it announces, each with its
@@ -124,12 +159,37 @@ TRANSLATIONS: Mapping[type[ev.OrganizationEvent], tuple[tuple[str, Translation],
             },
         ),
     ),
+    ev.BundleRenewed: (("bundle.renewed", _bundle_renewed), (INVOICE_ISSUED, _invoice)),
+    ev.RenewalPaymentFailed: (
+        (
+            "bundle.payment_failed",
+            lambda e: {
+                "renewal_id": e.renewal_id,
+                "attempt": e.attempt,
+                "reason": e.reason,
+                "next_attempt_at": e.next_attempt_at,
+                "final": e.next_attempt_at is None,
+            },
+        ),
+    ),
+    ev.BundleCancellationScheduled: (
+        (
+            "bundle.cancellation_scheduled",
+            lambda e: {"by": e.by, "effective_at": e.effective_at},
+        ),
+    ),
+    ev.BundleCancellationWithdrawn: (("bundle.cancellation_withdrawn", lambda e: {"by": e.by}),),
+    ev.BundleEnded: (("bundle.ended", lambda e: {"reason": e.reason, "by": e.by}),),
 }
 
 #: Every integration event type, in the order docs/webhooks.md lists them.
-EVENT_TYPES: tuple[str, ...] = (
-    *(name for translations in TRANSLATIONS.values() for name, _ in translations),
-    ACCESS_CHANGED,
+EVENT_TYPES: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        (
+            *(name for translations in TRANSLATIONS.values() for name, _ in translations),
+            ACCESS_CHANGED,
+        )
+    )
 )
 
 
@@ -187,9 +247,10 @@ def announce(
             created_at=event.at,
             organization_id=organization_id,
             position=position,
-            data=translate(event),
+            data=data,
         )
         for name, translate in TRANSLATIONS.get(type(event), ())
+        if (data := translate(event)) is not None
     ]
     previous_view = before.view
     if previous_view is None and before.facts is not None and before.at is not None:
