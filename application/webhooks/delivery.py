@@ -173,6 +173,8 @@ class WebhookDispatcher:
         self.rng = rng or random.Random()
         self.owner = f"dispatcher_{secrets.token_hex(6)}"
         self._wakeup = threading.Event()
+        #: The enabled endpoints as the last claim read them.
+        self._enabled: dict[str, _Endpoint] = {}
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -194,6 +196,7 @@ class WebhookDispatcher:
             _Endpoint(row["id"], row["url"], _signing_secrets(row, now_ms))
             for row in cursor.fetchall()
         ]
+        self._enabled = {endpoint.id: endpoint for endpoint in endpoints}
         claimed: list[Claimed] = []
         for endpoint in endpoints:
             wanted = min(capacity(endpoint.id), CLAIM_BATCH)
@@ -388,6 +391,35 @@ class WebhookDispatcher:
                 self.send(claimed)
                 attempts += 1
 
+    def _give_back_stale(
+        self,
+        queues: dict[str, deque[Claimed]],
+        finished: queue.SimpleQueue[tuple[Claimed, AttemptOutcome | None]],
+    ) -> None:
+        """Queued deliveries of an endpoint disabled, deleted, moved to another URL
+        or given a new secret since they were claimed go back unsent (the next
+        claim takes them again with the endpoint as it is now)."""
+        stale = False
+        for endpoint_id, waiting in queues.items():
+            now = self._enabled.get(endpoint_id)
+            keep = [
+                claimed
+                for claimed in waiting
+                if now is not None
+                and claimed.url == now.url
+                and claimed.signing_secrets == now.signing_secrets
+            ]
+            if len(keep) == len(waiting):
+                continue
+            for claimed in waiting:
+                if claimed not in keep:
+                    finished.put((claimed, None))
+            waiting.clear()
+            waiting.extend(keep)
+            stale = True
+        if stale:
+            self._wakeup.set()
+
     def run(self, stop: threading.Event, *, poll_interval: float = 0.5) -> None:
         """Dispatch on a thread pool until ``stop`` is set.
 
@@ -466,6 +498,8 @@ class WebhookDispatcher:
                 if stopping and not any(outstanding.values()):
                     return
                 with lock:
+                    if not stopping:
+                        self._give_back_stale(queues, finished)
                     for claimed in claimed_now:
                         outstanding[claimed.endpoint_id] += 1
                         queues[claimed.endpoint_id].append(claimed)

@@ -300,6 +300,49 @@ def test_a_stalled_endpoint_does_not_slow_another(services: Services) -> None:
             runner.join()
 
 
+def test_deliveries_queued_for_an_endpoint_disabled_meanwhile_are_not_sent(
+    services: Services, clock: ManualClock
+) -> None:
+    with receiver([]) as hooks:
+        endpoint_id, secret = endpoint(services, hooks.url, ["trial.started"])
+        hooks.secrets.append(secret)
+        hooks.behaviour.stall = True
+        start_trials(services, 6)
+        services.webhooks.integration.catch_up()
+        # One lane: the first request stalls, the other five wait in its queue.
+        dispatcher = WebhookDispatcher(
+            services.tables, clock, services.webhooks.guard, per_endpoint=1
+        )
+        stop = threading.Event()
+        runner = threading.Thread(target=dispatcher.run, args=(stop,))
+        runner.start()
+        try:
+            assert hooks.stalled.acquire(timeout=10)
+            services.webhooks.endpoints.update(endpoint_id, disabled=True)
+            dispatcher.wake()
+
+            def leased() -> int:
+                with services.tables.read() as cursor:
+                    services.tables.execute(
+                        cursor,
+                        "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE lease_owner = %s",
+                        (dispatcher.owner,),
+                    )
+                    return int(cursor.fetchone()["n"])
+
+            wait_until(lambda: leased() == 1)  # the queued five were given back unsent
+            hooks.behaviour.release.set()
+            wait_until(lambda: leased() == 0)
+        finally:
+            hooks.behaviour.release.set()
+            stop.set()
+            runner.join()
+        assert len(hooks.received) == 1  # only the request already in flight
+        shown = deliveries(services, endpoint_id)
+        assert sorted(d["status"] for d in shown) == ["delivered"] + ["pending"] * 5
+        assert {d["attempts"] for d in shown if d["status"] == "pending"} == {0}
+
+
 def test_two_dispatchers_never_send_one_delivery_twice(
     services: Services, clock: ManualClock
 ) -> None:
