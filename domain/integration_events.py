@@ -123,14 +123,17 @@ def _bundle_renewed(e: ev.BundleRenewed) -> Mapping[str, Any]:
     }
 
 
-def _invoice(e: Any) -> Mapping[str, Any] | None:
-    """``invoice.issued``'s data: the invoice the charging event recorded, whole."""
-    invoice: Mapping[str, Any] | None = e.invoice
-    return None if invoice is None else dict(invoice)
+def issued_invoice(event: ev.OrganizationEvent) -> dict[str, Any] | None:
+    """The invoice ``event`` records (any event whose ``invoice`` is not null:
+    the upgrade's purchase, a renewal, a mid-term change), or ``None``."""
+    invoice = getattr(event, "invoice", None)
+    return dict(invoice) if isinstance(invoice, Mapping) else None
 
 
 #: Domain event class → the integration events it announces, each with its
-#: ``data``. ``access.changed`` is derived for every event besides these.
+#: ``data``. Besides these, every event announces ``invoice.issued`` when it
+#: records an invoice (:func:`issued_invoice`), then ``access.changed`` when
+#: the access view changed.
 TRANSLATIONS: Mapping[type[ev.OrganizationEvent], tuple[tuple[str, Translation], ...]] = {
     ev.TrialStarted: (("trial.started", _trial_started),),
     ev.TrialEndReminderRecorded: (("trial.will_end", lambda e: {"trial_ends_at": e.ends_at}),),
@@ -159,7 +162,7 @@ TRANSLATIONS: Mapping[type[ev.OrganizationEvent], tuple[tuple[str, Translation],
             },
         ),
     ),
-    ev.BundleRenewed: (("bundle.renewed", _bundle_renewed), (INVOICE_ISSUED, _invoice)),
+    ev.BundleRenewed: (("bundle.renewed", _bundle_renewed),),
     ev.RenewalPaymentFailed: (
         (
             "bundle.payment_failed",
@@ -187,6 +190,7 @@ EVENT_TYPES: tuple[str, ...] = tuple(
     dict.fromkeys(
         (
             *(name for translations in TRANSLATIONS.values() for name, _ in translations),
+            INVOICE_ISSUED,
             ACCESS_CHANGED,
         )
     )
@@ -252,6 +256,18 @@ def announce(
         for name, translate in TRANSLATIONS.get(type(event), ())
         if (data := translate(event)) is not None
     ]
+    invoice = issued_invoice(event)
+    if invoice is not None:
+        found.append(
+            IntegrationEvent(
+                id=integration_event_id(position, INVOICE_ISSUED),
+                type=INVOICE_ISSUED,
+                created_at=event.at,
+                organization_id=organization_id,
+                position=position,
+                data=invoice,
+            )
+        )
     previous_view = before.view
     if previous_view is None and before.facts is not None and before.at is not None:
         previous_view = access_view(before.facts, catalog, before.at)
