@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ class Received:
     body: bytes
     envelope: dict[str, Any] | None
     verified: bool
+    #: When it was answered (``time.monotonic()``), to compare receivers' arrivals.
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass

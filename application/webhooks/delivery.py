@@ -57,6 +57,8 @@ CLAIM_BATCH = 200
 #: A dispatcher leases up to this many deliveries of one endpoint ahead of
 #: sending them, so its lanes never wait on the database between two sends.
 CLAIM_AHEAD = CLAIM_BATCH
+#: Deliveries a lane sends before it lets other lanes have its pool thread.
+LANE_TURN = 16
 #: A queued delivery is sent only while its lease outlasts the attempt's timeout
 #: by this much; otherwise it is given back unsent.
 LEASE_MARGIN_SECONDS = 5.0
@@ -447,7 +449,7 @@ class WebhookDispatcher:
         )
 
         def lane(endpoint_id: str) -> None:
-            while True:
+            for _turn in range(LANE_TURN):
                 with lock:
                     waiting = queues[endpoint_id]
                     if not waiting:
@@ -469,6 +471,14 @@ class WebhookDispatcher:
                         outcome = AttemptOutcome(False, None, 0, f"{type(error).__name__}: {error}")
                 finished.put((claimed, outcome))
                 self._wakeup.set()
+            # Its turn is over: back of the pool's line, so other endpoints' lanes
+            # waiting for a thread go first (the lane count is unchanged). Work
+            # still queued is outstanding, so the loop (and the pool) still runs.
+            with lock:
+                if not queues[endpoint_id]:
+                    lanes[endpoint_id] -= 1
+                    return
+                pool.submit(lane, endpoint_id)
 
         with ThreadPoolExecutor(self.pool_size, thread_name_prefix="webhook") as pool:
             while True:

@@ -343,6 +343,35 @@ def test_deliveries_queued_for_an_endpoint_disabled_meanwhile_are_not_sent(
         assert {d["attempts"] for d in shown if d["status"] == "pending"} == {0}
 
 
+def test_a_busy_endpoint_takes_turns_with_another_for_the_pools_threads(
+    services: Services, clock: ManualClock
+) -> None:
+    with receiver([]) as busy, receiver([]) as other:
+        _busy, busy_secret = endpoint(services, busy.url, ["trial.started"])
+        busy.secrets.append(busy_secret)
+        start_trials(services, 60)
+        _other, other_secret = endpoint(services, other.url, ["trial.started"])
+        other.secrets.append(other_secret)
+        start_trials(services, 3)
+        services.webhooks.integration.catch_up()
+        # Two threads, both first taken by the busy endpoint's two lanes.
+        dispatcher = WebhookDispatcher(
+            services.tables, clock, services.webhooks.guard, per_endpoint=2, pool_size=2
+        )
+        stop = threading.Event()
+        runner = threading.Thread(target=dispatcher.run, args=(stop,))
+        runner.start()
+        try:
+            assert busy.wait_for(63, timeout=30)
+            assert other.wait_for(3, timeout=30)
+        finally:
+            stop.set()
+            runner.join()
+        # Each lane sends a turn's worth, then queues behind the others: the
+        # other endpoint is served long before the busy one's backlog is done.
+        assert other.received[0].at < busy.received[45].at
+
+
 def test_two_dispatchers_never_send_one_delivery_twice(
     services: Services, clock: ManualClock
 ) -> None:
