@@ -123,6 +123,40 @@ def _bundle_renewed(e: ev.BundleRenewed) -> Mapping[str, Any]:
     }
 
 
+def _bundle_changed(e: ev.BundleChanged) -> Mapping[str, Any]:
+    return {
+        "change_id": e.change_id,
+        "by": e.by,
+        "takes_effect": "now",
+        "currency": e.currency,
+        "billing_period": e.billing_period,
+        "seats": e.seats,
+        "add_ons": e.add_ons,
+        "changes": e.changes,
+        "new_period": e.new_period,
+        "period_start": e.period_start,
+        "period_end": e.period_end,
+        "lines": e.lines,
+        "subtotal": e.subtotal,
+        "credit_applied": e.credit_applied,
+        "tax": e.tax,
+        "total": e.total,
+        "payment": _card(e.payment),
+        "invoice_number": e.invoice["number"],
+    }
+
+
+def _bundle_change_scheduled(e: ev.BundleChangeScheduled) -> Mapping[str, Any]:
+    return {
+        "change_id": e.change_id,
+        "by": e.by,
+        "takes_effect": "at_renewal",
+        "takes_effect_at": e.takes_effect_at,
+        "scheduled_change": e.scheduled_change,
+        "replaces": e.replaces,
+    }
+
+
 def issued_invoice(event: ev.OrganizationEvent) -> dict[str, Any] | None:
     """The invoice ``event`` records (any event whose ``invoice`` is not null:
     the upgrade's purchase, a renewal, a mid-term change), or ``None``."""
@@ -183,6 +217,8 @@ TRANSLATIONS: Mapping[type[ev.OrganizationEvent], tuple[tuple[str, Translation],
     ),
     ev.BundleCancellationWithdrawn: (("bundle.cancellation_withdrawn", lambda e: {"by": e.by}),),
     ev.BundleEnded: (("bundle.ended", lambda e: {"reason": e.reason, "by": e.by}),),
+    ev.BundleChanged: (("bundle.changed", _bundle_changed),),
+    ev.BundleChangeScheduled: (("bundle.changed", _bundle_change_scheduled),),
 }
 
 #: Every integration event type, in the order docs/webhooks.md lists them.

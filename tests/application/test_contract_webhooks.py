@@ -17,6 +17,7 @@ from application.bootstrap import Services, build_services
 from application.projections.read_model import ViewSettings
 from domain.catalog import Catalog
 from domain.clock import ManualClock
+from domain.contract_change import WantedChange
 from domain.events import UpgradePurchased
 from domain.integration_events import EVENT_TYPES, issued_invoice
 from tests.domain.builders import CONTACT, PAYMENT, days, monthly_request
@@ -206,6 +207,56 @@ def test_the_last_failed_attempt_ends_the_contract_and_says_it_was_final(
     assert changes[-1]["position"] == ended[0]["position"]
 
 
+def test_mid_term_changes_reach_a_receiver_as_bundle_changed_with_their_invoices(
+    services: Services, clock: ManualClock, hooks: Receiver
+) -> None:
+    clock.set(START)
+    org = buy_monthly(services, "Epsilon", "chk_0401")
+    app = services.app
+    clock.advance(days(10))
+    more_seats = WantedChange(seats=6)
+    app.begin_plan_change(
+        org,
+        by="u-owner",
+        wanted=more_seats,
+        expected_total=app.quote_plan_change(org, more_seats).total,
+        idempotency_key="idem-0402",
+        change_id="chg_0001",
+    )
+    now = app.complete_plan_change(
+        org,
+        change_id="chg_0001",
+        payment={**CARD, "charge_id": "ch_0401"},
+        invoice_number="SS-2028-000101",
+        issued_at=clock.now(),
+    )
+    clock.advance(days(1))
+    app.begin_plan_change(
+        org,
+        by="u-owner",
+        wanted=WantedChange(seats=3),
+        expected_total=0,
+        idempotency_key="idem-0403",
+        change_id="chg_0002",
+    )
+
+    envelopes = delivered(services, hooks, org)
+    kinds = [e["type"] for e in envelopes]
+    purchase = purchase_types(services, org)
+    assert kinds == [*purchase, "bundle.changed", "invoice.issued", "bundle.changed"]
+    at_once, its_invoice, scheduled = envelopes[len(purchase) :]
+    assert at_once["position"] == its_invoice["position"] == now.position
+    assert at_once["data"]["takes_effect"] == "now"
+    assert at_once["data"]["seats"] == 6
+    assert at_once["data"]["invoice_number"] == its_invoice["data"]["number"] == "SS-2028-000101"
+    assert at_once["data"]["total"] == its_invoice["data"]["total"] > 0
+    assert at_once["data"]["payment"] == {"brand": "visa", "last4": "4242"}
+    assert scheduled["data"]["takes_effect"] == "at_renewal"
+    assert scheduled["data"]["takes_effect_at"] == "2028-02-29T09:00:00+00:00"
+    assert scheduled["data"]["scheduled_change"]["seats"] == 3
+    assert scheduled["data"]["replaces"] is None
+
+
 def test_every_contract_type_is_known_to_subscriptions_and_the_feed() -> None:
     for name in (
         "bundle.renewed",
@@ -215,6 +266,7 @@ def test_every_contract_type_is_known_to_subscriptions_and_the_feed() -> None:
         "bundle.cancellation_withdrawn",
         "bundle.ended",
         "bundle.renewal_upcoming",
+        "bundle.changed",
     ):
         assert name in EVENT_TYPES
     assert len(EVENT_TYPES) == len(set(EVENT_TYPES))
