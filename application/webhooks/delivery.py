@@ -35,6 +35,7 @@ from datetime import timedelta
 from typing import Any
 
 from application.clocks import SystemClock
+from application.reconnect import CONNECTION_ERRORS, Backoff, first_line
 from application.sql_tables import SqlTables
 from application.webhooks.sender import AttemptOutcome, HttpSender
 from application.webhooks.signing import signed_headers
@@ -442,6 +443,7 @@ class WebhookDispatcher:
         outstanding: defaultdict[str, int] = defaultdict(int)
         lock = threading.Lock()
         ahead = CLAIM_AHEAD
+        backoff = Backoff()
         # Time a queued delivery's lease must still have to be sent (never more
         # than half the lease, so a short lease still lets deliveries go).
         margin_ms = min(
@@ -497,12 +499,27 @@ class WebhookDispatcher:
                             claimed_now = self._claim(
                                 cursor, lambda e: ahead - outstanding[e], now_ms
                             )
+                except CONNECTION_ERRORS as error:
+                    # A lost connection is waited out (the pool hands out a new
+                    # one); the outcomes are recorded on the next turn.
+                    delay = backoff.next_delay()
+                    log.warning(
+                        "webhooks: dispatcher lost the database connection (%s); "
+                        "retrying in %.1f s",
+                        first_line(error),
+                        delay,
+                    )
+                    for item in outcomes:
+                        finished.put(item)
+                    stop.wait(delay)
+                    continue
                 except Exception:
                     log.exception("webhooks: recording or claiming deliveries failed; retrying")
                     for item in outcomes:
                         finished.put(item)
                     stop.wait(poll_interval)
                     continue
+                backoff.reset()
                 for claimed, _outcome in outcomes:
                     outstanding[claimed.endpoint_id] -= 1
                 if stopping and not any(outstanding.values()):
