@@ -95,6 +95,7 @@ def build_services(
         gateway = (gateway_factory or SandboxGateway)(tables, service_clock)
         idempotency = IdempotencyStore(tables, service_clock)
         invoice_numbers = InvoiceNumbers(tables)
+        app.use_invoice_numbers(invoice_numbers)
         views = construct_views(app)
         view_faults = ViewFaults(tables)
         webhooks = Webhooks(app, tables, catalog, service_clock, nats=NatsSettings.from_env())

@@ -22,7 +22,9 @@ from application.catalog_loader import load_catalog
 from application.errors import ConcurrentModification, OrganizationNotFound
 from application.event_stream import select_organization_notifications
 from application.ids import random_id
+from application.invoices.numbers import InvoiceNumbers
 from application.settings import database_settings
+from application.sql_tables import tables_for
 from domain.access_view import access_view
 from domain.bundle_state import effective_state, start_trial_refusal, upgrade_refusal
 from domain.carry_over import who_may_start_trial
@@ -102,6 +104,18 @@ class SuiteSubscriptions(Application[UUID]):
         super().__init__(env)
         self.clock = clock
         self.catalog = catalog or load_catalog()
+        self._invoice_numbers: InvoiceNumbers | None = None
+
+    @property
+    def invoice_numbers(self) -> InvoiceNumbers:
+        """The invoice number allocator beside the events (made on first use)."""
+        if self._invoice_numbers is None:
+            self._invoice_numbers = InvoiceNumbers(tables_for(self.recorder))
+        return self._invoice_numbers
+
+    def use_invoice_numbers(self, numbers: InvoiceNumbers) -> None:
+        """Share the composition root's allocator (``memory://`` tables are per instance)."""
+        self._invoice_numbers = numbers
 
     @classmethod
     def from_database_url(
@@ -253,13 +267,32 @@ class SuiteSubscriptions(Application[UUID]):
     def complete_upgrade_checkout(
         self, organization_id: UUID, *, checkout_id: str, payment: dict[str, Any]
     ) -> CommandResult:
-        """Record UpgradePurchased and every StandaloneContractTerminated at once."""
-        return self._command(
-            organization_id,
-            lambda org: org.complete_checkout(
-                checkout_id=checkout_id, payment=payment, at=self.clock.now()
-            ),
-        )
+        """Record UpgradePurchased (with its invoice) and every StandaloneContractTerminated
+        at once.
+
+        The invoice number is allocated for the checkout id just before the
+        save, only for a checkout still pending: the charge succeeded (or
+        cost nothing), so the purchase is recorded now — or, after a crash,
+        by reconcile or a retry, which get the same number back. Every number
+        handed out ends on an invoice: no gaps.
+        """
+
+        def complete(org: Organization) -> None:
+            if not org.checkout_to_complete(checkout_id):
+                return  # recorded already (reconcile or a retry was first)
+            number = self.invoice_numbers.allocate(
+                checkout_id, prefix=self.catalog.issuer.invoice_prefix, issued_at=self.clock.now()
+            )
+            org.complete_checkout(
+                checkout_id=checkout_id,
+                payment=payment,
+                at=self.clock.now(),
+                invoice_number=number.number,
+                invoice_issued_at=number.issued_at,
+                catalog=self.catalog,
+            )
+
+        return self._command(organization_id, complete)
 
     def fail_upgrade_checkout(
         self, organization_id: UUID, *, checkout_id: str, reason: str

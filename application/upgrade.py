@@ -140,8 +140,15 @@ class UpgradeCheckouts:
             recorded = checkout_in_log(self.app, organization_id, checkout_id=checkout_id)
             if recorded is not None and recorded.outcome == PURCHASED:
                 return recorded.receipt(organization_id)
+        numbered = self.app.invoice_numbers.number_for(checkout_id)
         return receipt(
-            organization_id, checkout_id, quote, payment, result.version, result.position
+            organization_id,
+            checkout_id,
+            quote,
+            payment,
+            result.version,
+            result.position,
+            invoice_number=None if numbered is None else numbered.number,
         )
 
     def _pay(
@@ -247,13 +254,17 @@ def receipt(
     payment: dict[str, Any],
     version: int | None,
     position: int | None,
+    *,
+    invoice_number: str | None,
 ) -> dict[str, Any]:
-    """What a purchase answers: the accepted quote, the checkout, the payment."""
+    """What a purchase answers: the accepted quote, the checkout, the payment, the
+    invoice's number."""
     return {
         **quote.to_dict(),
         "organization_id": str(organization_id),
         "checkout_id": checkout_id,
         "payment": payment,
+        "invoice_number": invoice_number,
         "version": version,
         "position": position,
     }
@@ -284,6 +295,7 @@ class CheckoutRecord:
     quote: Quote
     outcome: str = PENDING
     payment: dict[str, Any] | None = None
+    invoice_number: str | None = None
     reason: str | None = None
     #: The organization's version and log position after the purchase's last
     #: event: what the purchase answered.
@@ -296,6 +308,7 @@ class CheckoutRecord:
             self.outcome, self.reason = FAILED, event.reason
         elif isinstance(event, ev.UpgradePurchased):
             self.outcome, self.payment = PURCHASED, dict(event.payment)
+            self.invoice_number = None if event.invoice is None else event.invoice["number"]
         if self.outcome == PURCHASED:
             # UpgradePurchased and its StandaloneContractTerminated are one save.
             self.version, self.position = event.originator_version, position
@@ -303,7 +316,13 @@ class CheckoutRecord:
     def receipt(self, organization_id: UUID) -> dict[str, Any]:
         assert self.payment is not None
         return receipt(
-            organization_id, self.checkout_id, self.quote, self.payment, self.version, self.position
+            organization_id,
+            self.checkout_id,
+            self.quote,
+            self.payment,
+            self.version,
+            self.position,
+            invoice_number=self.invoice_number,
         )
 
     def failure(self) -> PaymentDeclined:

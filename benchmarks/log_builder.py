@@ -80,7 +80,9 @@ def _subscribe(
 _LETTERS = str.maketrans("0123456789", "ghijklmnop")
 
 
-def _buy(org: Organization, catalog: Catalog, by: str, at: datetime, *, fail_first: bool) -> None:
+def _buy(
+    org: Organization, catalog: Catalog, by: str, at: datetime, *, fail_first: bool, index: int
+) -> None:
     request = UpgradeRequest("yearly", 10, (AddOnRequest("storage-10gb", 2),))
     total = org.quote(request, at=at, catalog=catalog).total
     contact = {"company_name": "Bench K.K.", "country": "JP", "email": "billing@bench.example"}
@@ -103,7 +105,15 @@ def _buy(org: Organization, catalog: Catalog, by: str, at: datetime, *, fail_fir
             org.fail_checkout(checkout_id=checkout, reason="card_declined", at=at)
         else:
             payment = {"gateway": "sandbox", "charge_id": f"ch_{checkout}", "brand": "visa"}
-            org.complete_checkout(checkout_id=checkout, payment={**payment, "last4": "4242"}, at=at)
+            org.complete_checkout(
+                checkout_id=checkout,
+                payment={**payment, "last4": "4242"},
+                at=at,
+                # One number per organization (the built log has no allocator table).
+                invoice_number=f"{catalog.issuer.invoice_prefix}-{at.year}-{index + 1:06d}",
+                invoice_issued_at=at,
+                catalog=catalog,
+            )
 
 
 def trial_then_upgrade(catalog: Catalog, index: int, at: datetime) -> Organization:
@@ -117,7 +127,7 @@ def trial_then_upgrade(catalog: Catalog, index: int, at: datetime) -> Organizati
     org.start_trial(by="u-alice", at=at, catalog=catalog)
     later = at + timedelta(days=25)
     org.extend_trial(by="u-alice", at=later, catalog=catalog)
-    _buy(org, catalog, "u-alice", later + timedelta(days=3), fail_first=False)
+    _buy(org, catalog, "u-alice", later + timedelta(days=3), fail_first=False, index=index)
     return org
 
 
@@ -139,7 +149,7 @@ def expired_trial(catalog: Catalog, index: int, at: datetime) -> Organization:
 def bought_after_a_declined_card(catalog: Catalog, index: int, at: datetime) -> Organization:
     org = _org(index, at)
     _subscribe(org, catalog, "crm", "u-dave", at)
-    _buy(org, catalog, "u-dave", at + timedelta(days=1), fail_first=True)
+    _buy(org, catalog, "u-dave", at + timedelta(days=1), fail_first=True, index=index)
     return org
 
 

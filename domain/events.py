@@ -253,8 +253,15 @@ class UpgradeCheckoutFailed(OrganizationEvent):
 
 
 class UpgradePurchased(OrganizationEvent):
-    #: v2: each credit names its period (``period_start``, ``period_end``).
-    class_version = 2
+    """The upgrade was paid (or cost nothing) and its contract started.
+
+    v2: each credit names its period (``period_start``, ``period_end``).
+    v3: ``invoice`` (``domain.invoice.Invoice.to_dict()``, SPEC §11). Purchases
+    stored before v3 issued no invoice: they load with ``invoice: None`` and no
+    invoice is made up for them (docs/domain.md).
+    """
+
+    class_version = 3
     checkout_id: str
     by: str
     currency: str
@@ -272,10 +279,15 @@ class UpgradePurchased(OrganizationEvent):
     contract_start: str
     contract_end: str
     billing_contact: dict[str, Any]
+    invoice: dict[str, Any] | None
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         _upcast_credits_v1_v2(state["credits"])
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        state["invoice"] = None
 
     def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
         start = datetime.fromisoformat(self.contract_start)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from domain.catalog import INVOICE_PREFIX_PATTERN, Bundle, Issuer
+from domain.catalog import INVOICE_PREFIX_PATTERN, Bundle, Catalog, Issuer
 from domain.clock import ensure_utc
 from domain.quote import Credit, service_credits
 from domain.tax import consumption_tax
@@ -547,3 +547,69 @@ def _as_credit(credit: Credit | Mapping[str, Any]) -> Credit:
         total_days=int(credit.get("total_days", 0)),
         amount=int(credit["amount"]),
     )
+
+
+# -- the invoices of the charges ---------------------------------------------------
+
+
+def card_or_no_charge(total: int, payment: Mapping[str, Any]) -> InvoicePayment:
+    """The invoice's payment: the card charged, or "no charge" for a total of 0."""
+    if total == 0:
+        return InvoicePayment.no_charge()
+    return InvoicePayment.card(payment.get("brand"), payment.get("last4"))
+
+
+def upgrade_invoice(
+    *,
+    number: str,
+    issued_at: datetime,
+    checkout_id: str,
+    quote: Mapping[str, Any],
+    billing_contact: Mapping[str, Any],
+    payment: Mapping[str, Any],
+    catalog: Catalog,
+) -> Invoice:
+    """The invoice of an upgrade: the quote's lines, one credit line per credited plan.
+
+    Only the credit the quote applied is on it (``credit``); the rest
+    (``unapplied_credit``) opens the credit balance and is on the invoice of
+    the charge that uses it. Its total must be the quote's: what was charged.
+    """
+    bundle = catalog.bundle
+    lines = [
+        period_line(
+            bundle,
+            kind=line["kind"],
+            code=line["code"],
+            quantity=int(line["quantity"]),
+            unit_price=int(line["unit_price"]),
+            months=int(line["months"]),
+            billing_period=str(quote["billing_period"]),
+        )
+        for line in quote["lines"]
+    ]
+    names = {service.code: service.name for service in catalog.services}
+    credits = applied_service_credits(quote["credits"], int(quote["credit"]), names)
+    invoice = build_invoice(
+        number=number,
+        issued_at=issued_at,
+        kind="upgrade",
+        charge_key=checkout_id,
+        currency=str(quote["currency"]),
+        issuer=InvoiceIssuer.from_catalog(catalog.issuer),
+        billing_contact=billing_contact,
+        lines=lines,
+        credits=credits,
+        payment=card_or_no_charge(int(quote["total"]), payment),
+        period_start=datetime.fromisoformat(quote["contract_start"]),
+        period_end=datetime.fromisoformat(quote["contract_end"]),
+    )
+    if (invoice.subtotal, invoice.credit, invoice.tax, invoice.total) != (
+        quote["subtotal"],
+        quote["credit"],
+        quote["tax"],
+        quote["total"],
+    ):
+        msg = f"the invoice of {checkout_id} does not add up to its quote"
+        raise ValueError(msg)
+    return invoice

@@ -64,6 +64,7 @@ from domain.invoice import (
     balance_credit_line,
     build_invoice,
     period_line,
+    upgrade_invoice,
 )
 from domain.json_form import to_json
 from domain.quote import Quote, UpgradeRequest, compute_quote, service_credits
@@ -401,14 +402,48 @@ class Organization(Aggregate):
         )
         return quote
 
-    def complete_checkout(self, *, checkout_id: str, payment: dict[str, Any], at: datetime) -> bool:
-        """Record the purchase the gateway confirmed; ``False`` if already recorded."""
-        at = ensure_utc(at)
+    def checkout_to_complete(self, checkout_id: str) -> bool:
+        """Whether ``checkout_id`` is pending (``False``: its purchase is recorded already).
+
+        Raises ``checkout_not_pending`` for any other checkout. The charging
+        code asks first, so it numbers an invoice only for a purchase it records.
+        """
         if self._already_purchased(checkout_id):
+            return False
+        self._require_pending(checkout_id)
+        return True
+
+    def complete_checkout(
+        self,
+        *,
+        checkout_id: str,
+        payment: dict[str, Any],
+        at: datetime,
+        invoice_number: str,
+        invoice_issued_at: datetime,
+        catalog: Catalog,
+    ) -> bool:
+        """Record the purchase the gateway confirmed, with its invoice (SPEC §11);
+        ``False`` if already recorded.
+
+        ``invoice_number`` was allocated for this checkout at ``invoice_issued_at``
+        (a retry or reconcile gets the same number and time back).
+        """
+        at = ensure_utc(at)
+        if not self.checkout_to_complete(checkout_id):
             return False
         pending = self._require_pending(checkout_id)
         quote = pending.quote
         stored = quote.to_dict()
+        invoice = upgrade_invoice(
+            number=invoice_number,
+            issued_at=invoice_issued_at,
+            checkout_id=checkout_id,
+            quote=stored,
+            billing_contact=pending.billing_contact,
+            payment=payment,
+            catalog=catalog,
+        )
         self.trigger_event(
             ev.UpgradePurchased,
             timestamp=at,
@@ -429,6 +464,7 @@ class Organization(Aggregate):
             contract_start=stored["contract_start"],
             contract_end=stored["contract_end"],
             billing_contact=pending.billing_contact,
+            invoice=invoice.to_dict(),
         )
         # One per service, however many of its periods were credited: the
         # service's share of the credit, split as the invoice shows it.

@@ -324,6 +324,9 @@ class ReceiptSchema(QuoteSchema):
     organization_id = fields.String(required=True)
     checkout_id = fields.String(required=True)
     payment = fields.Nested(PaymentReferenceSchema, required=True)
+    #: The purchase's invoice (``GET .../invoices/{number}``); null only for a
+    #: purchase recorded before invoices existed.
+    invoice_number = fields.String(required=True, allow_none=True)
     version = fields.Integer(required=True)
     position = fields.Integer(required=True, allow_none=True)
 

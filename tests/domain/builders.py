@@ -115,4 +115,11 @@ def begin_checkout(
 
 def upgrade(org: Organization, *, by: str, at: datetime, checkout_id: str = "chk_0001") -> None:
     begin_checkout(org, by=by, at=at, checkout_id=checkout_id)
-    org.complete_checkout(checkout_id=checkout_id, payment=PAYMENT, at=at)
+    org.complete_checkout(
+        checkout_id=checkout_id,
+        payment=PAYMENT,
+        at=at,
+        invoice_number=f"SS-{at.year}-000001",
+        invoice_issued_at=at,
+        catalog=CATALOG,
+    )

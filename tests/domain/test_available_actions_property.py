@@ -66,7 +66,14 @@ def play(steps: list[tuple[str, int]]) -> Iterator[tuple[Organization, datetime]
         pending = org.facts.pending_checkout
         try:
             if step == "complete" and pending is not None:
-                org.complete_checkout(checkout_id=pending.checkout_id, payment=PAYMENT, at=now)
+                org.complete_checkout(
+                    checkout_id=pending.checkout_id,
+                    payment=PAYMENT,
+                    at=now,
+                    invoice_number=f"SS-{now.year}-{number + 1:06d}",
+                    invoice_issued_at=now,
+                    catalog=CATALOG,
+                )
             elif step == "fail" and pending is not None:
                 org.fail_checkout(checkout_id=pending.checkout_id, reason="card_declined", at=now)
             elif step == "expire":
