@@ -196,15 +196,18 @@ def test_buying_the_bundle_answers_the_quote_plus_checkout_payment_version_and_p
 
     receipt = succeeded(suite.upgrade(org, "buy-1", expected_total=782236), 201)
 
-    # Every command answer of this API also names its organization (docs/api.md).
+    # Every command answer of this API also names its organization (docs/api.md),
+    # and the receipt names the purchase's invoice (SPEC §11).
     assert set(receipt) == set(SPEC_QUOTE) | {
         "checkout_id",
         "payment",
+        "invoice_number",
         "version",
         "position",
         "organization_id",
     }
     assert receipt["organization_id"] == org
+    assert receipt["invoice_number"] == "SS-2026-000001"
     assert {key: receipt[key] for key in SPEC_QUOTE} == SPEC_QUOTE
     assert isinstance(receipt["checkout_id"], str)
     assert receipt["checkout_id"]
