@@ -34,7 +34,7 @@ from domain.access_view import AccessView, access_view
 from domain.bundle_state import extension_window_opens
 from domain.catalog import Catalog
 from domain.errors import InvalidRequest
-from domain.events import EVENTS_BY_NAME, OrganizationEvent
+from domain.events import EVENTS_BY_NAME, OrganizationEvent, issued_invoice
 from domain.facts import OrganizationFacts, facts_to_dict
 from domain.tamper_evidence import event_data
 
@@ -86,6 +86,21 @@ class LoggedEvent:
     def by(self) -> str | None:
         by = self.data.get("by")
         return by if isinstance(by, str) else None
+
+    def invoice_line(self) -> dict[str, Any] | None:
+        """The invoices export schema (docs/audit.md): the invoice this event issued."""
+        invoice = issued_invoice(self.data)
+        if invoice is None:
+            return None
+        return {
+            "number": invoice["number"],
+            "organization_id": self.organization_id,
+            "position": self.position,
+            "version": self.version,
+            "event_type": self.type,
+            "issued_at": invoice["issued_at"],
+            "invoice": invoice,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The export schema (docs/audit.md): stable, one JSON object per event."""
@@ -273,6 +288,8 @@ class ExplainedStep:
     type: str | None = None
     by: str | None = None
     summary: str = ""
+    #: The invoice the event issued (``number``, ``total``, ``currency``), if any.
+    invoice: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -283,6 +300,7 @@ class ExplainedStep:
             "type": self.type,
             "by": self.by,
             "summary": self.summary,
+            "invoice": self.invoice,
             "changes": [c.to_dict() for c in self.changes],
         }
 
@@ -356,6 +374,13 @@ def replay(
         facts = event.fold(facts)
         if explain:
             after = access_view(facts, catalog, stored.at)
+            issued = issued_invoice_line(event)
+            summary = summarise(stored)
+            if issued is not None:
+                summary += (
+                    f"; invoice {issued['number']} issued, total {issued['total']} "
+                    f"{issued['currency']}"
+                )
             steps.append(
                 ExplainedStep(
                     at=stored.at,
@@ -365,7 +390,8 @@ def replay(
                     version=stored.version,
                     type=stored.type,
                     by=stored.by,
-                    summary=summarise(stored),
+                    summary=summary,
+                    invoice=issued,
                 )
             )
         last = stored
@@ -399,6 +425,19 @@ def replay(
         view=access_view(facts, catalog, moment),
         explanation=tuple(steps) if explain else None,
     )
+
+
+def issued_invoice_line(event: OrganizationEvent) -> dict[str, Any] | None:
+    """What ``--explain`` says of the invoice an event issued (any charging event)."""
+    invoice = event.issued_invoice
+    if invoice is None:
+        return None
+    return {
+        "number": invoice["number"],
+        "issued_at": invoice["issued_at"],
+        "total": invoice["total"],
+        "currency": invoice["currency"],
+    }
 
 
 def _exists(app: Application[UUID], organization_id: UUID) -> bool:

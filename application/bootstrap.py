@@ -14,6 +14,7 @@ from application.catalog_loader import load_catalog
 from application.clocks import SystemClock
 from application.idempotency import IdempotencyStore
 from application.invoices.numbers import InvoiceNumbers
+from application.invoices.projection import InvoicesReadModel, construct_invoices_view
 from application.payments import PaymentGateway, SandboxGateway
 from application.projections.read_model import ReadModel, construct_views
 from application.schema import schema_lock
@@ -53,6 +54,8 @@ class Services:
     read_model: ReadModel
     #: Integration events, webhook endpoints and their delivery (SPEC §12).
     webhooks: Webhooks
+    #: The invoices view, its follower and reader (application/invoices/projection.py).
+    invoices: InvoicesReadModel
     #: Set only when the service runs with the test clock (SUITE_TEST_CLOCK=1).
     test_clock: TestClock | None = None
     #: Events the views could not decode or apply (application/view_faults.py).
@@ -60,6 +63,7 @@ class Services:
 
     def close(self) -> None:
         self.webhooks.close()
+        self.invoices.close()
         self.read_model.close()
         self.app.close()
 
@@ -97,8 +101,10 @@ def build_services(
         invoice_numbers = InvoiceNumbers(tables)
         app.use_invoice_numbers(invoice_numbers)
         views = construct_views(app)
+        invoices_view = construct_invoices_view(app)
         view_faults = ViewFaults(tables)
         webhooks = Webhooks(app, tables, catalog, service_clock, nats=NatsSettings.from_env())
+    resolved_view_settings = view_settings or ViewSettings.from_env(settings.kind)
     return Services(
         settings=settings,
         app=app,
@@ -114,10 +120,13 @@ def build_services(
             views,
             clock=service_clock,
             catalog=catalog,
-            settings=view_settings or ViewSettings.from_env(settings.kind),
+            settings=resolved_view_settings,
             faults=view_faults,
         ),
         webhooks=webhooks,
+        invoices=InvoicesReadModel(
+            app, invoices_view, settings=resolved_view_settings, faults=view_faults
+        ),
         test_clock=shifted,
         view_faults=view_faults,
     )

@@ -33,6 +33,7 @@ from application.expiry import DEFAULT_SWEEP_BATCH, expire_due_trials, record_du
 from application.reconnect import CONNECTION_ERRORS, Backoff, first_line
 
 if TYPE_CHECKING:
+    from application.invoices.projection import InvoicesReadModel
     from application.projections.read_model import ReadModel
     from application.service import SuiteSubscriptions
     from application.upgrade import UpgradeCheckouts
@@ -87,6 +88,7 @@ class Worker:
         read_model: ReadModel,
         webhooks: Webhooks,
         checkouts: UpgradeCheckouts,
+        invoices: InvoicesReadModel | None = None,
         settings: WorkerSettings | None = None,
     ) -> None:
         self.app, self.read_model, self.webhooks, self.checkouts = (
@@ -95,8 +97,12 @@ class Worker:
             webhooks,
             checkouts,
         )
+        #: The invoices view, followed right after the organization views.
+        self.invoices = invoices
         self.settings = settings or WorkerSettings()
         read_model.follower.batch_size = self.settings.batch_size
+        if invoices is not None:
+            invoices.follower.batch_size = self.settings.batch_size
         self._chores = [
             _Periodic("expiry sweep", self.settings.sweep_interval, self._sweep),
             _Periodic("checkout reconciliation", self.settings.reconcile_interval, self._reconcile),
@@ -146,6 +152,9 @@ class Worker:
                 return
 
     def _after_catch_up(self, backoff: Backoff) -> None:
+        # The invoices view follows the same log, right after the organization views.
+        if self.invoices is not None:
+            self.invoices.catch_up()
         self.run_chores()
         # Only a whole turn (the log and the chores) proves the database is
         # back: a chore that keeps failing keeps the delays growing.
@@ -166,6 +175,8 @@ class Worker:
             chore.next_at = 0.0
             chore.run_if_due(time.monotonic())
         self.read_model.catch_up()
+        if self.invoices is not None:
+            self.invoices.catch_up()
         self.webhooks.run_once()
 
     def run_chores(self) -> None:

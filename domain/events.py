@@ -14,6 +14,7 @@ Changing an event's shape: bump ``class_version`` and add an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
@@ -37,6 +38,18 @@ from domain.facts import (
 from domain.quote import Quote
 
 
+def issued_invoice(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The invoice an event's data records, or ``None``.
+
+    The one rule of what issues an invoice (SPEC §11): any event of the
+    stream whose ``invoice`` field is not null — the upgrade's purchase, a
+    renewal, a mid-term change. The invoices view, the export and the replay
+    ask this, of the event or of its stored data.
+    """
+    invoice = data.get("invoice")
+    return invoice if isinstance(invoice, dict) else None
+
+
 class OrganizationEvent(Aggregate.Event):
     """Base of every event on an organization's stream."""
 
@@ -51,6 +64,12 @@ class OrganizationEvent(Aggregate.Event):
     @property
     def type_name(self) -> str:
         return type(self).__name__
+
+    @property
+    def issued_invoice(self) -> dict[str, Any] | None:
+        """The invoice this event issued (``Invoice.to_dict()``), or ``None``
+        (:func:`issued_invoice`)."""
+        return issued_invoice(self.__dict__)
 
     def evolve(self, facts: OrganizationFacts) -> OrganizationFacts:
         raise NotImplementedError

@@ -1,7 +1,10 @@
 """Rebuild the views from the log into fresh tables, compare, optionally swap
 (``suitesub audit rebuild``; the steps are in :func:`rebuild_views`).
 
-The live views keep serving and following the log throughout.
+The live views keep serving and following the log throughout. The invoices
+view (application/invoices/projection.py) is rebuilt by the same steps
+(:func:`rebuild_invoices`, pages by invoice number) into the same report: its
+differences are named ``invoices.<number>[.<field>]``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,12 @@ from uuid import uuid4
 
 from eventsourcing.application import Application
 
+from application.invoices.projection import (
+    InvoicePage,
+    InvoiceRow,
+    InvoicesProjection,
+    InvoicesView,
+)
 from application.projections.follower import Follower, Progress
 from application.projections.views import OrganizationViews, OrganizationViewsProjection, ViewPage
 from application.view_faults import ViewFaults
@@ -24,7 +33,7 @@ from domain.facts import facts_to_dict
 REBUILD_BATCH_SIZE = 2000
 REPORT_KEYS = (
     "live_position", "rebuilt_position", "latest_position", "organizations",
-    "consistent", "differences", "applied", "applied_position",
+    "consistent", "differences", "applied", "applied_position", "invoices",
 )  # fmt: skip
 #: Organizations per compared page: each page one short read, memory bounded.
 COMPARE_PAGE_SIZE = 1000
@@ -53,6 +62,14 @@ class RebuildReport:
     differences: list[ViewDifference] = field(default_factory=list)
     applied: bool = False  # whether the rebuilt views replaced the live ones
     applied_position: int | None = None
+    #: Invoices in the rebuilt invoices view (application/invoices/projection.py).
+    invoices: int = 0
+
+    def include(self, other: RebuildReport) -> None:
+        """Add another projection's rebuild (the invoices view) to this report."""
+        self.differences += other.differences
+        self.invoices += other.invoices
+        self.latest_position = max(self.latest_position, other.latest_position)
 
     @property
     def consistent(self) -> bool:
@@ -69,6 +86,22 @@ def rebuild_views(
     apply: bool = False,
     progress: Progress | None = None,
     faults: ViewFaults | None = None,
+    invoices: InvoicesView | None = None,
+) -> RebuildReport:
+    """The organization views (and, given, the invoices view) rebuilt and compared;
+    see :func:`_rebuild_organization_views` for the steps."""
+    report = _rebuild_organization_views(app, live, apply, progress, faults)
+    if invoices is not None:
+        report.include(rebuild_invoices(app, invoices, apply, progress, faults))
+    return report
+
+
+def _rebuild_organization_views(
+    app: Application[Any],
+    live: OrganizationViews,
+    apply: bool,
+    progress: Progress | None,
+    faults: ViewFaults | None,
 ) -> RebuildReport:
     """1. fresh tables beside the live ones; 2. the live views to the log's end, ``P``;
     3. the log up to ``P`` into the fresh ones; 4. compare page by page
@@ -108,11 +141,86 @@ def rebuild_views(
         fresh.drop()
 
 
-def compared_pages(
-    live: Follower[OrganizationViews],
-    rebuilt: Follower[OrganizationViews],
+def rebuild_invoices(
+    app: Application[Any],
+    live: InvoicesView,
+    apply: bool = False,
     progress: Progress | None = None,
-) -> Iterator[tuple[ViewPage, ViewPage]]:
+    faults: ViewFaults | None = None,
+) -> RebuildReport:
+    """The invoices view rebuilt by the same steps as the organization views: fresh
+    tables beside, compared page by page (by invoice number), swapped in with
+    ``apply``. ``organizations`` counts the organizations that have invoices."""
+    fresh = live.beside(f"rebuild_{uuid4().hex[:12]}")
+    try:
+        live_follower = Follower(app, InvoicesProjection(view=live), faults=faults)
+        fresh_follower = Follower(
+            app, InvoicesProjection(view=fresh), batch_size=REBUILD_BATCH_SIZE, faults=faults
+        )
+        target = live_follower.catch_up(progress=progress)
+        fresh_follower.catch_up(until=target, progress=progress)
+        report = RebuildReport(target, target, 0, 0)
+        organizations: set[str] = set()
+        for live_page, rebuilt_page in compared_pages(live_follower, fresh_follower, progress):
+            report.live_position, report.rebuilt_position = (
+                live_page.position,
+                rebuilt_page.position,
+            )
+            report.invoices += len(rebuilt_page.rows)
+            organizations |= {row.organization_id for row in rebuilt_page.rows.values()}
+            report.differences += compare_invoice_pages(live_page, rebuilt_page)
+        report.organizations = len(organizations)
+        if apply:
+            fresh_follower.catch_up(progress=progress)
+            with live.replacing(fresh) as changes:
+                for batch in live_follower.batches(changes.reached):
+                    changes.fold(batch)
+            report.applied, report.applied_position = True, changes.reached
+        report.latest_position = fresh_follower.latest_position()
+        return report
+    finally:
+        fresh.drop()
+
+
+def compare_invoice_pages(live: InvoicePage, rebuilt: InvoicePage) -> list[ViewDifference]:
+    """Every field on which two pages over the same invoice numbers disagree."""
+    differences: list[ViewDifference] = []
+    for number in sorted(set(live.rows) | set(rebuilt.rows)):
+        live_row, rebuilt_row = live.rows.get(number), rebuilt.rows.get(number)
+        shown = live_row or rebuilt_row
+        assert shown is not None
+        view = f"invoices.{number}"
+        before, after = _invoice_fields(live_row), _invoice_fields(rebuilt_row)
+        if before is None or after is None:
+            present = [None if f is None else "present" for f in (before, after)]
+            differences.append(ViewDifference(shown.organization_id, view, *present))
+            continue
+        differences += [
+            ViewDifference(
+                shown.organization_id, f"{view}.{name}", before.get(name), after.get(name)
+            )
+            for name in sorted(set(before) | set(after))
+            if before.get(name) != after.get(name)
+        ]
+    return differences
+
+
+def _invoice_fields(row: InvoiceRow | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {
+        "organization_id": row.organization_id,
+        "issued_at": row.issued_at.astimezone(UTC).isoformat(),
+        "position": row.position,
+        **{f"invoice.{key}": value for key, value in row.invoice.items()},
+    }
+
+
+def compared_pages(
+    live: Follower[Any],
+    rebuilt: Follower[Any],
+    progress: Progress | None = None,
+) -> Iterator[tuple[Any, Any]]:
     """Pages of both views over the same ids, in id order, each pair at one position:
     if the live views moved on between pages (followers keep running), the rebuilt
     ones are brought to the same position before the page is compared."""

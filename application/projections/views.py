@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
@@ -82,6 +82,19 @@ def recorded_as_sql(forms: tuple[RecordedAs, ...], now: Any, p: str) -> tuple[st
     return f"({' OR '.join(clauses)})", params
 
 
+class ViewStore(Protocol):
+    """What a view's transactions need: its datastore, and its prefix (the lock's name).
+
+    The organization views and the invoices view (application/invoices/) both are.
+    """
+
+    @property
+    def datastore(self) -> Any: ...
+
+    @property
+    def prefix(self) -> str: ...
+
+
 class Dialect:
     """SQLite's way; :class:`Postgres` overrides what differs."""
 
@@ -102,7 +115,7 @@ class Dialect:
         return None if value is None else datetime.fromisoformat(value)
 
     @contextmanager
-    def write_transaction(self, views: OrganizationViews) -> Iterator[Any]:
+    def write_transaction(self, views: ViewStore) -> Iterator[Any]:
         # BEGIN IMMEDIATE takes the write lock before the first read, so two
         # processes applying the log cannot both read the same position.
         with views.datastore.get_connection(commit=True) as connection:
@@ -115,7 +128,7 @@ class Dialect:
                 raise
             connection.commit()
 
-    def read_transaction(self, views: OrganizationViews) -> AbstractContextManager[Any]:
+    def read_transaction(self, views: ViewStore) -> AbstractContextManager[Any]:
         return views.datastore.transaction(commit=False)  # type: ignore[no-any-return]
 
     def read_one(self, views: OrganizationViews, statement: str, params: tuple[Any, ...]) -> Any:
@@ -183,14 +196,14 @@ class Postgres(Dialect):
         return value  # type: ignore[no-any-return]
 
     @contextmanager
-    def write_transaction(self, views: OrganizationViews) -> Iterator[Any]:
+    def write_transaction(self, views: ViewStore) -> Iterator[Any]:
         key = zlib.crc32(f"suite-views:{views.prefix}".encode())  # per set of views
         with views.datastore.transaction(commit=True) as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
             yield cursor
 
     @contextmanager
-    def read_transaction(self, views: OrganizationViews) -> Iterator[Any]:
+    def read_transaction(self, views: ViewStore) -> Iterator[Any]:
         # READ COMMITTED gives each statement its own snapshot; a page reads three.
         with views.datastore.transaction(commit=False) as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

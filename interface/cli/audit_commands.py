@@ -558,6 +558,12 @@ def digest(ctx: click.Context, output: Path | None, _output_format: str, quiet: 
 @audit.command()
 @click.option("--org", "organization", help="Only this organization's events (its id).")
 @click.option("--since", help="Business time from (inclusive), ISO 8601.")
+@click.option(
+    "--invoices",
+    "invoices_only",
+    is_flag=True,
+    help="One issued invoice per line instead of one event (schema: docs/audit.md).",
+)
 @_json_only_format
 @_quiet
 @click.pass_context
@@ -565,10 +571,14 @@ def export(
     ctx: click.Context,
     organization: str | None,
     since: str | None,
+    invoices_only: bool,
     _output_format: str,
     quiet: bool,
 ) -> None:
-    """JSON lines for outside auditors, one event per line (schema: docs/audit.md)."""
+    """JSON lines for outside auditors, one event per line (schema: docs/audit.md).
+
+    With --invoices, one line per issued invoice, read from the events that issued them.
+    """
     services = _services(ctx)
     log_filter = LogFilter(
         organization_id=None if organization is None else _organization(organization),
@@ -578,9 +588,13 @@ def export(
         _domain_errors(),
         _progress("export", _total_positions(services), quiet) as progress,
     ):
-        _write_json_lines(
-            event.to_dict() for event in iterate_log(services.app, log_filter, progress=progress)
-        )
+        listed = iterate_log(services.app, log_filter, progress=progress)
+        if invoices_only:
+            _write_json_lines(
+                line for line in (event.invoice_line() for event in listed) if line is not None
+            )
+        else:
+            _write_json_lines(event.to_dict() for event in listed)
 
 
 # ---------------------------------------------------------------------------
@@ -610,6 +624,7 @@ def rebuild(
             apply=apply_rebuilt,
             progress=progress,
             faults=services.view_faults,
+            invoices=services.invoices.view,
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, default=str))
@@ -660,7 +675,10 @@ def _shown(value: Any) -> str:
 
 def _rebuild_summary(report: RebuildReport) -> str:
     organizations = len({d.organization_id for d in report.differences})
-    scope = f"{report.organizations} organization(s) rebuilt up to position {report.live_position}"
+    scope = (
+        f"{report.organizations} organization(s) and {report.invoices} invoice(s) rebuilt "
+        f"up to position {report.live_position}"
+    )
     if report.consistent:
         summary = f"0 differences: {scope}; the live views match the log."
     else:

@@ -105,6 +105,7 @@ def worker(
         read_model=services.read_model,
         webhooks=services.webhooks,
         checkouts=services.checkouts,
+        invoices=services.invoices,
         settings=settings,
     )
     try:

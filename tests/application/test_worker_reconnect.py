@@ -99,6 +99,7 @@ def run_worker(services: Services) -> Iterator[Callable[[], Running]]:
                     read_model=services.read_model,
                     webhooks=services.webhooks,
                     checkouts=services.checkouts,
+                    invoices=services.invoices,
                     settings=FAST,
                 )
             )

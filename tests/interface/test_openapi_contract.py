@@ -51,6 +51,14 @@ RULES_THE_SCHEMA_CANNOT_STATE: tuple[tuple[str, str, str | None], ...] = (
     # The log's end moves: a position beyond it cannot be a static bound.
     ("GET /v1/organizations/{organization_id}/access", "min_position_ahead_of_log", None),
     ("GET /v1/organizations", "min_position_ahead_of_log", None),
+    ("GET /v1/organizations/{organization_id}/invoices", "min_position_ahead_of_log", None),
+    (
+        "GET /v1/organizations/{organization_id}/invoices/{number}",
+        "min_position_ahead_of_log",
+        None,
+    ),
+    # A cursor is the number of an invoice of this organization: the view's data.
+    ("GET /v1/organizations/{organization_id}/invoices", "unknown_invoice_cursor", None),
     # Seats against the licenses the organization's plans hold.
     (
         "POST /v1/organizations/{organization_id}/upgrade/quote",

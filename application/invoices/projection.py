@@ -1,0 +1,509 @@
+"""The invoices view (SPEC §11): every issued invoice, copied from the event that issued it.
+
+An invoice is decided once, when its charge is recorded (``Invoice.to_dict()``
+in the charging event); this view only copies it, from **any** event whose
+``invoice`` is not null (:attr:`domain.events.OrganizationEvent.issued_invoice`:
+the upgrade's ``UpgradePurchased``, a renewal, a mid-term change), so a new
+charging event needs no change here.
+
+The project's one projection shape (docs/architecture.md): :class:`InvoicesView`
+is a tracking recorder with its tables and :meth:`InvoicesView.put_with_tracking`
+(rows and the batch's position in one transaction, under the view's lock,
+skipping what another follower applied), :class:`InvoicesProjection` is its
+:class:`~application.projections.follower.BatchProjection`, the one
+:class:`~application.projections.follower.Follower` runs it, and
+:class:`InvoicesReadModel` is its one reader. Tables (``prefix`` is
+``invoice_view`` live; a rebuild builds a fresh set beside):
+``{prefix}_invoices`` (number, organization_id, issued_at, position, invoice)
+and ``{prefix}_tracking``.
+
+Lists are newest first in log order (the order the invoices were recorded:
+``position`` descending); ``next`` is the last number of a page, passed back
+as ``after``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
+from eventsourcing.postgres import PostgresFactory
+from eventsourcing.sqlite import SQLiteDatastore, SQLiteFactory
+
+from application.errors import OrganizationNotFound
+from application.event_stream import select_organization_notifications
+from application.projections.follower import Batch, BatchProjection, Follower
+from application.projections.read_model import Positions, ViewSettings
+from application.projections.views import Dialect, Postgres, SQLite
+from application.schema import schema_lock
+from application.view_faults import ViewFaults
+from domain.errors import InvalidRequest, NotFound
+from domain.events import OrganizationEvent
+from domain.invoice import is_invoice_number
+
+#: Tracking rows are keyed by the name of the application whose log is followed.
+UPSTREAM = "SuiteSubscriptions"
+LIVE_PREFIX = "invoice_view"
+MAX_INVOICE_PAGE = 100
+_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_COLUMNS = "number, organization_id, issued_at, position, invoice"
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRow:
+    """One issued invoice as the view holds it."""
+
+    number: str
+    organization_id: str
+    issued_at: datetime
+    #: The log position of the event that issued it.
+    position: int
+    #: ``Invoice.to_dict()``, exactly as recorded in the event.
+    invoice: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """A line of the list: what a customer scans for."""
+        invoice = self.invoice
+        return {
+            "number": self.number,
+            "issued_at": invoice["issued_at"],
+            "kind": invoice["kind"],
+            "currency": invoice["currency"],
+            "subtotal": invoice["subtotal"],
+            "credit": invoice["credit"],
+            "tax": invoice["tax"],
+            "total": invoice["total"],
+            "payment": invoice["payment"],
+            "position": self.position,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole invoice, with where it came from."""
+        return {**self.invoice, "organization_id": self.organization_id, "position": self.position}
+
+
+def invoice_row(event: OrganizationEvent, position: int) -> InvoiceRow | None:
+    """The row an event puts in the view (``None``: it issued no invoice)."""
+    invoice = event.issued_invoice
+    if invoice is None:
+        return None
+    return InvoiceRow(
+        number=str(invoice["number"]),
+        organization_id=str(event.originator_id),
+        issued_at=datetime.fromisoformat(invoice["issued_at"]),
+        position=position,
+        invoice=invoice,
+    )
+
+
+@dataclass
+class InvoicePage:
+    """The rows whose numbers lie in ``(after, last]``, read in one short read."""
+
+    position: int
+    last: str | None
+    rows: dict[str, InvoiceRow] = field(default_factory=dict)
+
+    def up_to(self, last: str | None) -> InvoicePage:
+        """This page cut back to the numbers up to ``last`` (``None``: keep everything)."""
+        if last is None:
+            return self
+        return InvoicePage(
+            self.position, last, {key: row for key, row in self.rows.items() if key <= last}
+        )
+
+
+class InvoiceChanges:
+    """The changes of one write transaction: new rows, a tracked position."""
+
+    def __init__(self, view: InvoicesView, cursor: Any) -> None:
+        self.view = view
+        self.cursor = cursor
+        self.position = view.tracked_position(cursor)
+        self.rows: list[InvoiceRow] = []
+        self.tracked: int | None = None
+
+    @property
+    def reached(self) -> int:
+        return self.tracked or self.position
+
+    def track(self, notification_id: int) -> None:
+        if notification_id <= self.reached:
+            msg = f"position {notification_id} is not after {self.reached}"
+            raise IntegrityError(msg)
+        self.tracked = notification_id
+
+    def fold(self, events: Batch) -> int:
+        """Copy the invoices of ``events`` (in log order) and track the last; how many were new.
+
+        Events at or before the position are skipped (another follower applied them).
+        """
+        last = self.reached
+        applied = 0
+        for domain_event, tracking in events:
+            if tracking.notification_id <= last:
+                continue
+            last = tracking.notification_id
+            applied += 1
+            if isinstance(domain_event, OrganizationEvent):
+                row = invoice_row(domain_event, last)
+                if row is not None:
+                    self.rows.append(row)
+        if applied:
+            self.track(last)
+        return applied
+
+
+class InvoicesView(TrackingRecorder):
+    """Every issued invoice, by number, with its tracking."""
+
+    def __init__(
+        self,
+        datastore: Any,
+        dialect: Dialect,
+        prefix: str = LIVE_PREFIX,
+        *,
+        owns_store: bool = False,
+    ) -> None:
+        if not _PREFIX.match(prefix):
+            msg = f"view table prefix {prefix!r} must be a short lower-case identifier"
+            raise ValueError(msg)
+        self._datastore, self.dialect, self._prefix = datastore, dialect, prefix
+        #: The view's own store (``memory://``), closed with it; else the app's.
+        self.owns_store = owns_store
+        self.invoices = dialect.qualified(datastore, f"{prefix}_invoices")
+        self.tracking = dialect.qualified(datastore, f"{prefix}_tracking")
+        p = self.p = dialect.placeholder
+        self.invoice_text = (
+            "invoice::text AS invoice" if isinstance(dialect, Postgres) else "invoice"
+        )
+        self.select_tracked = (
+            f"SELECT notification_id FROM {self.tracking} WHERE application_name = {p}"  # noqa: S608
+        )
+        self.upsert_tracking = (
+            f"INSERT INTO {self.tracking} VALUES ({p}, {p}) ON CONFLICT (application_name) "  # noqa: S608
+            "DO UPDATE SET notification_id = excluded.notification_id"
+        )
+
+    @property
+    def datastore(self) -> Any:
+        return self._datastore
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    def beside(self, prefix: str) -> InvoicesView:
+        """A fresh view in the same store (a rebuild's), tables created."""
+        fresh = InvoicesView(self.datastore, self.dialect, prefix)
+        fresh.create_table()
+        return fresh
+
+    def close(self) -> None:
+        """Close the view's own store (the ``memory://`` store's)."""
+        if self.owns_store:
+            self.datastore.close()
+
+    # -- tables -----------------------------------------------------------------
+
+    def create_table(self) -> None:
+        uid, integer, text, moment, document = self.dialect.types
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {self.invoices} (number {text} PRIMARY KEY, "
+            f"organization_id {uid} NOT NULL, issued_at {moment} NOT NULL, "
+            f"position {integer} NOT NULL, invoice {document} NOT NULL)",
+            f'CREATE INDEX IF NOT EXISTS "{self.prefix}_invoices_org_idx" '
+            f"ON {self.invoices} (organization_id, position)",
+            f"CREATE TABLE IF NOT EXISTS {self.tracking} (application_name {text} "
+            f"PRIMARY KEY, notification_id {integer})",
+        ]
+        with self.datastore.transaction(commit=True) as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+
+    def drop(self) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            for table in (self.invoices, self.tracking):
+                cursor.execute(f"DROP TABLE IF EXISTS {table}")
+
+    # -- writing ----------------------------------------------------------------
+
+    @contextmanager
+    def changes(self) -> Iterator[InvoiceChanges]:
+        """A locked write transaction; rows and tracking are written on exit."""
+        with self.dialect.write_transaction(self) as cursor:
+            changes = InvoiceChanges(self, cursor)
+            yield changes
+            self.commit(changes)
+
+    def put_with_tracking(self, events: Batch) -> int:
+        """Copy the invoices of ``events`` and track the last, in one transaction."""
+        with self.changes() as changes:
+            return changes.fold(events)
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        with self.changes() as changes:
+            changes.track(tracking.notification_id)
+
+    def commit(self, changes: InvoiceChanges, *, always_track: bool = False) -> None:
+        if changes.rows:
+            self._refuse_reused_numbers(changes)
+            p = self.p
+            changes.cursor.executemany(
+                f"INSERT INTO {self.invoices} ({_COLUMNS}) VALUES ({p}, {p}, {p}, {p}, {p})",  # noqa: S608
+                [
+                    (
+                        row.number,
+                        self.dialect.db_id(row.organization_id),
+                        self.dialect.db_time(row.issued_at),
+                        row.position,
+                        json.dumps(row.invoice, ensure_ascii=False, separators=(",", ":")),
+                    )
+                    for row in changes.rows
+                ],
+            )
+        if changes.tracked is not None or always_track:
+            changes.cursor.execute(self.upsert_tracking, (UPSTREAM, changes.reached))
+
+    def _refuse_reused_numbers(self, changes: InvoiceChanges) -> None:
+        """A number is issued once (SPEC §11): a second event with it is a fault of that event."""
+        numbers = [row.number for row in changes.rows]
+        if len(set(numbers)) != len(numbers):
+            msg = f"an invoice number is issued twice in one batch: {numbers}"
+            raise ValueError(msg)
+        marks = ", ".join([self.p] * len(numbers))
+        changes.cursor.execute(
+            f"SELECT number FROM {self.invoices} WHERE number IN ({marks})",  # noqa: S608
+            numbers,
+        )
+        taken = [found["number"] for found in changes.cursor.fetchall()]
+        if taken:
+            msg = f"invoice number(s) {taken} were issued before"
+            raise ValueError(msg)
+
+    @contextmanager
+    def replacing(self, source: InvoicesView) -> Iterator[InvoiceChanges]:
+        """A locked write transaction that starts by replacing every row with ``source``'s.
+
+        As :meth:`OrganizationViews.replacing`: the caller folds in the events
+        after ``source``'s position; it commits only if the position does not
+        move back.
+        """
+        if source.datastore is not self.datastore:
+            msg = "views are replaced only by views in the same store"
+            raise TypeError(msg)
+        with self.dialect.write_transaction(self) as cursor:
+            live_position = self.tracked_position(cursor)
+            cursor.execute(f"DELETE FROM {self.invoices}")  # noqa: S608
+            cursor.execute(
+                f"INSERT INTO {self.invoices} ({_COLUMNS}) SELECT {_COLUMNS} FROM {source.invoices}"  # noqa: S608
+            )
+            cursor.execute(self.upsert_tracking, (UPSTREAM, source.tracked_position(cursor)))
+            changes = InvoiceChanges(self, cursor)
+            yield changes
+            if changes.reached < live_position:
+                msg = f"replacement at {changes.reached} is behind the view at {live_position}"
+                raise IntegrityError(msg)
+            self.commit(changes, always_track=True)
+
+    # -- reading ----------------------------------------------------------------
+
+    def tracked_position(self, cursor: Any, application_name: str = UPSTREAM) -> int:
+        cursor.execute(self.select_tracked, (application_name,))
+        found = cursor.fetchone()
+        return int(found["notification_id"]) if found else 0
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        with self.dialect.read_transaction(self) as cursor:
+            return self.tracked_position(cursor, application_name) or None
+
+    def position(self) -> int:
+        return self.max_tracking_id(UPSTREAM) or 0
+
+    def _row(self, found: Any) -> InvoiceRow:
+        issued_at = self.dialect.py_time(found["issued_at"])
+        assert issued_at is not None
+        return InvoiceRow(
+            number=found["number"],
+            organization_id=str(found["organization_id"]),
+            issued_at=issued_at,
+            position=int(found["position"]),
+            invoice=json.loads(found["invoice"]),
+        )
+
+    def _select(self, where: str, params: tuple[Any, ...], tail: str = "") -> list[InvoiceRow]:
+        columns = f"number, organization_id, issued_at, position, {self.invoice_text}"
+        with self.dialect.read_transaction(self) as cursor:
+            cursor.execute(
+                f"SELECT {columns} FROM {self.invoices} WHERE {where} {tail}",  # noqa: S608
+                params,
+            )
+            found = cursor.fetchall()
+        return [self._row(row) for row in found]
+
+    def for_organization(
+        self, organization_id: str, *, before_position: int | None, limit: int
+    ) -> list[InvoiceRow]:
+        """The organization's invoices, newest first (log order), before a position."""
+        p = self.p
+        where = f"organization_id = {p}"
+        params: tuple[Any, ...] = (self.dialect.db_id(organization_id),)
+        if before_position is not None:
+            where += f" AND position < {p}"
+            params += (before_position,)
+        return self._select(where, (*params, limit), f"ORDER BY position DESC LIMIT {p}")
+
+    def get(self, organization_id: str, number: str) -> InvoiceRow | None:
+        """One invoice of one organization (another organization's is not found)."""
+        p = self.p
+        found = self._select(
+            f"number = {p} AND organization_id = {p}",
+            (number, self.dialect.db_id(organization_id)),
+        )
+        return found[0] if found else None
+
+    def page(self, after: str | None, limit: int) -> InvoicePage:
+        """Up to ``limit`` rows after the number ``after`` and the view's position, read
+        together (a rebuild compares the live and the rebuilt view page by page)."""
+        p = self.p
+        where = "" if after is None else f"WHERE number > {p} "
+        params = (limit,) if after is None else (after, limit)
+        columns = f"number, organization_id, issued_at, position, {self.invoice_text}"
+        with self.dialect.read_transaction(self) as cursor:
+            position = self.tracked_position(cursor)
+            cursor.execute(
+                f"SELECT {columns} FROM {self.invoices} {where}ORDER BY number LIMIT {p}",  # noqa: S608
+                params,
+            )
+            found = cursor.fetchall()
+        rows = [self._row(row) for row in found]
+        last = rows[-1].number if len(rows) >= limit else None
+        return InvoicePage(position, last, {row.number: row for row in rows})
+
+    def pages(self, limit: int = 1000) -> Iterator[InvoicePage]:
+        after: str | None = None
+        while True:
+            page = self.page(after, limit)
+            yield page
+            if page.last is None:
+                return
+            after = page.last
+
+
+class InvoicesProjection(BatchProjection[InvoicesView]):
+    """Copies the invoice of every event that issued one into the invoices view."""
+
+    name = "invoices"
+
+    def process_batch(self, events: Batch) -> int:
+        return self.view.put_with_tracking(events)
+
+
+def construct_invoices_view(app: Application[Any], prefix: str = LIVE_PREFIX) -> InvoicesView:
+    """The invoices view on the application's own store, tables created if missing.
+
+    The ``memory://`` store's view is an in-memory SQLite database, like the
+    organization views'.
+    """
+    factory = app.factory
+    if isinstance(factory, SQLiteFactory):
+        view = InvoicesView(factory.datastore, SQLite(), prefix)
+    elif isinstance(factory, PostgresFactory):
+        view = InvoicesView(factory.datastore, Postgres(), prefix)
+    else:
+        memory = SQLiteDatastore(f"file:invoices_{uuid4().hex}?mode=memory&cache=shared")
+        view = InvoicesView(memory, SQLite(), prefix, owns_store=True)
+    with schema_lock(app.env):
+        view.create_table()
+    return view
+
+
+class InvoicesReadModel:
+    """The invoices view, its follower and its one reader, wired once."""
+
+    def __init__(
+        self,
+        app: Application[Any],
+        view: InvoicesView,
+        *,
+        settings: ViewSettings,
+        faults: ViewFaults | None = None,
+    ) -> None:
+        self.app = app
+        self.view = view
+        self.follower = Follower(app, InvoicesProjection(view=view), faults=faults)
+        self.positions = Positions(self.follower, settings)
+
+    def catch_up(self) -> int:
+        return self.follower.catch_up()
+
+    def lag(self) -> dict[str, int]:
+        return self.follower.lag()
+
+    def close(self) -> None:
+        self.view.close()
+
+    def invoices(
+        self,
+        organization_id: UUID,
+        *,
+        after: str | None = None,
+        limit: int = 20,
+        min_position: int | None = None,
+    ) -> dict[str, Any]:
+        """A page of the organization's invoices, newest first; ``next`` is the cursor."""
+        if not 1 <= limit <= MAX_INVOICE_PAGE:
+            raise InvalidRequest(
+                "limit is out of range.",
+                details={"limit": [f"must be between 1 and {MAX_INVOICE_PAGE}"]},
+            )
+        self._require_organization(organization_id)
+        self.positions.wait_for(min_position)
+        before: int | None = None
+        if after is not None:
+            cursor = (
+                self.view.get(str(organization_id), after) if is_invoice_number(after) else None
+            )
+            if cursor is None:
+                raise InvalidRequest(
+                    "after is not one of this organization's invoices.",
+                    code="unknown_invoice_cursor",
+                    details={"after": ["must be the number of the last invoice of a page"]},
+                )
+            before = cursor.position
+        rows = self.view.for_organization(
+            str(organization_id), before_position=before, limit=limit + 1
+        )
+        page = rows[:limit]
+        return {
+            "organization_id": str(organization_id),
+            "invoices": [row.summary() for row in page],
+            "next": page[-1].number if len(rows) > limit else None,
+        }
+
+    def invoice(
+        self, organization_id: UUID, number: str, *, min_position: int | None = None
+    ) -> InvoiceRow:
+        """One invoice of the organization; ``invoice_not_found`` (404) otherwise."""
+        self._require_organization(organization_id)
+        self.positions.wait_for(min_position)
+        row = self.view.get(str(organization_id), number) if is_invoice_number(number) else None
+        if row is None:
+            raise NotFound(
+                f"No invoice {number!r} for this organization.",
+                code="invoice_not_found",
+                details={"number": number},
+            )
+        return row
+
+    def _require_organization(self, organization_id: UUID) -> None:
+        if not select_organization_notifications(self.app.recorder, organization_id, 0, 1):
+            raise OrganizationNotFound(organization_id)
