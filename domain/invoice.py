@@ -67,6 +67,15 @@ def format_invoice_number(prefix: str, year: int, sequence: int) -> str:
     return f"{prefix}-{year:04d}-{sequence:06d}"
 
 
+def format_amount(amount: int, currency: str = "JPY") -> str:
+    """An amount as an invoice prints it: ``¥1,234`` (yen have no minor unit);
+    another currency as ``1,234 EUR`` (minor units, as stored)."""
+    sign = "-" if amount < 0 else ""
+    if currency == "JPY":
+        return f"{sign}¥{abs(amount):,}"
+    return f"{sign}{abs(amount):,} {currency}"
+
+
 def is_invoice_number(text: str) -> bool:
     return INVOICE_NUMBER.match(text) is not None
 

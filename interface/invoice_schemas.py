@@ -9,7 +9,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from application.invoices.projection import MAX_INVOICE_PAGE
-from domain.invoice import INVOICE_NUMBER
+from domain.invoice import CHARGED, CREDIT_SOURCES, INVOICE_NUMBER, NO_CHARGE
 from interface.schemas import StrictSchema
 
 
@@ -30,7 +30,7 @@ class InvoiceQuerySchema(StrictSchema):
 
 class InvoicePaymentSchema(Schema):
     #: ``charged`` (a card: brand, last4) or ``no_charge`` (a total of 0).
-    status = fields.String(required=True, validate=validate.OneOf(["charged", "no_charge"]))
+    status = fields.String(required=True, validate=validate.OneOf([CHARGED, NO_CHARGE]))
     brand = fields.String(allow_none=True)
     last4 = fields.String(allow_none=True)
 
@@ -56,9 +56,7 @@ class InvoiceLineSchema(Schema):
 
 
 class InvoiceCreditSchema(Schema):
-    source = fields.String(
-        required=True, validate=validate.OneOf(["standalone_service", "credit_balance"])
-    )
+    source = fields.String(required=True, validate=validate.OneOf(CREDIT_SOURCES))
     service = fields.String(required=True, allow_none=True)
     description = fields.String(required=True)
     description_ja = fields.String(required=True)
