@@ -59,7 +59,14 @@ def bought(
         at=at,
         catalog=CATALOG,
     )
-    org.complete_checkout(checkout_id="chk_1", payment=payment or CARD, at=at)
+    org.complete_checkout(
+        checkout_id="chk_1",
+        payment=payment or CARD,
+        at=at,
+        invoice_number=f"SS-{at.year}-000001",  # the allocator is the application's
+        invoice_issued_at=at,
+        catalog=CATALOG,
+    )
     return org
 
 
@@ -506,7 +513,14 @@ def test_after_the_end_the_bundle_is_bought_again_without_a_trial_and_keeps_its_
         at=later,
         catalog=CATALOG,
     )
-    org.complete_checkout(checkout_id="chk_2", payment=CARD, at=later)
+    org.complete_checkout(
+        checkout_id="chk_2",
+        payment=CARD,
+        at=later,
+        invoice_number=f"SS-{later.year}-000003",
+        invoice_issued_at=later,
+        catalog=CATALOG,
+    )
     again = org.facts.contract
     assert again is not None
     assert org.facts.bundle_state == BundleState.ACTIVE
@@ -547,6 +561,9 @@ def test_the_upgrades_unapplied_credit_opens_the_balance() -> None:
         checkout_id="chk_1",
         payment={"gateway": None, "charge_id": None, "brand": None, "last4": None},
         at=T0,
+        invoice_number="SS-2026-000001",
+        invoice_issued_at=T0,
+        catalog=CATALOG,
     )
     contract = org.facts.contract
     assert contract is not None
