@@ -46,7 +46,14 @@ def purchase(
     org: Organization, *, at: datetime = T0, request: UpgradeRequest | None = None
 ) -> None:
     begin_checkout(org, by="u-alice", at=at, request=request)
-    org.complete_checkout(checkout_id="chk_0001", payment=PAYMENT, at=at)
+    org.complete_checkout(
+        checkout_id="chk_0001",
+        payment=PAYMENT,
+        at=at,
+        invoice_number=f"SS-{at.year}-000001",
+        invoice_issued_at=at,
+        catalog=CATALOG,
+    )
 
 
 # -- recording periods -------------------------------------------------------------
@@ -275,7 +282,14 @@ def test_the_terminated_credits_add_up_to_credit_plus_unapplied_credit(
         at=at,
         catalog=CATALOG,
     )
-    org.complete_checkout(checkout_id="chk_0001", payment=PAYMENT, at=at)
+    org.complete_checkout(
+        checkout_id="chk_0001",
+        payment=PAYMENT,
+        at=at,
+        invoice_number=f"SS-{at.year}-000001",
+        invoice_issued_at=at,
+        catalog=CATALOG,
+    )
     terminated = terminated_events(org)
 
     # One event per service with a running period, each period credited once.
