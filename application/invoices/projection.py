@@ -41,9 +41,10 @@ from eventsourcing.sqlite import SQLiteDatastore, SQLiteFactory
 from application.errors import OrganizationNotFound
 from application.event_stream import select_organization_notifications
 from application.projections.follower import Batch, BatchProjection, Follower
-from application.projections.read_model import Positions, ViewSettings
+from application.projections.read_model import Positions
 from application.projections.views import Dialect, Postgres, SQLite
 from application.schema import schema_lock
+from application.settings import ViewSettings
 from application.view_faults import ViewFaults
 from domain.errors import InvalidRequest, NotFound
 from domain.events import OrganizationEvent
