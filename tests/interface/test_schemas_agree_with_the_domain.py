@@ -80,6 +80,7 @@ def test_the_receipt_is_the_quote_plus_the_purchase() -> None:
         "organization_id",
         "checkout_id",
         "payment",
+        "invoice_number",
         "version",
         "position",
     }
