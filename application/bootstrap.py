@@ -16,6 +16,7 @@ from application.idempotency import IdempotencyStore
 from application.invoices.numbers import InvoiceNumbers
 from application.invoices.projection import InvoicesReadModel, construct_invoices_view
 from application.payments import PaymentGateway, SandboxGateway
+from application.plan_changes import PlanChanges
 from application.projections.read_model import ReadModel, construct_views
 from application.schema import schema_lock
 from application.service import SuiteSubscriptions
@@ -47,6 +48,8 @@ class Services:
     tables: SqlTables
     gateway: PaymentGateway
     checkouts: UpgradeCheckouts
+    #: Mid-term plan changes, charged in §5's order (SPEC §11).
+    plan_changes: PlanChanges
     idempotency: IdempotencyStore
     #: Invoice numbers, gapless per issuer and year (docs/domain.md "Invoices").
     invoice_numbers: InvoiceNumbers
@@ -113,6 +116,7 @@ def build_services(
         tables=tables,
         gateway=gateway,
         checkouts=UpgradeCheckouts(app, gateway),
+        plan_changes=PlanChanges(app, gateway, invoice_numbers),
         idempotency=idempotency,
         invoice_numbers=invoice_numbers,
         read_model=ReadModel(

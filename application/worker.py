@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from eventsourcing.postgres import PostgresFactory
 
 from application.expiry import DEFAULT_SWEEP_BATCH, expire_due_trials, record_due_reminders
+from application.plan_changes import PlanChanges
 from application.reconnect import CONNECTION_ERRORS, Backoff, first_line
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ class Worker:
         webhooks: Webhooks,
         checkouts: UpgradeCheckouts,
         invoices: InvoicesReadModel | None = None,
+        plan_changes: PlanChanges | None = None,
         settings: WorkerSettings | None = None,
     ) -> None:
         self.app, self.read_model, self.webhooks, self.checkouts = (
@@ -99,6 +101,8 @@ class Worker:
         )
         #: The invoices view, followed right after the organization views.
         self.invoices = invoices
+        #: Mid-term changes whose charge a crash left started; ``None``: not this worker's.
+        self.plan_changes = plan_changes
         self.settings = settings or WorkerSettings()
         read_model.follower.batch_size = self.settings.batch_size
         if invoices is not None:
@@ -194,4 +198,8 @@ class Worker:
         report = self.checkouts.reconcile()
         if report.completed or report.failed:
             log.info("worker: reconciled checkouts %s", report.to_dict())
+        if self.plan_changes is not None:
+            changes = self.plan_changes.reconcile()
+            if changes.completed or changes.failed:
+                log.info("worker: reconciled plan changes %s", changes.to_dict())
         return False

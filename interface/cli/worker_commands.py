@@ -106,6 +106,7 @@ def worker(
         webhooks=services.webhooks,
         checkouts=services.checkouts,
         invoices=services.invoices,
+        plan_changes=services.plan_changes,
         settings=settings,
     )
     try:

@@ -1,0 +1,258 @@
+"""Changing the plan mid-term over HTTP (SPEC §11): quote, change, replay, races, refusals."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from uuid import UUID
+
+import pytest
+from flask import Flask
+
+from application.bootstrap import Services, build_services
+from application.payments import ChargeResult
+from application.sql_tables import SqlTables
+from domain.catalog import Catalog
+from domain.clock import Clock, ManualClock
+from interface.app import create_app
+from tests.cards_on_file import CardsOnFile, put_card_on_file
+from tests.interface.conftest import SECRET, Caller, error_code, payload
+
+
+@pytest.fixture
+def services(store_url: str, clock: ManualClock, catalog: Catalog) -> Iterator[Services]:
+    built = build_services(
+        store_url, clock=clock, catalog=catalog, test_clock=True, gateway_factory=CardsOnFile
+    )
+    yield built
+    built.close()
+
+
+MONTHLY = {"billing_period": "monthly", "seats": 4, "add_ons": []}
+
+
+def bought(caller: Caller, card: str = "pm_visa") -> str:
+    """Bought monthly with 4 seats, then ``card`` put on file."""
+    org = caller.register()
+    answer = caller.upgrade(org, f"buy-{org}", user="u-owner", **MONTHLY)
+    assert answer.status_code == 201, answer.json
+    services: Services = caller.client.application.extensions["suitesub"]
+    put_card_on_file(services.app, UUID(org), card)
+    return org
+
+
+def quote(caller: Caller, org: str, **body: Any) -> Any:
+    return caller.as_user(org, "u-owner", "POST", "/subscription/change/quote", json=body)
+
+
+def change(caller: Caller, org: str, key: str | None, **body: Any) -> Any:
+    if "expected_total" not in body:
+        quoted = quote(caller, org, **body)
+        assert quoted.status_code == 200, quoted.json
+        body["expected_total"] = quoted.json["total"]
+    headers = {} if key is None else {"Idempotency-Key": key}
+    return caller.as_user(
+        org, "u-owner", "POST", "/subscription/change", json=body, headers=headers
+    )
+
+
+def test_more_seats_are_quoted_then_bought_pro_rata(caller: Caller) -> None:
+    org = bought(caller)
+    caller.advance_days(10)  # 20 of the month's 30 days remain
+
+    quoted = quote(caller, org, seats=6)
+    assert quoted.status_code == 200, quoted.json
+    assert payload(quoted)["lines"] == [
+        {
+            "kind": "bundle",
+            "code": "crmplus",
+            "quantity": 2,
+            "unit_price": 7500,
+            "months": None,
+            "days": 20,
+            "delta_per_period": 15000,
+            "period_days": 30,
+            "amount": 10000,
+        }
+    ]
+    answer = change(caller, org, "chg-1", seats=6)
+
+    assert answer.status_code == 200, answer.json
+    body = payload(answer)
+    assert (body["status"], body["total"]) == ("changed", 11_000)
+    assert body["invoice_number"].startswith("SS-")
+    assert body["payment"]["brand"] == "visa"
+    assert body["contract"]["seats"] == 6
+    assert caller.access(org, "u-owner")["bundle"]["contract"]["seats"] == 6
+
+
+def test_a_decrease_shows_as_the_contracts_scheduled_change(caller: Caller) -> None:
+    org = bought(caller)
+
+    answer = change(caller, org, "chg-1", seats=2)
+
+    assert answer.status_code == 200, answer.json
+    assert payload(answer)["status"] == "scheduled"
+    contract = caller.access(org, "u-owner")["bundle"]["contract"]
+    assert contract["seats"] == 4
+    assert contract["scheduled_change"] == {"seats": 2, "add_ons": None, "billing_period": None}
+
+
+def test_the_same_key_replays_the_first_answer_and_charges_once(
+    caller: Caller, services: Services
+) -> None:
+    org = bought(caller)
+    caller.advance_days(10)
+    first = change(caller, org, "chg-1", seats=6)
+    charged = services.gateway.count_charges()  # type: ignore[attr-defined]
+
+    again = change(caller, org, "chg-1", seats=6, expected_total=first.json["total"])
+
+    assert again.status_code == 200
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json == first.json
+    assert services.gateway.count_charges() == charged  # type: ignore[attr-defined]
+    other_body = change(caller, org, "chg-1", seats=7, expected_total=0)
+    assert other_body.status_code == 422
+    assert error_code(other_body) == "idempotency_key_reused"
+
+
+def test_the_change_needs_an_idempotency_key(caller: Caller) -> None:
+    org = bought(caller)
+
+    answer = change(caller, org, None, seats=6, expected_total=0)
+
+    assert answer.status_code == 400
+    assert error_code(answer) == "idempotency_key_required"
+
+
+def test_an_expected_total_that_differs_is_409_quote_changed_with_the_fresh_quote(
+    caller: Caller,
+) -> None:
+    org = bought(caller)
+    caller.advance_days(10)
+
+    answer = change(caller, org, "chg-1", seats=6, expected_total=1)
+
+    assert answer.status_code == 409
+    assert error_code(answer) == "quote_changed"
+    assert answer.json["error"]["details"]["quote"]["total"] == 11_000
+
+
+def test_nothing_altered_is_422_no_change(caller: Caller) -> None:
+    org = bought(caller)
+
+    for answer in (quote(caller, org), quote(caller, org, seats=4, billing_period="monthly")):
+        assert answer.status_code == 422
+        assert error_code(answer) == "no_change"
+
+
+def test_seats_out_of_range_are_the_validation_error(caller: Caller) -> None:
+    org = bought(caller)
+
+    for seats in (0, 10_001):
+        answer = quote(caller, org, seats=seats)
+        assert answer.status_code == 422
+        assert error_code(answer) == "validation_failed"
+        assert "seats" in str(answer.json["error"]["details"])
+
+
+def test_unknown_fields_and_unknown_add_ons_are_refused(caller: Caller) -> None:
+    org = bought(caller)
+
+    unknown_field = quote(caller, org, seats=5, payment_token="tok_visa")
+    unknown_add_on = quote(caller, org, add_ons=[{"code": "no-such", "quantity": 1}])
+
+    assert (unknown_field.status_code, unknown_add_on.status_code) == (422, 422)
+    assert error_code(unknown_add_on) == "validation_failed"
+
+
+def test_a_change_while_past_due_is_409_payment_past_due(
+    caller: Caller, services: Services
+) -> None:
+    org = bought(caller)
+    caller.advance_days(30)
+    _result, renewal_id, _charge = services.app.begin_renewal(UUID(org))
+    services.app.fail_renewal(UUID(org), renewal_id=renewal_id, reason="card_declined")
+    assert caller.access(org, "u-owner")["bundle"]["state"] == "past_due"
+
+    answer = change(caller, org, "chg-1", seats=6, expected_total=0)
+
+    assert answer.status_code == 409
+    assert error_code(answer) == "payment_past_due"
+
+
+def test_a_declined_card_is_402_and_the_terms_stay(caller: Caller) -> None:
+    org = bought(caller, card="pm_declined")
+    caller.advance_days(10)
+
+    answer = change(caller, org, "chg-1", seats=6)
+
+    assert answer.status_code == 402
+    assert error_code(answer) == "card_declined"
+    assert caller.access(org, "u-owner")["bundle"]["contract"]["seats"] == 4
+
+
+def test_a_change_before_the_upgrade_is_409_no_active_contract(caller: Caller) -> None:
+    org = caller.register()
+
+    answer = quote(caller, org, seats=6)
+
+    assert answer.status_code == 409
+    assert error_code(answer) == "no_active_contract"
+
+
+class BlockingGateway(CardsOnFile):
+    """Holds the change's charge until told to go on (to overlap two requests)."""
+
+    def __init__(self, tables: SqlTables, clock: Clock) -> None:
+        super().__init__(tables, clock)
+        self.charging = threading.Event()
+        self.go_on = threading.Event()
+        self.hold = False
+
+    def charge(self, *args: Any, **kwargs: Any) -> ChargeResult:
+        if self.hold:
+            self.charging.set()
+            assert self.go_on.wait(timeout=10)
+        return super().charge(*args, **kwargs)
+
+
+def test_racing_requests_with_the_same_key_charge_once(store_url: str, clock: ManualClock) -> None:
+    api: Flask = create_app(
+        {
+            "DATABASE_URL": store_url,
+            "JWT_SECRET": SECRET,
+            "CLOCK": clock,
+            "TEST_CLOCK": True,
+            "GATEWAY_FACTORY": BlockingGateway,
+        }
+    )
+    services: Services = api.extensions["suitesub"]
+    gateway = services.gateway
+    assert isinstance(gateway, BlockingGateway)
+    caller = Caller(api.test_client())
+    org = bought(caller)
+    caller.advance_days(10)
+    total = quote(caller, org, seats=6).json["total"]
+    gateway.hold = True
+
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(
+            change, Caller(api.test_client()), org, "chg-1", seats=6, expected_total=total
+        )
+        assert gateway.charging.wait(timeout=10)
+        second = change(caller, org, "chg-1", seats=6, expected_total=total)
+        other_key = change(caller, org, "chg-2", seats=6, expected_total=total)
+        gateway.go_on.set()
+        first_answer = first.result(timeout=10)
+
+    assert first_answer.status_code == 200, first_answer.json
+    assert (second.status_code, error_code(second)) == (409, "idempotency_key_in_use")
+    assert (other_key.status_code, error_code(other_key)) == (409, "change_in_progress")
+    assert gateway.count_charges() == 2  # the upgrade and this change, once
+    replay = change(caller, org, "chg-1", seats=6, expected_total=total)
+    assert replay.json == first_answer.json
+    services.close()
