@@ -18,6 +18,7 @@ from application.invoices.projection import InvoicesReadModel, construct_invoice
 from application.payments import PaymentGateway, SandboxGateway
 from application.plan_changes import PlanChanges
 from application.projections.read_model import ReadModel, construct_views
+from application.renewals import Renewals, ViewsDue
 from application.schema import schema_lock
 from application.service import SuiteSubscriptions
 from application.settings import (
@@ -59,6 +60,8 @@ class Services:
     webhooks: Webhooks
     #: The invoices view, its follower and reader (application/invoices/projection.py).
     invoices: InvoicesReadModel
+    #: Renewals, dunning and the card on file (SPEC §11).
+    renewals: Renewals
     #: Set only when the service runs with the test clock (SUITE_TEST_CLOCK=1).
     test_clock: TestClock | None = None
     #: Events the views could not decode or apply (application/view_faults.py).
@@ -108,6 +111,14 @@ def build_services(
         view_faults = ViewFaults(tables)
         webhooks = Webhooks(app, tables, catalog, service_clock, nats=NatsSettings.from_env())
     resolved_view_settings = view_settings or ViewSettings.from_env(settings.kind)
+    read_model = ReadModel(
+        app,
+        views,
+        clock=service_clock,
+        catalog=catalog,
+        settings=resolved_view_settings,
+        faults=view_faults,
+    )
     return Services(
         settings=settings,
         app=app,
@@ -119,18 +130,12 @@ def build_services(
         plan_changes=PlanChanges(app, gateway, invoice_numbers),
         idempotency=idempotency,
         invoice_numbers=invoice_numbers,
-        read_model=ReadModel(
-            app,
-            views,
-            clock=service_clock,
-            catalog=catalog,
-            settings=resolved_view_settings,
-            faults=view_faults,
-        ),
+        read_model=read_model,
         webhooks=webhooks,
         invoices=InvoicesReadModel(
             app, invoices_view, settings=resolved_view_settings, faults=view_faults
         ),
+        renewals=Renewals(app, gateway, invoice_numbers, ViewsDue(read_model)),
         test_clock=shifted,
         view_faults=view_faults,
     )

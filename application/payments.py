@@ -13,6 +13,10 @@ Outcomes:
   it is remembered under the key like a charge;
 - a gateway failure raises :class:`PaymentGatewayUnavailable` (502,
   ``payment_gateway_error``); nothing is recorded, so a retry may succeed;
+- the first successful charge of a token returns a reusable ``payment_method``
+  (``pm_…``) that later charges use instead of the token (SPEC §11);
+  :meth:`PaymentGateway.save_payment_method` saves a token without charging
+  it (a new card put on file);
 - a key that reconciliation *voided* (its checkout was given up as abandoned)
   can never be charged afterwards: a late charge raises
   :class:`PaymentDeclined` with ``checkout_abandoned``. Void and charge race
@@ -66,6 +70,8 @@ class ChargeResult:
     brand: str | None = None
     last4: str | None = None
     decline_code: str | None = None
+    #: The reusable payment method later charges use (``pm_…``), once charged.
+    payment_method: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -79,6 +85,19 @@ class ChargeResult:
             "brand": self.brand,
             "last4": self.last4,
         }
+
+    def with_payment_method(self) -> dict[str, str | None]:
+        """The reference and the reusable payment method, for the charge's record."""
+        return {**self.payment_reference(), "payment_method": self.payment_method}
+
+
+@dataclass(frozen=True, slots=True)
+class SavedPaymentMethod:
+    """A card saved at the gateway: its reusable reference and what may be shown."""
+
+    reference: str
+    brand: str | None
+    last4: str | None
 
 
 #: The payment of a purchase whose total is 0: the gateway is not called
@@ -113,6 +132,11 @@ class PaymentGateway(Protocol):
         """
         ...
 
+    def save_payment_method(self, token: str) -> SavedPaymentMethod:
+        """Save a token as a reusable payment method without charging it;
+        raise PaymentDeclined for a token that cannot be saved."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SandboxCard:
@@ -129,6 +153,10 @@ SANDBOX_DECLINES = {
     "tok_insufficientFunds": ("insufficient_funds", "The card has insufficient funds."),
 }
 SANDBOX_PROCESSING_ERROR = "tok_processingError"
+#: Succeeds on the first charge and declines every later one (dunning stories).
+SANDBOX_RENEWAL_DECLINED = "tok_visa_renewalDeclined"
+SANDBOX_CARDS[SANDBOX_RENEWAL_DECLINED] = SandboxCard("visa", "0341")
+PAYMENT_METHOD_PREFIX = "pm_"
 
 SANDBOX_TABLE = (
     "CREATE TABLE IF NOT EXISTS sandbox_charges ("
@@ -144,6 +172,18 @@ SANDBOX_TABLE = (
     " created_at TEXT NOT NULL)"
 )
 _COLUMNS = "idempotency_key, status, charge_id, amount, currency, brand, last4, decline_code"
+#: Reusable payment methods: made by a token's first successful charge
+#: (``charged_key``) or saved without a charge (a new card on file). The token
+#: itself is never stored; only whether its card declines later charges.
+SANDBOX_PAYMENT_METHODS = (
+    "CREATE TABLE IF NOT EXISTS sandbox_payment_methods ("
+    " id TEXT PRIMARY KEY,"
+    " declines_later INTEGER NOT NULL,"
+    " brand TEXT NOT NULL,"
+    " last4 TEXT NOT NULL,"
+    " charged_key TEXT UNIQUE,"
+    " created_at TEXT NOT NULL)"
+)
 
 
 class SandboxGateway:
@@ -160,7 +200,7 @@ class SandboxGateway:
         self._tables = tables
         self._clock = clock
         self._lock = threading.Lock()
-        tables.create([SANDBOX_TABLE])
+        tables.create([SANDBOX_TABLE, SANDBOX_PAYMENT_METHODS])
 
     def charge(
         self, key: str, amount: int, currency: str, token: str, description: str
@@ -187,7 +227,8 @@ class SandboxGateway:
                 (key,),
             )
             row = cursor.fetchone()
-        return None if row is None else self._result(row)
+            method = None if row is None else self._method_made_by(cursor, key)
+        return None if row is None else self._result(row, method)
 
     def void(self, key: str) -> ChargeResult:
         return self._insert_first(
@@ -200,6 +241,25 @@ class SandboxGateway:
             decline=CHECKOUT_ABANDONED,
             description="voided by reconciliation",
         )
+
+    def save_payment_method(self, token: str) -> SavedPaymentMethod:
+        if token == SANDBOX_PROCESSING_ERROR:
+            msg = "The payment gateway failed to save the card; it is safe to retry."
+            raise PaymentGatewayUnavailable(msg)
+        card = SANDBOX_CARDS.get(token)
+        if card is None:
+            code = SANDBOX_DECLINES.get(token, ("invalid_payment_token", ""))[0]
+            raise PaymentDeclined(decline_message(code), code=code)
+        reference = f"{PAYMENT_METHOD_PREFIX}{uuid.uuid4().hex[:24]}"
+        created_at = self._clock.now().isoformat()
+        with self._lock, self._tables.transaction() as cursor:
+            self._tables.execute(
+                cursor,
+                "INSERT INTO sandbox_payment_methods "
+                "(id, declines_later, brand, last4, created_at) VALUES (%s, %s, %s, %s, %s)",
+                (reference, _declines_later(token), card.brand, card.last4, created_at),
+            )
+        return SavedPaymentMethod(reference, card.brand, card.last4)
 
     def count_charges(self) -> int:
         """How many successful charges exist (tests: "charged exactly once")."""
@@ -217,9 +277,19 @@ class SandboxGateway:
             # Nothing is recorded: the caller may retry with the same key.
             msg = "The payment gateway failed to process the charge; it is safe to retry."
             raise PaymentGatewayUnavailable(msg)
-        card = SANDBOX_CARDS.get(token)
+        reused: str | None = None  # why a reusable payment method was refused
+        if token.startswith(PAYMENT_METHOD_PREFIX):
+            # A reusable payment method: a later charge of the card it was made from.
+            saved = self._payment_method(token)
+            card = None if saved is None or saved[0] else SandboxCard(*saved[1:])
+            if card is None:
+                reused = "invalid_payment_token" if saved is None else "card_declined"
+        else:
+            card = SANDBOX_CARDS.get(token)
         if card is not None:
             status, charge_id, decline = SUCCEEDED, f"ch_{uuid.uuid4().hex[:24]}", None
+        elif reused is not None:
+            status, charge_id, decline = DECLINED, None, reused
         else:
             status, charge_id = DECLINED, None
             decline = SANDBOX_DECLINES.get(token, ("invalid_payment_token", ""))[0]
@@ -232,6 +302,7 @@ class SandboxGateway:
             card=card,
             decline=decline,
             description=description,
+            token=token,
         )
 
     def _insert_first(
@@ -245,8 +316,13 @@ class SandboxGateway:
         card: SandboxCard | None,
         decline: str | None,
         description: str,
+        token: str | None = None,
     ) -> ChargeResult:
-        """Record the key's outcome unless one exists; answer the key's row."""
+        """Record the key's outcome unless one exists; answer the key's row.
+
+        A token's first successful charge makes its reusable payment method in
+        the same transaction; a charge of a payment method answers that one.
+        """
         created_at = self._clock.now().isoformat()  # read before the transaction opens
         with self._lock, self._tables.transaction() as cursor:
             # The primary key settles a race between two charges of one key:
@@ -275,9 +351,50 @@ class SandboxGateway:
                 (key,),
             )
             row = cursor.fetchone()
-        return self._result(row)
+            won = row["charge_id"] is not None and row["charge_id"] == charge_id
+            if won and token is not None and not token.startswith(PAYMENT_METHOD_PREFIX):
+                assert card is not None
+                self._tables.execute(
+                    cursor,
+                    "INSERT INTO sandbox_payment_methods "
+                    "(id, declines_later, brand, last4, charged_key, created_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    (
+                        f"{PAYMENT_METHOD_PREFIX}{uuid.uuid4().hex[:24]}",
+                        _declines_later(token),
+                        card.brand,
+                        card.last4,
+                        key,
+                        created_at,
+                    ),
+                )
+            if token is not None and token.startswith(PAYMENT_METHOD_PREFIX):
+                method: str | None = token
+            else:
+                method = self._method_made_by(cursor, key)
+        return self._result(row, method)
 
-    def _result(self, row: Any) -> ChargeResult:
+    def _payment_method(self, reference: str) -> tuple[bool, str, str] | None:
+        """Whether a payment method declines later charges, its brand and last 4."""
+        with self._tables.read() as cursor:
+            self._tables.execute(
+                cursor,
+                "SELECT declines_later, brand, last4 FROM sandbox_payment_methods WHERE id = %s",
+                (reference,),
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return bool(row["declines_later"]), str(row["brand"]), str(row["last4"])
+
+    def _method_made_by(self, cursor: Any, key: str) -> str | None:
+        self._tables.execute(
+            cursor, "SELECT id FROM sandbox_payment_methods WHERE charged_key = %s", (key,)
+        )
+        row = cursor.fetchone()
+        return None if row is None else str(row["id"])
+
+    def _result(self, row: Any, payment_method: str | None = None) -> ChargeResult:
         get = row.__getitem__
         return ChargeResult(
             gateway=self.name,
@@ -289,7 +406,12 @@ class SandboxGateway:
             brand=get("brand"),
             last4=get("last4"),
             decline_code=get("decline_code"),
+            payment_method=payment_method if get("status") == SUCCEEDED else None,
         )
+
+
+def _declines_later(token: str) -> int:
+    return 1 if token == SANDBOX_RENEWAL_DECLINED else 0
 
 
 def decline_message(code: str) -> str:

@@ -174,7 +174,7 @@ class UpgradeCheckouts:
                 organization_id, checkout_id=checkout_id, reason=refusal.code
             )
             raise
-        return charge.payment_reference()
+        return charge.with_payment_method()
 
     # -- reconciliation -----------------------------------------------------------
 
@@ -204,7 +204,7 @@ class UpgradeCheckouts:
                 self.app.complete_upgrade_checkout(
                     organization_id,
                     checkout_id=pending.checkout_id,
-                    payment=outcome.payment_reference(),
+                    payment=outcome.with_payment_method(),
                 )
                 report.completed.append(pending.checkout_id)
                 log.info("reconcile: completed checkout %s", pending.checkout_id)
@@ -257,13 +257,14 @@ def receipt(
     *,
     invoice_number: str | None,
 ) -> dict[str, Any]:
-    """What a purchase answers: the accepted quote, the checkout, the payment, the
+    """What a purchase answers: the accepted quote, the checkout, the payment (SPEC
+    §10's four fields; the reusable payment method is the contract's), the
     invoice's number."""
     return {
         **quote.to_dict(),
         "organization_id": str(organization_id),
         "checkout_id": checkout_id,
-        "payment": payment,
+        "payment": {key: value for key, value in payment.items() if key != "payment_method"},
         "invoice_number": invoice_number,
         "version": version,
         "position": position,

@@ -1,5 +1,6 @@
-"""``suitesub worker``: follow the log into the views, sweep expired trials and
-due reminders, reconcile abandoned checkouts — in one loop, until stopped —
+"""``suitesub worker``: follow the log into the views, sweep expired trials,
+due reminders and due contracts (renewals, dunning, ends), reconcile abandoned
+checkouts and renewals — in one loop, until stopped —
 and deliver webhooks beside it (``application.webhooks``).
 
 On PostgreSQL the loop wakes on the events table's ``NOTIFY`` (and polls
@@ -32,6 +33,7 @@ from eventsourcing.postgres import PostgresFactory
 from application.expiry import DEFAULT_SWEEP_BATCH, expire_due_trials, record_due_reminders
 from application.plan_changes import PlanChanges
 from application.reconnect import CONNECTION_ERRORS, Backoff, first_line
+from application.renewals import DEFAULT_RENEWAL_BATCH, Renewals
 
 if TYPE_CHECKING:
     from application.invoices.projection import InvoicesReadModel
@@ -49,6 +51,9 @@ class WorkerSettings:
     sweep_interval: float = 60.0
     sweep_batch: int = DEFAULT_SWEEP_BATCH
     reconcile_interval: float = 300.0
+    #: How often due contracts are renewed (their period's end is to the second).
+    renewal_interval: float = 60.0
+    renewal_batch: int = DEFAULT_RENEWAL_BATCH
     #: Notifications applied per transaction while following the log.
     batch_size: int = 500
     #: The first and the longest wait before reconnecting to the database.
@@ -91,6 +96,7 @@ class Worker:
         checkouts: UpgradeCheckouts,
         invoices: InvoicesReadModel | None = None,
         plan_changes: PlanChanges | None = None,
+        renewals: Renewals | None = None,
         settings: WorkerSettings | None = None,
     ) -> None:
         self.app, self.read_model, self.webhooks, self.checkouts = (
@@ -103,12 +109,15 @@ class Worker:
         self.invoices = invoices
         #: Mid-term changes whose charge a crash left started; ``None``: not this worker's.
         self.plan_changes = plan_changes
+        #: Renewals, dunning and the ends of contracts (SPEC §11); ``None``: not this worker's.
+        self.renewals = renewals
         self.settings = settings or WorkerSettings()
         read_model.follower.batch_size = self.settings.batch_size
         if invoices is not None:
             invoices.follower.batch_size = self.settings.batch_size
         self._chores = [
             _Periodic("expiry sweep", self.settings.sweep_interval, self._sweep),
+            _Periodic("renewal sweep", self.settings.renewal_interval, self._renew),
             _Periodic("checkout reconciliation", self.settings.reconcile_interval, self._reconcile),
         ]
 
@@ -194,6 +203,11 @@ class Worker:
         reminded = record_due_reminders(self.app, self.webhooks.integration, batch=batch)
         return expired.more or reminded.more
 
+    def _renew(self) -> bool:
+        if self.renewals is None:
+            return False
+        return self.renewals.sweep(batch=self.settings.renewal_batch).more
+
     def _reconcile(self) -> bool:
         report = self.checkouts.reconcile()
         if report.completed or report.failed:
@@ -202,4 +216,8 @@ class Worker:
             changes = self.plan_changes.reconcile()
             if changes.completed or changes.failed:
                 log.info("worker: reconciled plan changes %s", changes.to_dict())
+        if self.renewals is not None:
+            renewals = self.renewals.reconcile()
+            if renewals.recorded:
+                log.info("worker: reconciled renewals %s", renewals.to_dict())
         return False

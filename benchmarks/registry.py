@@ -12,6 +12,7 @@ from benchmarks import (
     command_throughput,
     console_page,
     projection_rebuild,
+    renewal_sweep,
     webhook_delivery,
 )
 from benchmarks.harness import BenchmarkResult, Profile
@@ -33,6 +34,7 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark(audit_verify.NAME, audit_verify.run, stores=("sqlite",)),
     Benchmark(webhook_delivery.NAME, webhook_delivery.run),
     Benchmark(console_page.NAME, console_page.run, stores=("sqlite",)),
+    Benchmark(renewal_sweep.NAME, renewal_sweep.run),
 ]
 
 

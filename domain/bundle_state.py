@@ -187,6 +187,8 @@ def contract_cancellation_refusal(facts: OrganizationFacts) -> str | None:
         return "no_active_contract"
     if contract.pending_renewal is not None:
         return "renewal_in_progress"
+    if contract.pending_change is not None:
+        return "change_in_progress"
     if contract.terms.cancel_at_period_end:
         return "cancellation_already_scheduled"
     return None
@@ -211,6 +213,8 @@ def payment_method_refusal(facts: OrganizationFacts) -> str | None:
         return "no_active_contract"
     if contract.pending_renewal is not None:
         return "renewal_in_progress"
+    if contract.pending_change is not None:
+        return "change_in_progress"
     return None
 
 

@@ -220,6 +220,7 @@ def end_due(facts: OrganizationFacts, now: datetime) -> bool:
         and facts.bundle_state == BundleState.ACTIVE
         and contract.terms.cancel_at_period_end
         and contract.pending_renewal is None
+        and contract.pending_change is None
         and now >= contract.terms.current_period_end
     )
 

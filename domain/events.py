@@ -274,6 +274,9 @@ class UpgradeCheckoutFailed(OrganizationEvent):
 class UpgradePurchased(OrganizationEvent):
     """The upgrade was paid (or cost nothing) and its contract started.
 
+    ``payment`` also holds ``payment_method`` (SPEC §11) when the gateway's
+    first charge returned a reusable one (``pm_…``); later charges use it.
+
     v2: each credit names its period (``period_start``, ``period_end``).
     v3: ``invoice`` (``domain.invoice.Invoice.to_dict()``, SPEC §11). Purchases
     stored before v3 issued no invoice: they load with ``invoice: None`` and no
@@ -338,13 +341,13 @@ class UpgradePurchased(OrganizationEvent):
         )
 
 
-def payment_method_of(payment: dict[str, Any]) -> PaymentMethod:
-    """The card a payment reference names (``payment_method`` is the gateway's
-    reusable ``pm_…``; absent on references recorded before SPEC §11)."""
+def payment_method_of(payment: dict[str, Any], reference: str | None = None) -> PaymentMethod:
+    """The card a payment reference names, reusable as ``reference`` (``pm_…``;
+    a renewal's payment holds it as ``payment_method``)."""
     return PaymentMethod(
         brand=payment.get("brand"),
         last4=payment.get("last4"),
-        reference=payment.get("payment_method"),
+        reference=reference or payment.get("payment_method"),
         gateway=payment.get("gateway"),
     )
 
@@ -411,6 +414,7 @@ class RenewalChargeStarted(OrganizationEvent):
             attempt=self.attempt,
             scheduled=self.scheduled,
             charge=dict(self.charge),
+            payment_method=self.payment_method,
         )
         return facts.updated(
             contract=contract.updated(pending_renewal=pending, attempts=self.attempt)

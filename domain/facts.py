@@ -246,6 +246,8 @@ class PendingRenewal:
     scheduled: bool
     #: The charge as recorded in RenewalChargeStarted (exactly what is charged).
     charge: dict[str, Any]
+    #: The gateway's payment method the intent charges (``None``: no card on file).
+    payment_method: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -254,6 +256,7 @@ class PendingRenewal:
             "attempt": self.attempt,
             "scheduled": self.scheduled,
             "charge": self.charge,
+            "payment_method": self.payment_method,
         }
 
     @classmethod
@@ -264,6 +267,7 @@ class PendingRenewal:
             attempt=int(data["attempt"]),
             scheduled=bool(data["scheduled"]),
             charge=dict(data["charge"]),
+            payment_method=data.get("payment_method"),
         )
 
 

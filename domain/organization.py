@@ -427,9 +427,11 @@ class Organization(Aggregate):
         ``False`` if already recorded.
 
         ``invoice_number`` was allocated for this checkout at ``invoice_issued_at``
-        (a retry or reconcile gets the same number and time back).
+        (a retry or reconcile gets the same number and time back). ``payment``
+        may hold the reusable ``payment_method`` (``pm_…``) a first charge returns.
         """
         at = ensure_utc(at)
+        payment = {k: v for k, v in payment.items() if k != "payment_method" or v is not None}
         if not self.checkout_to_complete(checkout_id):
             return False
         pending = self._require_pending(checkout_id)
@@ -460,7 +462,7 @@ class Organization(Aggregate):
             tax=quote.tax,
             total=quote.total,
             unapplied_credit=quote.unapplied_credit,
-            payment=dict(payment),
+            payment=payment,
             contract_start=stored["contract_start"],
             contract_end=stored["contract_end"],
             billing_contact=pending.billing_contact,

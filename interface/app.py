@@ -40,7 +40,15 @@ from domain.text import SAFE_TEXT_DESCRIPTION, SAFE_TEXT_PATTERN
 from interface import console, errors, log_masking, request_guard
 from interface.auth import resolve_secret
 from interface.console.oidc import OidcSettings
-from interface.routes import health, invoices, organizations, plan_change, test_clock, webhooks
+from interface.routes import (
+    health,
+    invoices,
+    organizations,
+    plan_change,
+    subscription,
+    test_clock,
+    webhooks,
+)
 from interface.routes.documentation import docs
 from interface.schemas import (
     TEST_CLOCK_CHANGE_EXTRAS,
@@ -115,6 +123,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(organizations.blp)
     api.register_blueprint(invoices.blp)
     api.register_blueprint(plan_change.blp)
+    api.register_blueprint(subscription.blp)
     api.register_blueprint(webhooks.feed)
     api.register_blueprint(webhooks.blp)
     if services.test_clock is not None:

@@ -120,6 +120,11 @@ class UpgradeRequestSchema(QuoteRequestSchema):
     expected_total = fields.Integer(required=True, strict=True, validate=validate.Range(0, 10**12))
 
 
+class PaymentMethodSchema(StrictSchema):
+    #: A gateway token (``tok_…``), never card data (SPEC §5).
+    payment_token = _text(max_length=MAX_TEXT, required=True)
+
+
 class EventsQuerySchema(StrictSchema):
     after = fields.Integer(load_default=0, validate=validate.Range(0, 2**62))
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
@@ -236,6 +241,25 @@ class BundleViewSchema(Schema):
     available_actions = fields.List(fields.String(), required=True)
     #: From ``active`` on (SPEC §10, §11).
     contract = fields.Nested(ContractTermsSchema)
+
+
+class SubscriptionSchema(Schema):
+    organization_id = fields.String(required=True)
+    version = fields.Integer(required=True)
+    position = fields.Integer(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(BundleState.ALL))
+    contract = fields.Nested(ContractTermsSchema, required=True)
+
+
+class SubscriptionCommandSchema(CommandResultSchema):
+    state = fields.String(required=True, validate=validate.OneOf(BundleState.ALL))
+    contract = fields.Nested(ContractTermsSchema, required=True, allow_none=True)
+
+
+class PaymentMethodChangedSchema(SubscriptionCommandSchema):
+    #: While past due the renewal is charged at once: ``renewed`` or ``failed``
+    #: (``pending`` if the gateway could not be reached); ``null`` otherwise.
+    renewal = fields.String(required=True, allow_none=True)
 
 
 class ServiceAccessSchema(Schema):

@@ -121,6 +121,59 @@ class InvoiceNumbers:
             return found
         return allocated
 
+    def allocate_many(
+        self, charge_keys: list[str], *, prefix: str, issued_at: datetime
+    ) -> dict[str, AllocatedNumber]:
+        """The numbers of many charges (a sweep's batch) in one transaction.
+
+        Each key keeps the number it already has; the others get the next
+        numbers in the order given. The counter row is locked first (an upsert
+        that changes nothing), so a racing :meth:`allocate` of one of these
+        keys has committed — and is seen — before the keys are looked up.
+        """
+        found: dict[str, AllocatedNumber] = {}
+        wanted = list(dict.fromkeys(charge_keys))
+        if not wanted:
+            return found
+        issued_at = ensure_utc(issued_at)
+        year = invoice_year(issued_at)
+        with self._lock, self._tables.transaction() as cursor:
+            self._tables.execute(
+                cursor,
+                "INSERT INTO invoice_sequences (prefix, year, last_sequence) VALUES (%s, %s, 0) "
+                "ON CONFLICT (prefix, year) DO UPDATE "
+                "SET last_sequence = invoice_sequences.last_sequence "
+                "RETURNING last_sequence",
+                (prefix, year),
+            )
+            last = int(cursor.fetchone()["last_sequence"])
+            for key in wanted:
+                existing = self._select(cursor, key)
+                if existing is not None:
+                    found[key] = existing
+                    continue
+                last += 1
+                allocated = AllocatedNumber(
+                    charge_key=key,
+                    number=format_invoice_number(prefix, year, last),
+                    prefix=prefix,
+                    year=year,
+                    sequence=last,
+                    issued_at=issued_at,
+                )
+                self._tables.execute(
+                    cursor,
+                    f"INSERT INTO invoice_numbers ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608
+                    (key, allocated.number, prefix, year, last, issued_at.isoformat()),
+                )
+                found[key] = allocated
+            self._tables.execute(
+                cursor,
+                "UPDATE invoice_sequences SET last_sequence = %s WHERE prefix = %s AND year = %s",
+                (last, prefix, year),
+            )
+        return found
+
     def number_for(self, charge_key: str) -> AllocatedNumber | None:
         with self._tables.read() as cursor:
             return self._select(cursor, charge_key)

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from domain.bundle_state import shown_state
+from domain.contract import contract_due_at
 from domain.events import OrganizationEvent
 from domain.facts import OrganizationFacts, facts_from_dict, facts_to_dict
 
@@ -38,6 +39,10 @@ class OrganizationRow:
     def trial_ends_at(self) -> datetime | None:
         return None if self.facts.trial is None else self.facts.trial.ends_at
 
+    @property
+    def contract_due_at(self) -> datetime | None:
+        return contract_due_at(self.facts)
+
 
 def row_from_json(
     organization_id: str, facts: str | dict[str, Any], version: int, position: int
@@ -57,6 +62,9 @@ class DirectoryEntry:
     trial_ends_at: datetime | None
     version: int
     position: int
+    #: When time alone makes the contract need a decision recorded (a renewal, a
+    #: retry, the end of a cancelled contract): ``domain.contract.contract_due_at``.
+    contract_due_at: datetime | None = None
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
         ends = self.trial_ends_at

@@ -32,7 +32,9 @@ SELECT_CHUNK = 500  # ids per ``IN (...)`` (SQLite allows 999 parameters at leas
 FACTS_MEMO_SIZE = 10_000  # organizations whose decoded facts are remembered
 _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,39}$")  # table names are built from it
 ACCESS_COLUMNS = "organization_id, version, position, facts"
-DIRECTORY_COLUMNS = "organization_id, name, recorded_state, trial_ends_at, version, position"
+DIRECTORY_COLUMNS = (
+    "organization_id, name, recorded_state, trial_ends_at, version, position, contract_due_at"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +154,11 @@ class Dialect:
         )
         cursor.executemany(
             f"INSERT INTO {views.directory_table} ({DIRECTORY_COLUMNS}) VALUES ({p}, {p}, {p}, "
-            f"{p}, {p}, {p}) ON CONFLICT (organization_id) DO UPDATE SET name = excluded.name, "
+            f"{p}, {p}, {p}, {p}) ON CONFLICT (organization_id) DO UPDATE SET "
+            "name = excluded.name, "
             "recorded_state = excluded.recorded_state, trial_ends_at = excluded.trial_ends_at, "
-            "version = excluded.version, position = excluded.position",
+            "version = excluded.version, position = excluded.position, "
+            "contract_due_at = excluded.contract_due_at",
             [
                 (
                     r.organization_id,
@@ -163,6 +167,7 @@ class Dialect:
                     db_time(r.trial_ends_at),
                     r.version,
                     r.position,
+                    db_time(r.contract_due_at),
                 )
                 for r in rows
             ],
@@ -172,6 +177,16 @@ class Dialect:
         self, views: OrganizationViews, cursor: Any, position: int, ids: list[str] | None
     ) -> None:
         """Tell the views' readers, at this transaction's commit, what it changed."""
+
+    def added_columns(self, views: OrganizationViews, cursor: Any) -> list[str]:
+        """Columns added after the first release, for a directory created before them
+        (their rows get the value when next written, or by ``audit rebuild --apply``)."""
+        # SQLite has no ADD COLUMN IF NOT EXISTS: look first.
+        cursor.execute(f"PRAGMA table_info({views.directory_table})")
+        names = {row[1] for row in cursor.fetchall()}
+        if not names or "contract_due_at" in names:
+            return []
+        return [f"ALTER TABLE {views.directory_table} ADD COLUMN contract_due_at TEXT"]
 
 
 class SQLite(Dialect):
@@ -194,6 +209,12 @@ class Postgres(Dialect):
 
     def py_time(self, value: Any) -> datetime | None:
         return value  # type: ignore[no-any-return]
+
+    def added_columns(self, views: OrganizationViews, cursor: Any) -> list[str]:
+        return [
+            f"ALTER TABLE {views.directory_table} "
+            "ADD COLUMN IF NOT EXISTS contract_due_at timestamptz"
+        ]
 
     @contextmanager
     def write_transaction(self, views: ViewStore) -> Iterator[Any]:
@@ -224,20 +245,24 @@ class Postgres(Dialect):
                 "version": r.version,
                 "position": r.position,
                 "facts": facts_to_dict(r.facts),
+                # The rule's answer, not SQL's: domain.contract.contract_due_at.
+                "contract_due_at": None if (due := r.contract_due_at) is None else due.isoformat(),
             }
             for r in rows
         ]
         update = "version = excluded.version, position = excluded.position"
         cursor.execute(
             "WITH batch AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS batch "
-            "(organization_id uuid, version bigint, position bigint, facts jsonb)), "
+            "(organization_id uuid, version bigint, position bigint, facts jsonb, "
+            "contract_due_at timestamptz)), "
             f"access AS (INSERT INTO {views.access} ({ACCESS_COLUMNS}) SELECT {ACCESS_COLUMNS} "
             f"FROM batch ON CONFLICT (organization_id) DO UPDATE SET {update}, "
             f"facts = excluded.facts) INSERT INTO {views.directory_table} ({DIRECTORY_COLUMNS}) "
             "SELECT organization_id, facts ->> 'name', facts ->> 'bundle_state', "
-            "(facts -> 'trial' ->> 'ends_at')::timestamptz, version, position FROM batch "
-            "ON CONFLICT (organization_id) DO UPDATE SET name = excluded.name, recorded_state = "
-            f"excluded.recorded_state, trial_ends_at = excluded.trial_ends_at, {update}",
+            "(facts -> 'trial' ->> 'ends_at')::timestamptz, version, position, contract_due_at "
+            "FROM batch ON CONFLICT (organization_id) DO UPDATE SET name = excluded.name, "
+            "recorded_state = excluded.recorded_state, trial_ends_at = excluded.trial_ends_at, "
+            f"contract_due_at = excluded.contract_due_at, {update}",
             (json.dumps(batch, separators=(",", ":")),),
         )
 
@@ -365,15 +390,25 @@ class OrganizationViews(TrackingRecorder):
         key, directory = f"organization_id {uid} PRIMARY KEY", self.directory_table
         numbers = f"version {integer} NOT NULL, position {integer} NOT NULL"
         with self.datastore.transaction(commit=True) as cursor:
+            # The first statement writes: SQLite's write lock is taken before the
+            # directory's columns are looked at (a read first could not upgrade).
             for statement in (
                 f"CREATE TABLE IF NOT EXISTS {self.access} ({key}, {numbers}, "
                 f"facts {facts} NOT NULL)",
                 f"CREATE TABLE IF NOT EXISTS {directory} ({key}, name {text} NOT NULL, "
-                f"recorded_state {text} NOT NULL, trial_ends_at {moment}, {numbers})",
+                f"recorded_state {text} NOT NULL, trial_ends_at {moment}, {numbers}, "
+                f"contract_due_at {moment})",
+            ):
+                cursor.execute(statement)
+            for statement in (
+                *self.dialect.added_columns(self, cursor),
                 f'CREATE INDEX IF NOT EXISTS "{self.prefix}_directory_state_idx" '
                 f"ON {directory} (recorded_state, organization_id)",
                 f'CREATE INDEX IF NOT EXISTS "{self.prefix}_directory_trial_end_idx" '
                 f"ON {directory} (trial_ends_at) WHERE recorded_state = 'trial'",
+                f'CREATE INDEX IF NOT EXISTS "{self.prefix}_directory_contract_due_idx" '
+                f"ON {directory} (contract_due_at, organization_id) "
+                "WHERE contract_due_at IS NOT NULL",
                 f"CREATE TABLE IF NOT EXISTS {self.tracking} (application_name {text} PRIMARY KEY, "
                 f"notification_id {integer})",
             ):
@@ -476,7 +511,8 @@ class OrganizationViews(TrackingRecorder):
     def directory_entry_from(self, found: Any) -> DirectoryEntry:
         ends, key = self.dialect.py_time(found["trial_ends_at"]), str(found["organization_id"])
         name, state, version = found["name"], found["recorded_state"], found["version"]
-        return DirectoryEntry(key, name, state, ends, version, found["position"])
+        due = self.dialect.py_time(found["contract_due_at"])
+        return DirectoryEntry(key, name, state, ends, version, found["position"], due)
 
     def select_access_rows(self, cursor: Any, ids: list[str]) -> dict[str, OrganizationRow | None]:
         """Rows of many organizations (``None`` for those without one), few queries."""
@@ -539,6 +575,27 @@ class OrganizationViews(TrackingRecorder):
         clause, params = recorded_as_sql(recorded_as_turning(), self.dialect.db_time(now), self.p)
         found = self._directory([clause], params, "trial_ends_at, organization_id", limit)
         return [str(line["organization_id"]) for line in found]
+
+    def contracts_due(
+        self, *, now: datetime, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[tuple[str, datetime]]:
+        """Contracts whose due moment (``contract_due_at``) has come, oldest first,
+        after the ``(due_at, organization_id)`` cursor ``after``."""
+        p, db_time = self.p, self.dialect.db_time
+        where = ["contract_due_at IS NOT NULL", f"contract_due_at <= {p}"]
+        params: list[Any] = [db_time(now)]
+        if after is not None:
+            where.append(
+                f"(contract_due_at > {p} OR (contract_due_at = {p} AND organization_id > {p}))"
+            )
+            params += [db_time(after[0]), db_time(after[0]), self.dialect.db_id(after[1])]
+        found = self._directory(where, params, "contract_due_at, organization_id", limit)
+        due: list[tuple[str, datetime]] = []
+        for line in found:
+            moment = self.dialect.py_time(line["contract_due_at"])
+            assert moment is not None
+            due.append((str(line["organization_id"]), moment))
+        return due
 
     def page(self, after: str | None, limit: int) -> ViewPage:
         """Up to ``limit`` rows of each view after the id ``after`` and their position, in one

@@ -184,12 +184,17 @@ def token(user_id: str | None, organization_id: str | None, operator: bool, ttl:
 )
 @click.pass_context
 def reconcile(ctx: click.Context, grace_minutes: int) -> None:
-    """Finish upgrade checkouts and plan-change charges left started by a crash, asking
-    the gateway what happened (each key is charged at most once)."""
+    """Finish upgrade checkouts, plan-change and renewal charges left started by a crash,
+    asking the gateway what happened (each key is charged at most once)."""
     services = command_services(ctx, existing_only=True)
     services.checkouts.reconcile_grace = timedelta(minutes=grace_minutes)
     services.plan_changes.reconcile_grace = timedelta(minutes=grace_minutes)
+    services.renewals.grace = timedelta(minutes=grace_minutes)
     report = services.checkouts.reconcile()
     changes = services.plan_changes.reconcile()
-    json.dump({**report.to_dict(), "plan_changes": changes.to_dict()}, sys.stdout)
+    renewals = services.renewals.reconcile()
+    json.dump(
+        {**report.to_dict(), "plan_changes": changes.to_dict(), "renewals": renewals.to_dict()},
+        sys.stdout,
+    )
     sys.stdout.write("\n")

@@ -374,6 +374,25 @@ def _print_replay(result: Replay) -> None:
         f"  extensions used {bundle['extensions_used']}"
         f"  actions {', '.join(bundle['available_actions']) or '-'}"
     )
+    contract = bundle.get("contract")
+    if contract is not None:
+        add_ons = ", ".join(f"{a['code']} × {a['quantity']}" for a in contract["add_ons"])
+        card = contract["payment_method"]
+        console.print(
+            f"contract {contract['billing_period']}, {contract['seats']} seats"
+            f"{', ' + add_ons if add_ons else ''}; period {contract['current_period_start']}"
+            f" → {contract['current_period_end']}"
+            f"{' (cancels at its end)' if contract['cancel_at_period_end'] else ''}"
+            f"; credit balance ¥{contract['credit_balance']:,}"
+            f"; card {card['brand'] or '-'} {card['last4'] or ''}".rstrip()
+        )
+        if contract.get("past_due_since"):
+            console.print(
+                f"past due since {contract['past_due_since']}, "
+                f"next attempt {contract['next_payment_attempt_at'] or '-'}"
+            )
+        if contract.get("end_reason"):
+            console.print(f"ended {contract['ended_at']} ({contract['end_reason']})")
     services = Table(title="access", title_justify="left", box=box.SIMPLE_HEAD)
     services.add_column("service", no_wrap=True)
     services.add_column("edition · contract · access, then the URL to use", overflow="fold")

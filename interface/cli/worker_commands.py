@@ -107,6 +107,7 @@ def worker(
         checkouts=services.checkouts,
         invoices=services.invoices,
         plan_changes=services.plan_changes,
+        renewals=services.renewals,
         settings=settings,
     )
     try:
@@ -160,5 +161,46 @@ def expire_trials(ctx: click.Context, batch: int, output_format: str) -> None:
         click.echo(f"already decided: {len(report.unchanged)}")
     if report.failed:
         click.echo(f"left for the next run (kept changing): {len(report.failed)}")
+    if report.more:
+        click.echo("the batch was full: run again for more")
+
+
+@main.command("renew")
+@click.option(
+    "--batch",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Contracts settled per batch (one transaction for the intents, one for the outcomes).",
+)
+@click.option("--once", is_flag=True, help="One batch only (default: until nothing is due).")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@click.pass_context
+def renew(ctx: click.Context, batch: int, once: bool, output_format: str) -> None:
+    """Record what time has decided for paid contracts: renewals charged at their
+    period's end, dunning retries, and the end of contracts set to cancel (SPEC §11).
+
+    Idempotent and safe beside the worker: a renewal is charged at most once.
+    """
+    services = command_services(ctx, existing_only=True)
+    renewals = services.renewals
+    report = renewals.sweep(batch=batch) if once else renewals.sweep_all(batch=batch)
+    if output_format == "json":
+        json.dump(report.to_dict(), sys.stdout)
+        sys.stdout.write("\n")
+        return
+    click.echo(f"renewed: {len(report.renewed)}")
+    click.echo(f"payment failed: {len(report.failed)}")
+    click.echo(f"ended: {len(report.ended)}")
+    if report.pending:
+        click.echo(f"left for reconcile (charge in flight or gateway down): {len(report.pending)}")
+    if report.conflicted:
+        click.echo(f"left for the next run (kept changing): {len(report.conflicted)}")
     if report.more:
         click.echo("the batch was full: run again for more")

@@ -61,6 +61,8 @@ def test_the_walkthrough_runs_as_written_and_prints_what_it_shows(tmp_path: Path
         runnable = re.sub(
             r"^API=.*$", f"API=http://{deployment.base}", runnable, flags=re.MULTILINE
         )
+        # The commands run beside the server (suitesub renew) open its database.
+        runnable = re.sub(r"^DB=.*$", f"DB={deployment.database_url}", runnable, flags=re.MULTILINE)
         script += [f"echo '{_MARKER.format(index)}'", runnable]
     try:
         deployment.start_api(workers=2)

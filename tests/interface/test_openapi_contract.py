@@ -50,6 +50,7 @@ RULES_THE_SCHEMA_CANNOT_STATE: tuple[tuple[str, str, str | None], ...] = (
     ("*", "raw_card_data_not_accepted", None),
     # The log's end moves: a position beyond it cannot be a static bound.
     ("GET /v1/organizations/{organization_id}/access", "min_position_ahead_of_log", None),
+    ("GET /v1/organizations/{organization_id}/subscription", "min_position_ahead_of_log", None),
     ("GET /v1/organizations", "min_position_ahead_of_log", None),
     ("GET /v1/organizations/{organization_id}/invoices", "min_position_ahead_of_log", None),
     (
