@@ -29,6 +29,7 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 from application.sql_tables import SqlTables
@@ -39,6 +40,11 @@ SUCCEEDED = "succeeded"
 DECLINED = "declined"
 VOIDED = "voided"
 CHECKOUT_ABANDONED = "checkout_abandoned"
+#: The failure reason reconcile records for a charge that never completed.
+ABANDONED = "abandoned"
+#: How long reconcile leaves a started charge (upgrade, renewal, change) to the
+#: process that began it before finishing it from the gateway's answer.
+RECONCILE_GRACE = timedelta(minutes=10)
 
 
 class PaymentError(DomainError):

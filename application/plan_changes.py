@@ -34,8 +34,10 @@ from application.event_stream import select_organization_notifications
 from application.idempotency import IdempotencyKeyReused
 from application.invoices.numbers import InvoiceNumbers
 from application.payments import (
+    ABANDONED,
     CHECKOUT_ABANDONED,
     NO_CHARGE,
+    RECONCILE_GRACE,
     VOIDED,
     PaymentDeclined,
     PaymentGateway,
@@ -49,8 +51,6 @@ from domain.contract_change import WantedChange
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RECONCILE_GRACE = timedelta(minutes=10)
-ABANDONED = "abandoned"
 CHANGED, SCHEDULED, FAILED, PENDING = "changed", "scheduled", "failed", "pending"
 #: Failure reasons after which nothing was charged and the same request may
 #: begin a new change (the gateway failed). Every other reason is final.
@@ -88,7 +88,7 @@ class PlanChanges:
         gateway: PaymentGateway,
         numbers: InvoiceNumbers,
         *,
-        reconcile_grace: timedelta = DEFAULT_RECONCILE_GRACE,
+        reconcile_grace: timedelta = RECONCILE_GRACE,
     ) -> None:
         self.app = app
         self.gateway = gateway

@@ -40,6 +40,7 @@ from eventsourcing.persistence import RecordConflictError
 from application.invoices.numbers import InvoiceNumbers
 from application.payments import (
     NO_CHARGE,
+    RECONCILE_GRACE,
     PaymentDeclined,
     PaymentGateway,
     PaymentGatewayUnavailable,
@@ -56,9 +57,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_RENEWAL_BATCH = 200
-#: A renewal intent younger than this may still have its charge in flight.
-DEFAULT_RENEWAL_GRACE = timedelta(minutes=10)
-
 RENEWED, FAILED, ENDED, PENDING, UNCHANGED = "renewed", "failed", "ended", "pending", "unchanged"
 
 
@@ -159,7 +157,7 @@ class Renewals:
         numbers: InvoiceNumbers,
         due: DueContracts | None = None,
         *,
-        grace: timedelta = DEFAULT_RENEWAL_GRACE,
+        grace: timedelta = RECONCILE_GRACE,
     ) -> None:
         self.app = app
         self.gateway = gateway

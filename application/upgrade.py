@@ -32,8 +32,10 @@ from eventsourcing.utils import get_topic
 from application.event_stream import select_organization_notifications
 from application.idempotency import IdempotencyKeyReused
 from application.payments import (
+    ABANDONED,
     CHECKOUT_ABANDONED,
     NO_CHARGE,
+    RECONCILE_GRACE,
     VOIDED,
     PaymentDeclined,
     PaymentGateway,
@@ -46,8 +48,6 @@ from domain.quote import Quote, UpgradeRequest
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RECONCILE_GRACE = timedelta(minutes=10)
-ABANDONED = "abandoned"
 _NOTIFICATION_PAGE = 500
 
 
@@ -79,7 +79,7 @@ class UpgradeCheckouts:
         app: SuiteSubscriptions,
         gateway: PaymentGateway,
         *,
-        reconcile_grace: timedelta = DEFAULT_RECONCILE_GRACE,
+        reconcile_grace: timedelta = RECONCILE_GRACE,
     ) -> None:
         self.app = app
         self.gateway = gateway

@@ -157,17 +157,10 @@ def _bundle_change_scheduled(e: ev.BundleChangeScheduled) -> Mapping[str, Any]:
     }
 
 
-def issued_invoice(event: ev.OrganizationEvent) -> dict[str, Any] | None:
-    """The invoice ``event`` records (any event whose ``invoice`` is not null:
-    the upgrade's purchase, a renewal, a mid-term change), or ``None``."""
-    invoice = getattr(event, "invoice", None)
-    return dict(invoice) if isinstance(invoice, Mapping) else None
-
-
 #: Domain event class → the integration events it announces, each with its
 #: ``data``. Besides these, every event announces ``invoice.issued`` when it
-#: records an invoice (:func:`issued_invoice`), then ``access.changed`` when
-#: the access view changed.
+#: records an invoice (``OrganizationEvent.issued_invoice``, the one rule),
+#: then ``access.changed`` when the access view changed.
 TRANSLATIONS: Mapping[type[ev.OrganizationEvent], tuple[tuple[str, Translation], ...]] = {
     ev.TrialStarted: (("trial.started", _trial_started),),
     ev.TrialEndReminderRecorded: (("trial.will_end", lambda e: {"trial_ends_at": e.ends_at}),),
@@ -292,7 +285,7 @@ def announce(
         for name, translate in TRANSLATIONS.get(type(event), ())
         if (data := translate(event)) is not None
     ]
-    invoice = issued_invoice(event)
+    invoice = event.issued_invoice
     if invoice is not None:
         found.append(
             IntegrationEvent(

@@ -19,7 +19,7 @@ from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.contract_change import WantedChange
 from domain.events import UpgradePurchased
-from domain.integration_events import EVENT_TYPES, issued_invoice
+from domain.integration_events import EVENT_TYPES
 from tests.domain.builders import CONTACT, PAYMENT, days, monthly_request
 from tests.receivers import Receiver, receiver
 
@@ -73,7 +73,7 @@ def purchase_types(services: Services, org: UUID) -> list[str]:
     app = services.app
     stored = (app.mapper.to_domain_event(s) for s in app.recorder.select_events(org))
     purchase = next(e for e in stored if isinstance(e, UpgradePurchased))
-    invoice = ["invoice.issued"] if issued_invoice(purchase) is not None else []
+    invoice = ["invoice.issued"] if purchase.issued_invoice is not None else []
     return ["bundle.purchased", *invoice, "access.changed"]
 
 
