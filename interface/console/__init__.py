@@ -16,7 +16,13 @@ from flask import Flask
 from interface.console import i18n, security
 from interface.console.blueprint import console
 from interface.console.oidc import OIDC_EXTENSION, OidcProvider, OidcSettings
-from interface.console.pages import admin, contract, sign_in, support  # noqa: F401  (routes register)
+from interface.console.pages import (  # noqa: F401  (routes register)
+    admin,
+    contract,
+    invoices,
+    sign_in,
+    support,
+)
 
 CONSOLE_PREFIX = "/console"
 security.protect(console)  # once, before any app registers the blueprint

@@ -48,6 +48,13 @@ DELIVERY_WORDS: Mapping[str, Any] = {
     "cancelled": _l("Cancelled"),
 }
 
+#: What an invoice was issued for (``domain.invoice.INVOICE_KINDS``).
+INVOICE_KIND_WORDS: Mapping[str, Any] = {
+    "upgrade": _l("Upgrade to CRM Plus"),
+    "renewal": _l("Renewal"),
+    "change": _l("Change of the plan"),
+}
+
 PERIOD_WORDS: Mapping[str, Any] = {"monthly": _l("Monthly"), "yearly": _l("Yearly")}
 
 #: The access view's notes, as the domain writes them, in the page's language.
@@ -77,6 +84,10 @@ def delivery_status(code: str) -> str:
 
 def period(code: str) -> str:
     return str(PERIOD_WORDS.get(code, code))
+
+
+def invoice_kind(code: str) -> str:
+    return str(INVOICE_KIND_WORDS.get(code, code))
 
 
 def note(text: str | None) -> str:
@@ -188,6 +199,7 @@ _REFUSAL_TITLES: Mapping[str, Any] = {
     "seats_below_current_licenses": _l("You need at least as many seats as your current licenses"),
     "not_allowed": _l("You are not allowed to do this"),
     "not_found": _l("Not found"),
+    "invoice_not_found": _l("There is no such invoice for this organization"),
     "organization_not_found": _l("Not found"),
     "raw_card_data_not_accepted": _l(
         "A card number was typed outside the card field; nothing was sent on"

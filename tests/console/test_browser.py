@@ -9,6 +9,7 @@ browser sent are searched for the card numbers typed: none may hold one.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pypdf import PdfReader
 
 from interface.auth import mint_token
 from tests.console.fake_oidc import CLIENT_ID, CLIENT_SECRET, fake_oidc_provider
@@ -69,6 +71,9 @@ WORDS: dict[str, dict[str, str]] = {
         "scheduled": "Cancellation scheduled",
         "undo": "Keep CRM Plus (undo the cancellation)",
         "withdrawn": "The cancellation is withdrawn",
+        "all_invoices": "All invoices",
+        "invoices": "Invoices",
+        "upgrade_invoice": "Upgrade to CRM Plus",
     },
     "ja": {
         "locale": "ja-JP",
@@ -98,6 +103,9 @@ WORDS: dict[str, dict[str, str]] = {
         "scheduled": "解約予約済み",
         "undo": "CRM Plus を継続する(解約を取り消す)",
         "withdrawn": "解約を取り消しました",
+        "all_invoices": "すべての請求書",
+        "invoices": "請求書",
+        "upgrade_invoice": "CRM Plus へのアップグレード",
     },
 }
 
@@ -188,6 +196,17 @@ class Story:
             if v["impact"] in SERIOUS
         ]
         assert serious == [], f"{name}: {serious}"
+
+
+def download_pdf(page: Any, link: Any) -> str:
+    """Click a PDF link as a person would; the downloaded file's text."""
+    with page.expect_download() as started:
+        link.click()
+    download = started.value
+    data = Path(download.path()).read_bytes()
+    assert data.startswith(b"%PDF-")
+    assert download.suggested_filename.endswith(".pdf")
+    return "".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages)
 
 
 def register_the_article_organization(server: RunningServer) -> str:
@@ -345,6 +364,20 @@ def test_the_article_story_in_the_browser(
     after = server.call("GET", f"/v1/organizations/{organization}/access")
     assert after["bundle"]["contract"]["cancel_at_period_end"] is False
 
+    # The invoices, and the upgrade's PDF downloaded.
+    invoices = server.call("GET", f"/v1/organizations/{organization}/invoices")["invoices"]
+    page.get_by_role("link", name=words["all_invoices"]).click()
+    rows = page.locator("table.invoices tbody tr")
+    assert rows.count() == len(invoices)
+    first = rows.first.inner_text()
+    assert invoices[0]["number"] in first
+    assert words["upgrade_invoice"] in first
+    assert f"¥{invoices[0]['total']:,}" in first
+    story.check("invoices")
+    downloaded = download_pdf(page, rows.first.get_by_role("link"))
+    assert invoices[0]["number"] in downloaded
+    assert f"¥{invoices[0]['total']:,}" in downloaded
+
     # Support: the directory, the timeline, the moment, the chain.
     page.get_by_role("button", name=words["sign_out"]).click()
     page.get_by_role("button", name=words["operator"]).click()
@@ -367,6 +400,14 @@ def test_the_article_story_in_the_browser(
     assert "HTTP 200" in table
     assert set(hooks.ids_of(organization)) >= {d["event_id"] for d in deliveries}
     story.check("webhook-deliveries")
+    page.get_by_role("link", name="Acme KK").click()
+    page.get_by_role("link", name=words["invoices"], exact=True).click()
+    assert page.locator("table.invoices tbody tr").count() == len(invoices)
+    story.check("support-invoices")
+    downloaded = download_pdf(
+        page, page.locator("table.invoices tbody tr").first.get_by_role("link")
+    )
+    assert invoices[0]["number"] in downloaded
     context.close()
 
     # The server only ever received tokens: no card number anywhere it wrote or was sent.

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import re
 from uuid import UUID
 
 import pytest
 from flask.testing import FlaskClient
+from pypdf import PdfReader
 
 from application.bootstrap import Services
+from interface.invoice_pdf import render_invoice_pdf
 from tests.console.conftest import SignIn
 from tests.console.story import CRM_SUPER_ADMIN, DESK_SUPER_ADMIN, buy_the_bundle, csrf_of
 
@@ -117,3 +121,106 @@ def test_before_the_upgrade_the_contract_page_sends_home(
     answer = browser.get(f"/console/orgs/{organization}/contract")
     assert answer.status_code == 302
     assert answer.location == f"/console/orgs/{organization}/"
+
+
+# -- invoices ---------------------------------------------------------------------------
+
+
+def pdf_text(data: bytes) -> str:
+    return "".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
+
+
+def test_the_contract_and_invoices_pages_list_the_upgrades_invoice_with_its_pdf(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    bought: dict[str, object],
+) -> None:
+    sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    number = str(bought["invoice_number"])
+    pdf_path = f"/console/orgs/{organization}/invoices/{number}/pdf"
+    contract = text(browser.get(f"/console/orgs/{organization}/contract"))
+    assert f'href="{pdf_path}"' in contract
+    assert f'href="/console/orgs/{organization}/invoices"' in contract
+    listed = text(browser.get(f"/console/orgs/{organization}/invoices"))
+    row = re.search(rf"<tr>\s*<th scope=\"row\"><code>{number}</code>.*?</tr>", listed, re.S)
+    assert row is not None, listed
+    assert "Upgrade to CRM Plus" in row.group(0)
+    assert f"¥{bought['total']:,}" in row.group(0)
+    assert "Visa •••• 4242" in row.group(0)
+    assert f'href="{pdf_path}"' in row.group(0)
+
+    pdf = browser.get(pdf_path)
+    assert pdf.status_code == 200
+    assert pdf.mimetype == "application/pdf"
+    assert pdf.headers["Content-Disposition"] == f'attachment; filename="{number}.pdf"'
+    recorded = services.invoices.invoice(organization, number).invoice
+    assert pdf.data == render_invoice_pdf(recorded)  # the recorded invoice, not a recomputation
+    assert number in pdf_text(pdf.data)
+    assert f"¥{bought['total']:,}" in pdf_text(pdf.data)
+
+
+def test_the_receipt_links_to_its_invoice(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    bought: dict[str, object],
+) -> None:
+    # The link waits for the view to hold the event that issued it (read-your-writes).
+    issued_at = services.invoices.invoice(organization, str(bought["invoice_number"])).position
+    sign_in(CRM_SUPER_ADMIN, organization)
+    receipt = text(browser.get(f"/console/orgs/{organization}/receipts/{bought['checkout_id']}"))
+    link = re.search(r'<dd class="invoice-number"><a href="([^"]+)"', receipt)
+    assert link is not None, receipt
+    path = link.group(1).replace("&amp;", "&")
+    assert path == (
+        f"/console/orgs/{organization}/invoices/{bought['invoice_number']}/pdf"
+        f"?min_position={issued_at}"
+    )
+    pdf = browser.get(path)
+    assert pdf.status_code == 200
+    assert str(bought["invoice_number"]) in pdf_text(pdf.data)
+
+
+def test_an_unknown_invoice_or_another_organizations_is_404(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    bought: dict[str, object],
+) -> None:
+    sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    missing = browser.get(f"/console/orgs/{organization}/invoices/SS-2026-999999/pdf")
+    assert missing.status_code == 404
+    assert "There is no such invoice" in text(missing)
+    other = services.app.register_organization(name="Globex", country="US", owner_user_id="u-gil")
+    for path in ("invoices", f"invoices/{bought['invoice_number']}/pdf"):
+        answer = browser.get(f"/console/orgs/{other.organization_id}/{path}")
+        assert answer.status_code == 404
+
+
+def test_support_lists_the_organizations_invoices_with_their_pdfs(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    bought: dict[str, object],
+) -> None:
+    number = str(bought["invoice_number"])
+    sign_in(CRM_SUPER_ADMIN, organization)
+    assert browser.get(f"/console/support/orgs/{organization}/invoices").status_code == 403
+    sign_in()
+    browser.set_cookie("console_lang", "en", path="/console")
+    page = text(browser.get(f"/console/support/orgs/{organization}"))
+    assert f'href="/console/support/orgs/{organization}/invoices"' in page
+    listed = text(browser.get(f"/console/support/orgs/{organization}/invoices"))
+    pdf_path = f"/console/support/orgs/{organization}/invoices/{number}/pdf"
+    assert f'href="{pdf_path}"' in listed
+    assert f"¥{bought['total']:,}" in listed
+    pdf = browser.get(pdf_path)
+    assert pdf.status_code == 200
+    assert pdf.data == render_invoice_pdf(services.invoices.invoice(organization, number).invoice)

@@ -17,7 +17,11 @@ from flask_babel import gettext as _
 from domain.facts import BundleState
 from interface.console.blueprint import console, services
 from interface.console.pages.admin import ORG, _organization_page
+from interface.console.pages.invoices import min_position
 from interface.console.signed_in import organization_user
+
+#: The newest invoices the contract page lists (the invoices page has them all).
+CONTRACT_INVOICES = 5
 
 
 @console.get(f"{ORG}/contract")
@@ -32,6 +36,9 @@ def contract(organization_id: UUID) -> ResponseReturnValue:
         organization_id,
         view=view,
         contract=view["bundle"]["contract"],
+        invoices=services().invoices.invoices(
+            organization_id, limit=CONTRACT_INVOICES, min_position=min_position()
+        ),
     )
 
 
