@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import timedelta
 from uuid import UUID
 
 import pytest
@@ -11,6 +12,7 @@ from flask.testing import FlaskClient
 from pypdf import PdfReader
 
 from application.bootstrap import Services
+from domain.clock import ManualClock
 from interface.invoice_pdf import render_invoice_pdf
 from tests.console.conftest import SignIn
 from tests.console.story import CRM_SUPER_ADMIN, DESK_SUPER_ADMIN, buy_the_bundle, csrf_of
@@ -224,3 +226,112 @@ def test_support_lists_the_organizations_invoices_with_their_pdfs(
     pdf = browser.get(pdf_path)
     assert pdf.status_code == 200
     assert pdf.data == render_invoice_pdf(services.invoices.invoice(organization, number).invoice)
+
+
+# -- the card on file -------------------------------------------------------------------
+
+
+def test_updating_the_card_puts_the_tokens_card_on_file(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    bought: dict[str, object],
+) -> None:
+    csrf = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    contract = text(browser.get(f"/console/orgs/{organization}/contract"))
+    assert f'href="/console/orgs/{organization}/contract/card"' in contract
+    page = text(browser.get(f"/console/orgs/{organization}/contract/card"))
+    assert "Visa •••• 4242" in page
+    card_inputs = re.findall(r"<input[^>]*data-card-[a-z]+[^>]*>", page)
+    assert len(card_inputs) == 3
+    assert all(" name=" not in tag for tag in card_inputs)  # only the token is ever sent
+    assert 'name="payment_token"' in page  # the <noscript> choice without JavaScript
+    saved = browser.post(
+        f"/console/orgs/{organization}/contract/card",
+        data={"csrf_token": csrf, "payment_token": "tok_mastercard"},
+    )
+    assert saved.status_code == 302
+    assert saved.location.startswith(f"/console/orgs/{organization}/contract?min_position=")
+    page = text(browser.get(saved.location))
+    assert "The card on file is now Mastercard •••• 4444." in page
+    assert '<dd class="card">Mastercard •••• 4444</dd>' in page
+    assert event_types(services, organization)[-1] == "PaymentMethodChanged"
+    terms = services.read_model.access(organization)["bundle"]["contract"]
+    assert terms["payment_method"] == {"brand": "mastercard", "last4": "4444"}
+
+
+def test_a_card_the_gateway_refuses_is_explained_and_changes_nothing(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    bought: dict[str, object],
+) -> None:
+    csrf = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    version = services.app.get_organization(organization).version
+    declined = browser.post(
+        f"/console/orgs/{organization}/contract/card",
+        data={"csrf_token": csrf, "payment_token": "tok_chargeDeclined"},
+    )
+    assert declined.status_code == 402
+    assert "The card was declined" in text(declined)
+    assert "The card on file has not changed." in text(declined)
+    missing = browser.post(f"/console/orgs/{organization}/contract/card", data={"csrf_token": csrf})
+    assert missing.status_code == 422
+    forged = browser.post(
+        f"/console/orgs/{organization}/contract/card", data={"payment_token": "tok_visa"}
+    )
+    assert forged.status_code == 400  # no CSRF token: refused before the view runs
+    assert services.app.get_organization(organization).version == version
+
+
+def test_a_new_card_while_past_due_pays_the_renewal_at_once(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    clock: ManualClock,
+) -> None:
+    buy_the_bundle(services, organization, token="tok_visa_renewalDeclined")
+    clock.advance(timedelta(days=366))  # past the yearly period's end
+    assert services.renewals.sweep().failed == [str(organization)]
+    csrf = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    contract = text(browser.get(f"/console/orgs/{organization}/contract"))
+    assert "The renewal payment failed" in contract
+    assert f'href="/console/orgs/{organization}/contract/card"' in contract
+    page = text(browser.get(f"/console/orgs/{organization}/contract/card"))
+    assert "Saving a new card charges the renewal to it at once." in page
+    assert "Save the card and pay now" in page
+
+    again = browser.post(
+        f"/console/orgs/{organization}/contract/card",
+        data={"csrf_token": csrf, "payment_token": "tok_visa_renewalDeclined"},
+    )
+    assert again.location.startswith(f"/console/orgs/{organization}/contract/card")
+    page = text(browser.get(again.location))
+    assert "The renewal could not be paid with the new card either" in page
+    assert services.app.facts(organization).bundle_state == "past_due"
+
+    paid = browser.post(
+        f"/console/orgs/{organization}/contract/card",
+        data={"csrf_token": csrf_of(page), "payment_token": "tok_visa"},
+    )
+    page = text(browser.get(paid.location))
+    assert "The renewal was paid with the new card" in page
+    assert services.app.facts(organization).bundle_state == "active"
+    assert "The renewal payment failed" not in page
+    assert '<dd class="renewal">Nov 26, 2028' in page  # the renewed period's end
+    assert "Renewal" in page  # the renewal's invoice, listed with the upgrade's
+    # Each new card is put on file and charged at once: declined, then paid.
+    assert event_types(services, organization)[-6:] == [
+        "PaymentMethodChanged",
+        "RenewalChargeStarted",
+        "RenewalPaymentFailed",
+        "PaymentMethodChanged",
+        "RenewalChargeStarted",
+        "BundleRenewed",
+    ]

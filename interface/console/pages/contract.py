@@ -2,21 +2,29 @@
 
 The contract's terms are the access view's ``bundle.contract`` block (the same
 block ``GET .../subscription`` answers); every button runs the application's
-command the API runs (``cancel_contract``, ``withdraw_contract_cancellation``),
+command the API runs (``cancel_contract``, ``withdraw_contract_cancellation``,
+``Renewals.change_payment_method`` for ``PUT .../subscription/payment-method``),
 and refusals come back through the one error mapping.
 """
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
-from flask import flash, redirect, url_for
-from flask.typing import ResponseReturnValue
+from flask import flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue, ResponseValue
 from flask_babel import gettext as _
+from marshmallow import ValidationError
 
+from application.renewals import RENEWED
+from domain.contract import contract_block
+from domain.errors import DomainError
 from domain.facts import BundleState
+from interface import schemas as s
 from interface.console.blueprint import console, services
-from interface.console.pages.admin import ORG, _organization_page
+from interface.console.pages.admin import ORG, _organization_page, field_problems
+from interface.console.pages.common import refusal
 from interface.console.pages.invoices import min_position
 from interface.console.signed_in import organization_user
 
@@ -24,18 +32,23 @@ from interface.console.signed_in import organization_user
 CONTRACT_INVOICES = 5
 
 
+def _contract_page(template: str, organization_id: UUID, **context: Any) -> ResponseValue:
+    """A page about the running contract (before the upgrade: home). A redirect
+    after a command names its position, so the page shows what it did."""
+    view = services().read_model.access(organization_id, min_position=min_position())
+    contract = view["bundle"].get("contract")
+    if contract is None:
+        return redirect(url_for("console.home", organization_id=organization_id))
+    return _organization_page(template, organization_id, view=view, contract=contract, **context)
+
+
 @console.get(f"{ORG}/contract")
 def contract(organization_id: UUID) -> ResponseReturnValue:
     """The contract: renewal date, seats, add-ons, credit balance, card; cancel or undo."""
     organization_user(organization_id)
-    view = services().read_model.access(organization_id)
-    if view["bundle"].get("contract") is None:
-        return redirect(url_for("console.home", organization_id=organization_id))
-    return _organization_page(
+    return _contract_page(
         "console/contract.html",
         organization_id,
-        view=view,
-        contract=view["bundle"]["contract"],
         invoices=services().invoices.invoices(
             organization_id, limit=CONTRACT_INVOICES, min_position=min_position()
         ),
@@ -62,3 +75,51 @@ def withdraw_cancellation(organization_id: UUID) -> ResponseReturnValue:
     services().app.withdraw_contract_cancellation(organization_id, by=user)
     flash(_("The cancellation is withdrawn: CRM Plus renews as before."))
     return redirect(url_for("console.contract", organization_id=organization_id))
+
+
+# -- the card on file -----------------------------------------------------------------
+
+
+@console.get(f"{ORG}/contract/card")
+def card(organization_id: UUID) -> ResponseReturnValue:
+    """Update the card: the sandbox card field, which sends only a token."""
+    organization_user(organization_id)
+    return _contract_page("console/card.html", organization_id)
+
+
+@console.post(f"{ORG}/contract/card")
+def save_card(organization_id: UUID) -> ResponseReturnValue:
+    """Put the token's card on file (``PUT .../subscription/payment-method``'s service);
+    while past due the renewal is charged to it at once."""
+    user = organization_user(organization_id).user_id
+    body = {"payment_token": request.form.get("payment_token", "")}
+    try:
+        token = s.PaymentMethodSchema().load(body)["payment_token"]
+        answer = services().renewals.change_payment_method(
+            organization_id, by=user, payment_token=token
+        )
+    except ValidationError as invalid:
+        page = _contract_page("console/card.html", organization_id, invalid=field_problems(invalid))
+        return page, 422
+    except DomainError as error:  # a token the gateway will not save (declined, unreadable)
+        shown = refusal(error)
+        return _contract_page("console/card.html", organization_id, refusal=shown), shown["status"]
+    terms = contract_block(services().app.facts(organization_id)) or {}
+    card_on_file = terms.get("payment_method") or {}
+    flash(
+        _(
+            "The card on file is now %(brand)s •••• %(last4)s.",
+            brand=str(card_on_file.get("brand") or "").title(),
+            last4=card_on_file.get("last4") or "",
+        )
+    )
+    after = {"organization_id": organization_id, "min_position": answer["position"]}
+    renewal = answer["renewal"]
+    if renewal == RENEWED:
+        flash(_("The renewal was paid with the new card: the payment is no longer past due."))
+    elif renewal is not None and terms.get("past_due_since"):
+        flash(_("The renewal could not be paid with the new card either; try another card."))
+        return redirect(url_for("console.card", **after))
+    elif renewal is not None:
+        flash(_("The renewal could not be paid, and the contract has ended."))
+    return redirect(url_for("console.contract", **after))

@@ -61,7 +61,9 @@ function attachSandboxCard(form) {
   });
 }
 
+// Every form with a card field: the upgrade's payment and the card on file's update.
 document.addEventListener("DOMContentLoaded", function () {
-  const form = document.getElementById("payment-form");
-  if (form && form.querySelector("[data-sandbox-card]")) attachSandboxCard(form);
+  document.querySelectorAll("form").forEach(function (form) {
+    if (form.querySelector("[data-sandbox-card]")) attachSandboxCard(form);
+  });
 });
