@@ -55,6 +55,12 @@ INVOICE_KIND_WORDS: Mapping[str, Any] = {
     "change": _l("Change of the plan"),
 }
 
+#: Why a contract ended (``BundleEnded.reason``).
+ENDED_WORDS: Mapping[str, Any] = {
+    "cancelled": _l("cancelled at the period's end"),
+    "payment_failed": _l("the last renewal payment failed"),
+}
+
 PERIOD_WORDS: Mapping[str, Any] = {"monthly": _l("Monthly"), "yearly": _l("Yearly")}
 
 #: The access view's notes, as the domain writes them, in the page's language.
@@ -106,6 +112,12 @@ def service_list(codes: Any) -> str:
 
 def add_on(code: str) -> str:
     return str(ADD_ON_WORDS.get(code, code))
+
+
+def add_on_list(add_ons: Any) -> str:
+    """A contract's add-ons (``[{code, quantity}]``) in words, or "none"."""
+    shown = [f"{add_on(a['code'])} × {a['quantity']}" for a in add_ons]
+    return ", ".join(shown) or _("none")
 
 
 def _date(value: Any) -> str:
@@ -167,6 +179,56 @@ _EVENT_SENTENCES: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
         brand=d.get("payment", {}).get("brand"),
         last4=d.get("payment", {}).get("last4"),
     ),
+    "BundleCancellationScheduled": lambda d: _(
+        "Cancellation scheduled: CRM Plus ends %(end)s.", end=_date(d.get("effective_at"))
+    ),
+    "BundleCancellationWithdrawn": lambda d: _(
+        "Cancellation withdrawn: CRM Plus renews as before."
+    ),
+    "ChangeChargeStarted": lambda d: _(
+        "Plan change charge started for %(total)s.",
+        total=yen(int(d.get("quote", {}).get("total", 0))),
+    ),
+    "ChangeChargeFailed": lambda d: _(
+        "Plan change charge failed: %(reason)s.", reason=refusal_title(str(d.get("reason", "")))
+    ),
+    "BundleChanged": lambda d: _(
+        "Plan changed: %(seats)s seats, %(period)s, %(add_ons)s; %(total)s charged "
+        "(invoice %(number)s).",
+        seats=d.get("seats"),
+        period=period(d.get("billing_period", "")),
+        add_ons=add_on_list(d.get("add_ons") or []),
+        total=yen(int(d.get("total", 0))),
+        number=(d.get("invoice") or {}).get("number"),
+    ),
+    "BundleChangeScheduled": lambda d: _(
+        "Plan change scheduled for the renewal on %(at)s.", at=_date(d.get("takes_effect_at"))
+    ),
+    "PaymentMethodChanged": lambda d: _(
+        "Card on file changed to %(brand)s ending %(last4)s.",
+        brand=d.get("brand"),
+        last4=d.get("last4"),
+    ),
+    "RenewalChargeStarted": lambda d: _(
+        "Renewal charge started (attempt %(attempt)s).", attempt=d.get("attempt")
+    ),
+    "RenewalPaymentFailed": lambda d: _(
+        "Renewal payment failed (attempt %(attempt)s): %(reason)s.",
+        attempt=d.get("attempt"),
+        reason=refusal_title(str(d.get("reason", ""))),
+    ),
+    "BundleRenewed": lambda d: _(
+        "CRM Plus renewed until %(end)s: %(seats)s seats, %(period)s; %(total)s charged "
+        "(invoice %(number)s).",
+        end=_date(d.get("period_end")),
+        seats=d.get("seats"),
+        period=period(d.get("billing_period", "")),
+        total=yen(int(d.get("total", 0))),
+        number=(d.get("invoice") or {}).get("number"),
+    ),
+    "BundleEnded": lambda d: _(
+        "CRM Plus ended (%(reason)s).", reason=ENDED_WORDS.get(d.get("reason", ""), d.get("reason"))
+    ),
     "StandaloneContractTerminated": lambda d: _(
         "%(service)s standalone contract ended; %(credit)s credited for %(days)s unused days.",
         service=service(d.get("service", "")),
@@ -200,6 +262,16 @@ _REFUSAL_TITLES: Mapping[str, Any] = {
     "not_allowed": _l("You are not allowed to do this"),
     "not_found": _l("Not found"),
     "invoice_not_found": _l("There is no such invoice for this organization"),
+    "no_change": _l("These are already the contract's terms"),
+    "payment_past_due": _l("A renewal payment is past due: pay the renewal first"),
+    "change_in_progress": _l("A change of the plan is being charged; wait a moment"),
+    "renewal_in_progress": _l("A renewal payment is being processed; wait a moment"),
+    "cancellation_scheduled": _l(
+        "The contract is set to end: keep CRM Plus before starting a yearly period"
+    ),
+    "no_payment_method": _l("No card is on file: update the card first"),
+    "no_active_contract": _l("There is no running CRM Plus contract"),
+    "idempotency_key_reused": _l("This form was already used for another change; reload it"),
     "organization_not_found": _l("Not found"),
     "raw_card_data_not_accepted": _l(
         "A card number was typed outside the card field; nothing was sent on"

@@ -38,7 +38,9 @@ def _authorized(organization_id: UUID) -> str:
     return principal.user_id
 
 
-def _wanted(body: dict[str, Any]) -> WantedChange:
+def wanted_change(body: dict[str, Any]) -> WantedChange:
+    """The loaded body (``ChangeQuoteRequestSchema``) as the domain's wanted change;
+    the console's change page makes its body the same way."""
     add_ons = body.get("add_ons")
     return WantedChange(
         seats=body.get("seats"),
@@ -57,7 +59,7 @@ class PlanChangeQuote(MethodView):
     def post(self, body: dict[str, Any], organization_id: UUID) -> dict[str, Any]:
         """Price a change of the plan now (pro rata, or a new yearly period); records nothing."""
         _authorized(organization_id)
-        return services().plan_changes.quote(organization_id, _wanted(body))
+        return services().plan_changes.quote(organization_id, wanted_change(body))
 
 
 @blp.route(f"{ORG}/subscription/change")
@@ -73,7 +75,7 @@ class PlanChange(MethodView):
         return services().plan_changes.change(
             organization_id,
             by=user,
-            wanted=_wanted(body),
+            wanted=wanted_change(body),
             expected_total=body["expected_total"],
             idempotency_key=request.headers.get("Idempotency-Key"),
         )

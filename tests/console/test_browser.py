@@ -40,6 +40,7 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 VISA = "4242 4242 4242 4242"
 DECLINED = "4000 0000 0000 0002"
+MASTERCARD = "5555 5555 5555 4444"
 SERIOUS = {"serious", "critical"}
 
 WORDS: dict[str, dict[str, str]] = {
@@ -74,6 +75,12 @@ WORDS: dict[str, dict[str, str]] = {
         "all_invoices": "All invoices",
         "invoices": "Invoices",
         "upgrade_invoice": "Upgrade to CRM Plus",
+        "change_invoice": "Change of the plan",
+        "change_plan": "Change the plan",
+        "current_terms": "These are your current terms",
+        "confirm_pay": "Confirm and pay {}",
+        "changed_plan": "The plan has changed",
+        "update_card": "Update the card",
     },
     "ja": {
         "locale": "ja-JP",
@@ -106,6 +113,12 @@ WORDS: dict[str, dict[str, str]] = {
         "all_invoices": "すべての請求書",
         "invoices": "請求書",
         "upgrade_invoice": "CRM Plus へのアップグレード",
+        "change_invoice": "プラン変更",
+        "change_plan": "プランを変更",
+        "current_terms": "現在のご契約内容です",
+        "confirm_pay": "確定して {} を支払う",
+        "changed_plan": "プランを変更しました",
+        "update_card": "カードの変更",
     },
 }
 
@@ -364,19 +377,61 @@ def test_the_article_story_in_the_browser(
     after = server.call("GET", f"/v1/organizations/{organization}/access")
     assert after["bundle"]["contract"]["cancel_at_period_end"] is False
 
-    # The invoices, and the upgrade's PDF downloaded.
+    # Change the plan: two more users, priced live (the API's quote), confirmed.
+    page.get_by_role("link", name=words["change_plan"], exact=True).click()
+    assert words["current_terms"] in page.locator("#change-summary").inner_text()
+    story.check("change-plan")
+    page.locator("#seats").fill("12")
+    change_quote = server.call(
+        "POST",
+        f"/v1/organizations/{organization}/subscription/change/quote",
+        {"seats": 12},
+        token=alice,
+    )
+    page.wait_for_selector(f'[data-change-total="{change_quote["total"]}"]')  # console.js
+    assert change_quote["total"] > 0
+    story.check("change-quote")
+    page.get_by_role(
+        "button", name=words["confirm_pay"].format(f"¥{change_quote['total']:,}")
+    ).click()
+    assert words["changed_plan"] in page.locator(".flash").inner_text()
+    assert page.locator("dd.seats").inner_text() == "12"
+    story.check("plan-changed")
+
+    # Update the card: the sandbox field again, a declined card, then Mastercard.
+    page.get_by_role("link", name=words["update_card"], exact=True).click()
+    page.locator("#card-number").fill(DECLINED)
+    story.check("update-card")
+    page.locator("#card-form button[type=submit]").click()
+    assert words["declined"] in page.content()
+    page.locator("#card-number").fill(MASTERCARD)
+    page.locator("#card-expiry").fill("12/30")
+    page.locator("#card-cvc").fill("123")
+    page.locator("#card-form button[type=submit]").click()
+    assert "4444" in page.locator(".flash").inner_text()
+    assert "Mastercard" in page.locator("dd.card").inner_text()
+    story.check("card-updated")
+    card = server.call("GET", f"/v1/organizations/{organization}/subscription")["contract"]
+    assert card["payment_method"] == {"brand": "mastercard", "last4": "4444"}
+
+    # The invoices, newest first (the change's, then the upgrade's), and their PDFs.
     invoices = server.call("GET", f"/v1/organizations/{organization}/invoices")["invoices"]
+    assert [i["kind"] for i in invoices] == ["change", "upgrade"]
     page.get_by_role("link", name=words["all_invoices"]).click()
     rows = page.locator("table.invoices tbody tr")
     assert rows.count() == len(invoices)
-    first = rows.first.inner_text()
-    assert invoices[0]["number"] in first
-    assert words["upgrade_invoice"] in first
-    assert f"¥{invoices[0]['total']:,}" in first
+    for row, invoice, kind in zip(
+        (rows.nth(0), rows.nth(1)), invoices, ("change_invoice", "upgrade_invoice"), strict=True
+    ):
+        shown = row.inner_text()
+        assert invoice["number"] in shown
+        assert words[kind] in shown
+        assert f"¥{invoice['total']:,}" in shown
     story.check("invoices")
-    downloaded = download_pdf(page, rows.first.get_by_role("link"))
-    assert invoices[0]["number"] in downloaded
-    assert f"¥{invoices[0]['total']:,}" in downloaded
+    for row, invoice in zip((rows.nth(0), rows.nth(1)), invoices, strict=True):
+        downloaded = download_pdf(page, row.get_by_role("link"))
+        assert invoice["number"] in downloaded
+        assert f"¥{invoice['total']:,}" in downloaded
 
     # Support: the directory, the timeline, the moment, the chain.
     page.get_by_role("button", name=words["sign_out"]).click()
@@ -413,12 +468,13 @@ def test_the_article_story_in_the_browser(
     # The server only ever received tokens: no card number anywhere it wrote or was sent.
     stored = server.stored_bytes()
     sent = "\n".join(story.sent)
-    for number in (VISA, DECLINED):
+    for number in (VISA, DECLINED, MASTERCARD):
         for spelling in (number, number.replace(" ", ""), number.replace(" ", "+")):
             assert spelling.encode() not in stored
             assert spelling not in sent
     assert b"UpgradePurchased" in stored  # the search did read the store that recorded it
     assert "payment_token=tok_visa" in sent  # what the browser sent instead
+    assert "payment_token=tok_mastercard" in sent  # the update-card form's token
 
 
 PRODUCTION_WORDS = {

@@ -12,10 +12,20 @@ from flask.testing import FlaskClient
 from pypdf import PdfReader
 
 from application.bootstrap import Services
+from application.upgrade import PurchaseRequest
 from domain.clock import ManualClock
+from domain.contract_change import WantedChange
+from domain.quote import UpgradeRequest
+from interface.console.security import CONTENT_SECURITY_POLICY
 from interface.invoice_pdf import render_invoice_pdf
 from tests.console.conftest import SignIn
-from tests.console.story import CRM_SUPER_ADMIN, DESK_SUPER_ADMIN, buy_the_bundle, csrf_of
+from tests.console.story import (
+    CRM_SUPER_ADMIN,
+    DESK_SUPER_ADMIN,
+    buy_the_bundle,
+    csrf_of,
+    unify_the_super_admin,
+)
 
 ENGLISH = {"Accept-Language": "en"}
 
@@ -335,3 +345,287 @@ def test_a_new_card_while_past_due_pays_the_renewal_at_once(
         "RenewalChargeStarted",
         "BundleRenewed",
     ]
+
+
+# -- changing the plan ------------------------------------------------------------------
+
+MORE_SEATS = {"billing_period": "yearly", "seats": "12", "add_on_storage-10gb": "2"}
+
+
+def quoted_total(html: str) -> int:
+    found = re.search(r'data-change-total="(\d+)"', html)
+    assert found, "the page shows no quote"
+    return int(found.group(1))
+
+
+def confirm_form(html: str) -> dict[str, str]:
+    """The Confirm form's fields, as the browser would post them."""
+    form = re.search(r'<form[^>]*id="confirm-change-form".*?</form>', html, re.S)
+    assert form, "the page has no Confirm form"
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form.group(0)))
+
+
+def test_more_seats_are_quoted_pro_rata_and_confirming_charges_the_quote_once(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    clock: ManualClock,
+    bought: dict[str, object],
+) -> None:
+    clock.advance(timedelta(days=40))
+    csrf = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    contract = text(browser.get(f"/console/orgs/{organization}/contract"))
+    assert f'href="/console/orgs/{organization}/contract/change"' in contract
+    page = text(browser.get(f"/console/orgs/{organization}/contract/change"))
+    assert "These are your current terms" in page  # the form starts at the contract's terms
+    assert 'name="seats" type="number" min="1" max="10000" inputmode="numeric" value="10"' in page
+
+    # Without JavaScript: "Show the quote" posts the form and the page shows the price.
+    shown = browser.post(
+        f"/console/orgs/{organization}/contract/change/quote",
+        data={"csrf_token": csrf, **MORE_SEATS},
+    )
+    assert shown.status_code == 200
+    page = text(shown)
+    quote = services.plan_changes.quote(organization, WantedChange(seats=12))
+    assert quoted_total(page) == quote["total"]
+    [line] = quote["lines"]
+    assert f"CRM Plus, 2 more users for {line['days']} of {line['period_days']} days" in page
+    assert f"Confirm and pay ¥{quote['total']:,}" in page
+    fields = confirm_form(page)
+    assert fields["expected_total"] == str(quote["total"])
+    assert fields["seats"] == "12"
+
+    done = browser.post(f"/console/orgs/{organization}/contract/change", data=fields)
+    assert done.status_code == 302
+    page = text(browser.get(done.location))
+    number = services.invoices.invoices(organization)["invoices"][0]["number"]
+    assert (
+        f"The plan has changed: ¥{quote['total']:,} charged to Visa •••• 4242 "
+        f"(invoice {number})." in page
+    )
+    assert '<dd class="seats">12</dd>' in page
+    assert "Change of the plan" in page  # its invoice, newest first
+    # Confirm pressed twice (the same page's key): answered from the log, charged once.
+    again = browser.post(f"/console/orgs/{organization}/contract/change", data=fields)
+    assert again.status_code == 302
+    assert event_types(services, organization).count("BundleChanged") == 1
+    assert services.read_model.access(organization)["bundle"]["contract"]["seats"] == 12
+
+
+def test_a_changed_price_is_refused_with_the_new_quote_and_nothing_is_charged(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    clock: ManualClock,
+    bought: dict[str, object],
+) -> None:
+    clock.advance(timedelta(days=40))
+    csrf = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    page = text(
+        browser.post(
+            f"/console/orgs/{organization}/contract/change/quote",
+            data={"csrf_token": csrf, **MORE_SEATS},
+        )
+    )
+    fields = confirm_form(page)
+    clock.advance(timedelta(days=30))  # a month later the rest of the period is shorter
+    version = services.app.get_organization(organization).version
+    refused = browser.post(f"/console/orgs/{organization}/contract/change", data=fields)
+    assert refused.status_code == 409
+    page = text(refused)
+    assert "The price changed" in page
+    assert "Nothing was charged." in page
+    fresh = services.plan_changes.quote(organization, WantedChange(seats=12))
+    assert fresh["total"] < int(fields["expected_total"])
+    assert quoted_total(page) == fresh["total"]
+    assert services.app.get_organization(organization).version == version
+
+
+def test_fewer_seats_wait_for_the_renewal_and_charge_nothing(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    bought: dict[str, object],
+) -> None:
+    csrf = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    fewer = {
+        "csrf_token": csrf,
+        "billing_period": "yearly",
+        "seats": "8",
+        "add_on_storage-10gb": "2",
+    }
+    page = text(browser.post(f"/console/orgs/{organization}/contract/change/quote", data=fewer))
+    assert "Users: 10 → 8" in page
+    assert "at the renewal" in page
+    assert "Nothing is charged now" in page
+    assert quoted_total(page) == 0
+    assert "Confirm the change" in page
+    invoices_before = services.invoices.invoices(organization)["invoices"]
+    done = browser.post(f"/console/orgs/{organization}/contract/change", data=confirm_form(page))
+    page = text(browser.get(done.location))
+    assert "The change takes effect at the renewal on Nov 26, 2027" in page
+    assert "At the renewal:" in page
+    assert "8 users" in page
+    assert '<dd class="seats">10</dd>' in page  # still 10 until then
+    assert event_types(services, organization)[-1] == "BundleChangeScheduled"
+    assert services.invoices.invoices(organization)["invoices"] == invoices_before
+
+
+def test_the_live_quote_is_the_same_fragment_and_needs_the_csrf_token(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    bought: dict[str, object],
+) -> None:
+    csrf = sign_in(CRM_SUPER_ADMIN, organization)
+    path = f"/console/orgs/{organization}/contract/change/summary"
+    fragment = text(browser.post(path, data={"csrf_token": csrf, **MORE_SEATS}))
+    assert '<div class="order-summary" id="change-summary"' in fragment
+    assert "<html" not in fragment
+    quote = services.plan_changes.quote(organization, WantedChange(seats=12))
+    assert quoted_total(fragment) == quote["total"]
+    assert browser.post(path, data=MORE_SEATS).status_code == 400
+    invalid = text(browser.post(path, data={"csrf_token": csrf, **MORE_SEATS, "seats": "0"}))
+    assert "data-change-total" not in invalid
+    assert "seats" in invalid
+
+
+def test_while_past_due_the_change_page_sends_to_the_card(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    clock: ManualClock,
+) -> None:
+    buy_the_bundle(services, organization, token="tok_visa_renewalDeclined")
+    clock.advance(timedelta(days=366))
+    assert services.renewals.sweep().failed == [str(organization)]
+    csrf = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    contract = text(browser.get(f"/console/orgs/{organization}/contract"))
+    assert f'href="/console/orgs/{organization}/contract/change"' not in contract
+    page = text(
+        browser.post(
+            f"/console/orgs/{organization}/contract/change/quote",
+            data={"csrf_token": csrf, **MORE_SEATS},
+        )
+    )
+    assert "data-change-total" not in page
+    assert "pay the renewal first" in page
+    assert f'href="/console/orgs/{organization}/contract/card"' in page
+
+
+def test_the_contract_pages_have_the_csp_no_inline_code_and_csrf_on_every_form(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    bought: dict[str, object],
+) -> None:
+    csrf = sign_in(CRM_SUPER_ADMIN, organization)
+    org = f"/console/orgs/{organization}"
+    answers = [
+        browser.get(f"{org}/contract"),
+        browser.get(f"{org}/contract/card"),
+        browser.get(f"{org}/contract/change"),
+        browser.post(f"{org}/contract/change/quote", data={"csrf_token": csrf, **MORE_SEATS}),
+        browser.get(f"{org}/invoices"),
+        browser.get(f"{org}/receipts/{bought['checkout_id']}"),
+    ]
+    for answer in answers:
+        assert answer.status_code == 200
+        assert answer.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+        html = text(answer)
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html)
+        assert not re.search(r"\son[a-z]+=", html)
+        assert not re.search(r"\sstyle=", html)
+        for form in re.findall(r'<form[^>]*method="post".*?</form>', html, re.S):
+            assert f'name="csrf_token" value="{csrf}"' in form, form
+
+
+def test_monthly_to_yearly_is_quoted_as_a_new_period_with_the_unused_days_credited(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    clock: ManualClock,
+) -> None:
+    unify_the_super_admin(services.app, organization)
+    services.app.start_trial(organization, by=CRM_SUPER_ADMIN)
+    monthly = UpgradeRequest(billing_period="monthly", seats=10, add_ons=())
+    services.checkouts.purchase(
+        organization,
+        by=CRM_SUPER_ADMIN,
+        purchase=PurchaseRequest(
+            request=monthly,
+            billing_contact={"company_name": "Acme KK", "country": "JP", "email": "b@acme.example"},
+            expected_total=services.app.quote(organization, monthly).total,
+            payment_token="tok_visa",
+        ),
+        idempotency_key="monthly",
+    )
+    clock.advance(timedelta(days=10))
+    csrf = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    page = text(
+        browser.post(
+            f"/console/orgs/{organization}/contract/change/quote",
+            data={"csrf_token": csrf, "billing_period": "yearly", "seats": "10"},
+        )
+    )
+    quote = services.plan_changes.quote(organization, WantedChange(billing_period="yearly"))
+    unused = quote["unused_period_credit"]
+    assert quote["new_period"] is True
+    assert "Billing period: Monthly → Yearly" in page
+    assert "CRM Plus, 10 users × 12 months" in page
+    assert (
+        f"Credit for the unused {unused['remaining_days']} of {unused['total_days']} days "
+        "of the current period" in page
+    )
+    assert f"-¥{quote['period_credit_applied']:,}" in page
+    assert "A new period starts now" in page
+    assert quoted_total(page) == quote["total"]
+
+
+def test_the_support_timeline_tells_the_contracts_events_in_plain_words(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    clock: ManualClock,
+    bought: dict[str, object],
+) -> None:
+    services.app.cancel_contract(organization, by=CRM_SUPER_ADMIN)
+    services.app.withdraw_contract_cancellation(organization, by=CRM_SUPER_ADMIN)
+    clock.advance(timedelta(days=40))
+    quote = services.plan_changes.quote(organization, WantedChange(seats=12))
+    services.plan_changes.change(
+        organization,
+        by=CRM_SUPER_ADMIN,
+        wanted=WantedChange(seats=12),
+        expected_total=quote["total"],
+        idempotency_key="more-seats",
+    )
+    services.renewals.change_payment_method(
+        organization, by=CRM_SUPER_ADMIN, payment_token="tok_mastercard"
+    )
+    number = services.invoices.invoices(organization)["invoices"][0]["number"]
+    sign_in()
+    browser.set_cookie("console_lang", "en", path="/console")
+    page = text(browser.get(f"/console/support/orgs/{organization}"))
+    for sentence in (
+        "Cancellation scheduled: CRM Plus ends Nov 26, 2027",
+        "Cancellation withdrawn: CRM Plus renews as before.",
+        f"Plan change charge started for ¥{quote['total']:,}.",
+        f"Plan changed: 12 seats, Yearly, Storage, 10 GB × 2; ¥{quote['total']:,} charged "
+        f"(invoice {number}).",
+        "Card on file changed to mastercard ending 4444.",
+    ):
+        assert sentence in page, sentence

@@ -3,30 +3,44 @@
 The contract's terms are the access view's ``bundle.contract`` block (the same
 block ``GET .../subscription`` answers); every button runs the application's
 command the API runs (``cancel_contract``, ``withdraw_contract_cancellation``,
-``Renewals.change_payment_method`` for ``PUT .../subscription/payment-method``),
+``Renewals.change_payment_method`` for ``PUT .../subscription/payment-method``,
+``PlanChanges.quote`` and ``PlanChanges.change`` for ``POST .../subscription/change/quote``
+and ``.../change``),
 and refusals come back through the one error mapping.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 from uuid import UUID
 
-from flask import flash, redirect, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue, ResponseValue
 from flask_babel import gettext as _
 from marshmallow import ValidationError
+from werkzeug.datastructures import MultiDict
 
+from application.plan_changes import SCHEDULED
 from application.renewals import RENEWED
 from domain.contract import contract_block
 from domain.errors import DomainError
 from domain.facts import BundleState
+from interface import plan_change_schemas as pc
 from interface import schemas as s
 from interface.console.blueprint import console, services
-from interface.console.pages.admin import ORG, _organization_page, field_problems
+from interface.console.i18n import moment, yen
+from interface.console.pages.admin import (
+    ORG,
+    _add_on_quantities,
+    _integer,
+    _organization_page,
+    field_problems,
+)
 from interface.console.pages.common import refusal
 from interface.console.pages.invoices import min_position
 from interface.console.signed_in import organization_user
+from interface.routes.plan_change import wanted_change
 
 #: The newest invoices the contract page lists (the invoices page has them all).
 CONTRACT_INVOICES = 5
@@ -123,3 +137,149 @@ def save_card(organization_id: UUID) -> ResponseReturnValue:
     elif renewal is not None:
         flash(_("The renewal could not be paid, and the contract has ended."))
     return redirect(url_for("console.contract", **after))
+
+
+# -- changing the plan ----------------------------------------------------------------
+
+
+def _change_choice(form: MultiDict[str, str] | None, contract: dict[str, Any]) -> dict[str, Any]:
+    """The wanted terms: the form's, or (before any choice) the contract's own."""
+    if form is None:
+        return {
+            "billing_period": contract["billing_period"],
+            "seats": contract["seats"],
+            "add_ons": [dict(a) for a in contract["add_ons"]],
+        }
+    return {
+        "billing_period": form.get("billing_period") or contract["billing_period"],
+        "seats": _integer(form.get("seats")),
+        "add_ons": _add_on_quantities(form),
+    }
+
+
+def _change_priced(
+    organization_id: UUID, form: MultiDict[str, str] | None, contract: dict[str, Any]
+) -> dict[str, Any]:
+    """The wanted terms and their quote (``PlanChanges.quote``), or why there is none."""
+    body = _change_choice(form, contract)
+    # One key per quote shown: pressing Confirm twice answers the first change.
+    priced: dict[str, Any] = {
+        "choice": body,
+        "quote": None,
+        "idempotency_key": f"console-{secrets.token_urlsafe(18)}",
+    }
+    try:
+        loaded = pc.ChangeQuoteRequestSchema().load(body)
+    except ValidationError as invalid:
+        return {**priced, "invalid": field_problems(invalid)}
+    try:
+        quote = services().plan_changes.quote(organization_id, wanted_change(loaded))
+    except DomainError as error:
+        return {**priced, "refusal": refusal(error)}
+    return {**priced, "quote": quote}
+
+
+def _change_page(
+    organization_id: UUID, form: MultiDict[str, str] | None, **context: Any
+) -> ResponseValue:
+    view = services().read_model.access(organization_id, min_position=min_position())
+    contract = view["bundle"].get("contract")
+    if contract is None:
+        return redirect(url_for("console.home", organization_id=organization_id))
+    priced = _change_priced(organization_id, form, contract)
+    return _organization_page(
+        "console/change.html",
+        organization_id,
+        view=view,
+        contract=contract,
+        add_ons=services().catalog.bundle.add_ons,
+        quantities={a["code"]: a["quantity"] for a in priced["choice"]["add_ons"]},
+        **priced,
+        **context,
+    )
+
+
+@console.get(f"{ORG}/contract/change")
+def change_plan(organization_id: UUID) -> ResponseReturnValue:
+    """Change plan: period, seats, add-ons, and the pro-rata quote (live with console.js)."""
+    organization_user(organization_id)
+    return _change_page(organization_id, None)
+
+
+@console.post(f"{ORG}/contract/change/quote")
+def change_quote(organization_id: UUID) -> ResponseReturnValue:
+    """ "Show the quote" without JavaScript: the same page, priced for the form's terms."""
+    organization_user(organization_id)
+    return _change_page(organization_id, request.form)
+
+
+@console.post(f"{ORG}/contract/change/summary")
+def change_summary(organization_id: UUID) -> ResponseReturnValue:
+    """Just the quote and its Confirm form, for the page's script to swap in."""
+    organization_user(organization_id)
+    contract = services().read_model.access(organization_id)["bundle"].get("contract")
+    if contract is None:
+        abort(404)
+    return render_template(
+        "console/_change_summary.html",
+        organization_id=organization_id,
+        **_change_priced(organization_id, request.form, contract),
+    )
+
+
+@console.post(f"{ORG}/contract/change")
+def confirm_change(organization_id: UUID) -> ResponseReturnValue:
+    """Buy the quoted change (``POST .../subscription/change``'s service, with the
+    quote's total as ``expected_total`` and the page's idempotency key)."""
+    user = organization_user(organization_id).user_id
+    form = request.form
+    body = {
+        "billing_period": form.get("billing_period", ""),
+        "seats": _integer(form.get("seats")),
+        "add_ons": _add_on_quantities(form),
+        "expected_total": _integer(form.get("expected_total")),
+    }
+    try:
+        loaded = pc.ChangeRequestSchema().load(body)
+        answer = services().plan_changes.change(
+            organization_id,
+            by=user,
+            wanted=wanted_change(loaded),
+            expected_total=loaded["expected_total"],
+            idempotency_key=form.get("idempotency_key") or None,
+        )
+    except ValidationError as invalid:
+        return _change_page(organization_id, form, invalid=field_problems(invalid)), 422
+    except DomainError as error:  # a changed price (409), a declined card (402), past due…
+        shown = refusal(error)
+        return _change_page(organization_id, form, confirm_refusal=shown), shown["status"]
+    flash(_change_done(answer))
+    return redirect(
+        url_for(
+            "console.contract", organization_id=organization_id, min_position=answer["position"]
+        )
+    )
+
+
+def _change_done(answer: dict[str, Any]) -> str:
+    """What the change did, in one sentence."""
+    if answer["status"] == SCHEDULED:
+        done = _(
+            "The change takes effect at the renewal on %(end)s.",
+            end=moment(answer["period_end"]),
+        )
+    elif answer["payment"] is None:
+        done = _(
+            "The plan has changed; nothing was charged (invoice %(number)s).",
+            number=answer["invoice_number"],
+        )
+    else:
+        done = _(
+            "The plan has changed: %(total)s charged to %(brand)s •••• %(last4)s "
+            "(invoice %(number)s).",
+            total=yen(answer["total"]),
+            brand=str(answer["payment"]["brand"]).title(),
+            last4=answer["payment"]["last4"],
+            number=answer["invoice_number"],
+        )
+    return str(done)
