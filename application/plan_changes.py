@@ -11,7 +11,10 @@ A change with something taking effect at once is bought like the upgrade:
    with its invoice (and the scheduled part), or ``ChangeChargeFailed``.
 
 A change that only waits for the renewal records ``BundleChangeScheduled``
-in step 1 and is done. If a process dies between 2 and 3, the intent stays
+in step 1 and is done; a retry with its ``Idempotency-Key`` hears that first
+answer again (the quote re-priced on the state and at the instant it was
+decided, which the pure pricing makes the same quote), nothing recorded twice.
+If a process dies between 2 and 3, the intent stays
 recorded; :meth:`PlanChanges.reconcile` voids its key at the gateway once it
 is older than the grace period (a charge still in flight can then never
 succeed) and records what the gateway says happened. A retry with the same
@@ -24,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -47,7 +50,8 @@ from application.payments import (
 from application.service import CommandResult, SuiteSubscriptions
 from domain import events as ev
 from domain.contract import contract_block
-from domain.contract_change import WantedChange
+from domain.contract_change import ChangeQuote, WantedChange
+from domain.errors import DomainError
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +121,11 @@ class PlanChanges:
         earlier = None
         if idempotency_key is not None:
             earlier = change_in_log(self.app, organization_id, idempotency_key=idempotency_key)
+        if earlier is not None and earlier.outcome == SCHEDULED:
+            return self._answer_scheduled(organization_id, earlier, by, wanted, expected_total)
         if earlier is not None:
             if earlier.by != by or earlier.quote["total"] != expected_total:
-                raise IdempotencyKeyReused(
-                    "This Idempotency-Key was already used for a different change; "
-                    "use a new key for a new request.",
-                    details={"idempotency_key": idempotency_key},
-                )
+                raise key_reused(earlier.idempotency_key)
             if earlier.outcome == CHANGED:
                 return self._answer(organization_id, earlier)
             if earlier.outcome == FAILED and earlier.reason not in RETRYABLE_FAILURES:
@@ -204,7 +206,9 @@ class PlanChanges:
         return answer(organization_id, change_id, CHANGED, quote, payment, result, allocated.number)
 
     def _answer(self, organization_id: UUID, record: ChangeRecord) -> dict[str, Any]:
-        facts = self.app.facts(organization_id)
+        """The recorded change's first answer: its terms as that save left them."""
+        assert record.version is not None
+        facts = self.app.organization_at(organization_id, record.version).facts
         return {
             **record.quote,
             "organization_id": str(organization_id),
@@ -213,6 +217,56 @@ class PlanChanges:
             "payment": record.payment,
             "invoice_number": record.invoice_number,
             "contract": contract_block(facts),
+            "version": record.version,
+            "position": record.position,
+        }
+
+    def _answer_scheduled(
+        self,
+        organization_id: UUID,
+        record: ChangeRecord,
+        by: str,
+        wanted: WantedChange,
+        expected_total: int,
+    ) -> dict[str, Any]:
+        """A change that only waited for the renewal, answered again as it was first.
+
+        ``BundleChangeScheduled`` does not hold the quote: it is priced again on
+        the organization just before that event, at that event's instant. The
+        request must be the one recorded (same user and total, and it schedules
+        what was scheduled), else its key is being reused for another change.
+        """
+        assert record.version is not None
+        assert record.at is not None
+        before = self.app.organization_at(organization_id, record.version - 1)
+        try:
+            quote: ChangeQuote | None = before.quote_change(
+                wanted, at=record.at, catalog=self.app.catalog
+            )
+        except DomainError:
+            quote = None  # this body was not even a change on that state
+        scheduled = (
+            None
+            if quote is None or quote.scheduled_change is None
+            else quote.scheduled_change.to_dict()
+        )
+        if (
+            quote is None
+            or quote.changes_now
+            or record.by != by
+            or quote.total != expected_total
+            or scheduled != record.scheduled_change
+        ):
+            raise key_reused(record.idempotency_key)
+        after = self.app.organization_at(organization_id, record.version)
+        return {
+            **quote.to_dict(),
+            "organization_id": str(organization_id),
+            "change_id": record.change_id,
+            "status": SCHEDULED,
+            "payment": None,
+            "invoice_number": None,
+            "contract": contract_block(after.facts),
             "version": record.version,
             "position": record.position,
         }
@@ -273,6 +327,14 @@ class PlanChanges:
                 yield organization_id
 
 
+def key_reused(idempotency_key: str | None) -> IdempotencyKeyReused:
+    return IdempotencyKeyReused(
+        "This Idempotency-Key was already used for a different change; "
+        "use a new key for a new request.",
+        details={"idempotency_key": idempotency_key},
+    )
+
+
 def answer(
     organization_id: UUID,
     change_id: str,
@@ -298,18 +360,23 @@ def answer(
 
 @dataclass
 class ChangeRecord:
-    """One charged change as the log tells it: what was accepted and how it ended."""
+    """One change as the log tells it: what was accepted and how it ended
+    (a change that only waits for the renewal is ``SCHEDULED`` from the start)."""
 
     change_id: str
     by: str
     quote: dict[str, Any]
     payment_method: str | None
+    idempotency_key: str | None = None
     outcome: str = PENDING
     payment: dict[str, Any] | None = None
     invoice_number: str | None = None
     reason: str | None = None
     version: int | None = None
     position: int | None = None
+    #: A scheduled-only change: when it was decided and what it scheduled.
+    at: datetime | None = None
+    scheduled_change: dict[str, Any] | None = None
 
     def settle(self, event: ev.OrganizationEvent, position: int) -> None:
         if isinstance(event, ev.ChangeChargeFailed):
@@ -334,7 +401,9 @@ def change_in_log(
     idempotency_key: str | None = None,
     change_id: str | None = None,
 ) -> ChangeRecord | None:
-    """The latest charged change begun under ``idempotency_key`` (or ``change_id``)."""
+    """The latest change begun under ``idempotency_key`` (or ``change_id``): a charged
+    change from its ``ChangeChargeStarted``, a scheduled-only one from its
+    ``BundleChangeScheduled``."""
     found: ChangeRecord | None = None
     after = 0
     while True:
@@ -348,7 +417,11 @@ def change_in_log(
                     idempotency_key is not None and event.idempotency_key == idempotency_key
                 ):
                     found = ChangeRecord(
-                        event.change_id, event.by, dict(event.quote), event.payment_method
+                        event.change_id,
+                        event.by,
+                        dict(event.quote),
+                        event.payment_method,
+                        event.idempotency_key,
                     )
             elif (
                 found is not None
@@ -358,6 +431,23 @@ def change_in_log(
                 and event.change_id == found.change_id
             ):
                 found.settle(event, notification.id)
+            elif isinstance(event, ev.BundleChangeScheduled) and (
+                event.change_id == change_id
+                or (idempotency_key is not None and event.idempotency_key == idempotency_key)
+            ):
+                # Nothing was charged: the scheduled change is the whole change.
+                found = ChangeRecord(
+                    event.change_id,
+                    event.by,
+                    {},
+                    None,
+                    event.idempotency_key,
+                    outcome=SCHEDULED,
+                    version=event.originator_version,
+                    position=notification.id,
+                    at=event.timestamp,
+                    scheduled_change=event.scheduled_change,
+                )
         if len(page) < _PAGE:
             return found
         after = page[-1].id

@@ -470,6 +470,17 @@ class SuiteSubscriptions(Application[UUID]):
             raise OrganizationNotFound(organization_id) from None
         return organization
 
+    def organization_at(self, organization_id: UUID, version: int) -> Organization:
+        """The organization as it was once its event number ``version`` was recorded
+        (a replayed answer is built from the state it was first decided on)."""
+        try:
+            organization: Organization = self.repository.get(
+                organization_id, version=version, projector_func=project_organization
+            )
+        except AggregateNotFoundError:
+            raise OrganizationNotFound(organization_id) from None
+        return organization
+
     def latest_event_at(self) -> datetime | None:
         """The business time of the log's newest event (None while the log is empty)."""
         newest = self.recorder.max_notification_id()

@@ -1,5 +1,8 @@
 """Mid-term plan changes on every store (SPEC §11): the charge in §5's order, the
-scheduled decrease bought by the renewal, replays, declines and reconcile."""
+scheduled decrease bought by the renewal, replays, declines and reconcile.
+
+Charges go to the real sandbox card on file: the reusable payment method the
+upgrade's charge made (or ``PUT .../payment-method``'s service saved)."""
 
 from __future__ import annotations
 
@@ -19,45 +22,41 @@ from domain.clock import ManualClock
 from domain.contract_change import WantedChange
 from domain.errors import InvalidRequest, StateConflict
 from domain.facts import ContractTerms, ScheduledChange
-from domain.quote import UpgradeRequest
+from domain.quote import AddOnRequest, UpgradeRequest
 from tests.application.helpers import CONTACT, event_types, register
-from tests.cards_on_file import CardsOnFile, put_card_on_file
 
 MONTHLY_FOUR = UpgradeRequest("monthly", 4, ())
 
 
 @pytest.fixture
 def services(store_url: str, clock: ManualClock, catalog: Catalog) -> Iterator[Services]:
-    built = build_services(store_url, clock=clock, catalog=catalog, gateway_factory=CardsOnFile)
+    built = build_services(store_url, clock=clock, catalog=catalog)
     yield built
     built.close()
 
 
-def buy(services: Services, card: str = "pm_visa", org: UUID | None = None) -> UUID:
-    """Bought monthly with 4 seats, then ``card`` put on file."""
+def buy(
+    services: Services,
+    token: str = "tok_visa",
+    org: UUID | None = None,
+    request: UpgradeRequest = MONTHLY_FOUR,
+) -> UUID:
+    """Bought (monthly with 4 seats) with ``token``: its charge puts the card on file."""
     org = org or register(services.app)
-    total = services.app.quote(org, MONTHLY_FOUR).total
+    total = services.app.quote(org, request).total
     services.checkouts.purchase(
         org,
         by="u-owner",
-        purchase=PurchaseRequest(MONTHLY_FOUR, CONTACT, total, "tok_visa"),
+        purchase=PurchaseRequest(request, CONTACT, total, token),
         idempotency_key=None,
     )
-    put_card_on_file(services.app, org, card)
     return org
 
 
 def renew(services: Services, org: UUID) -> None:
-    """The period's end: the renewal recorded as the sweep would (charged, invoiced)."""
-    _result, renewal_id, charge = services.app.begin_renewal(org)
-    assert charge is not None
-    services.app.complete_renewal(
-        org,
-        renewal_id=renewal_id,
-        payment={"gateway": "sandbox", "charge_id": "ch_renewal", "brand": "visa", "last4": "4242"},
-        invoice_number="SS-2026-000900",
-        issued_at=services.app.clock.now(),
-    )
+    """The period's end: the renewal recorded by the sweep's batch (charged, invoiced)."""
+    report = services.renewals.settle_one(org)
+    assert report.renewed == [str(org)], report.to_dict()
 
 
 def terms(services: Services, org: UUID) -> ContractTerms:
@@ -90,11 +89,17 @@ def test_more_seats_are_charged_to_the_card_on_file_once_with_an_invoice(
     services: Services, clock: ManualClock
 ) -> None:
     org = buy(services)
+    card = terms(services, org).payment_method
+    assert card.reference is not None
+    assert card.reference.startswith("pm_")  # the upgrade's charge made it
     clock.advance(timedelta(days=10))  # 20 of the month's 30 days remain
 
     answer = change(services, org, WantedChange(seats=6))
 
     assert answer["status"] == "changed"
+    (started,) = events_of(services, org, "ChangeChargeStarted")
+    assert started["payment_method"] == card.reference
+    assert (answer["payment"]["brand"], answer["payment"]["last4"]) == ("visa", "4242")
     assert answer["total"] == 11_000  # floor(2 × 7,500 × 20 / 30) = 10,000 + 10 %
     assert answer["payment"]["charge_id"].startswith("ch_")
     assert answer["contract"]["seats"] == 6
@@ -165,7 +170,8 @@ def test_the_same_key_answers_the_first_change_again_without_charging_twice(
 def test_a_declined_card_records_the_failure_and_keeps_the_terms(
     services: Services, clock: ManualClock
 ) -> None:
-    org = buy(services, card="pm_declined")
+    # The card's first charge (the upgrade) succeeds; every later one is declined.
+    org = buy(services, token="tok_visa_renewalDeclined")
     clock.advance(timedelta(days=10))
 
     with pytest.raises(PaymentDeclined) as declined:
@@ -222,6 +228,7 @@ def test_a_credit_balance_that_covers_the_change_charges_nothing_and_still_invoi
     buy(services, org=org)  # the credit above the first month opens the balance
     balance = terms(services, org).credit_balance
     assert balance > 0
+    assert charges(services) == 0  # the upgrade cost nothing: no charge, no card on file
     clock.advance(timedelta(days=10))
 
     answer = change(services, org, WantedChange(seats=6))
@@ -318,3 +325,127 @@ def test_the_scheduled_change_replaces_the_earlier_one(
     assert terms(services, org).scheduled_change == ScheduledChange(seats=3)
     first, second = events_of(services, org, "BundleChangeScheduled")
     assert second["replaces"] == first["scheduled_change"]
+
+
+STORAGE = "storage-10gb"
+WITH_STORAGE = UpgradeRequest("monthly", 4, (AddOnRequest(STORAGE, 2),))
+
+
+def with_credit_balance(services: Services) -> UUID:
+    """Bought with a standalone plan whose credit exceeds the first month."""
+    org = register(services.app)
+    services.app.record_standalone_subscription(
+        org,
+        service="crm",
+        seats=4,
+        billing_period="yearly",
+        amount_paid=1_000_000,
+        period_start=date(2026, 3, 6),
+        period_end=date(2027, 3, 6),
+        super_admin="u-owner",
+        admins=[],
+    )
+    return buy(services, org=org)
+
+
+#: Every kind of change: (what was bought, the wanted change, the answer's status).
+CHANGE_KINDS = {
+    "more seats": (MONTHLY_FOUR, WantedChange(seats=6), "changed"),
+    "a new add-on": (MONTHLY_FOUR, WantedChange(add_ons=(AddOnRequest(STORAGE, 1),)), "changed"),
+    "monthly to yearly": (MONTHLY_FOUR, WantedChange(billing_period="yearly"), "changed"),
+    "fewer seats": (MONTHLY_FOUR, WantedChange(seats=2), "scheduled"),
+    "a removed add-on": (WITH_STORAGE, WantedChange(add_ons=()), "scheduled"),
+    "yearly to monthly": (
+        UpgradeRequest("yearly", 4, ()),
+        WantedChange(billing_period="monthly"),
+        "scheduled",
+    ),
+    "more seats and a removed add-on": (
+        WITH_STORAGE,
+        WantedChange(seats=6, add_ons=()),
+        "changed",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", [*CHANGE_KINDS, "covered by the credit balance"])
+def test_a_lost_answer_is_heard_again_with_the_same_key_and_nothing_recorded_twice(
+    services: Services, clock: ManualClock, kind: str
+) -> None:
+    if kind == "covered by the credit balance":
+        bought, wanted, status = MONTHLY_FOUR, WantedChange(seats=6), "changed"
+        org = with_credit_balance(services)
+    else:
+        bought, wanted, status = CHANGE_KINDS[kind]
+        org = buy(services, request=bought)
+    clock.advance(timedelta(days=10))
+    first = change(services, org, wanted, key="lost-answer")
+    assert first["status"] == status
+    recorded = event_types(services.app, org)
+    charged = charges(services)
+    # The client retries later; meanwhile the contract moved on (another card).
+    clock.advance(timedelta(days=1))
+    services.renewals.change_payment_method(org, by="u-owner", payment_token="tok_mastercard")
+
+    again = services.plan_changes.change(
+        org,
+        by="u-owner",
+        wanted=wanted,
+        expected_total=first["total"],
+        idempotency_key="lost-answer",
+    )
+
+    assert again == first
+    assert event_types(services.app, org) == [*recorded, "PaymentMethodChanged"]
+    assert charges(services) == charged
+
+
+@pytest.mark.parametrize(
+    ("other", "expected_total"),
+    [
+        (WantedChange(seats=3), 0),  # another decrease
+        (WantedChange(seats=6), 0),  # an increase, not what was scheduled
+        (WantedChange(seats=2), 5),  # another total
+    ],
+)
+def test_a_scheduled_changes_key_with_another_change_is_reused(
+    services: Services, other: WantedChange, expected_total: int
+) -> None:
+    org = buy(services)
+    change(services, org, WantedChange(seats=2), key="decrease")
+    recorded = event_types(services.app, org)
+
+    with pytest.raises(IdempotencyKeyReused):
+        services.plan_changes.change(
+            org,
+            by="u-owner",
+            wanted=other,
+            expected_total=expected_total,
+            idempotency_key="decrease",
+        )
+    with pytest.raises(IdempotencyKeyReused):  # another user with the same key
+        services.plan_changes.change(
+            org,
+            by="u-admin",
+            wanted=WantedChange(seats=2),
+            expected_total=0,
+            idempotency_key="decrease",
+        )
+
+    assert event_types(services.app, org) == recorded
+
+
+def test_a_scheduled_change_replayed_after_a_later_change_answers_the_first(
+    services: Services, clock: ManualClock
+) -> None:
+    org = buy(services)
+    first = change(services, org, WantedChange(seats=2), key="a")
+    change(services, org, WantedChange(seats=3), key="b")  # replaces the first
+
+    again = services.plan_changes.change(
+        org, by="u-owner", wanted=WantedChange(seats=2), expected_total=0, idempotency_key="a"
+    )
+
+    assert again == first
+    assert again["contract"]["scheduled_change"]["seats"] == 2  # as the first answer said
+    assert terms(services, org).scheduled_change == ScheduledChange(seats=3)

@@ -17,7 +17,6 @@ from domain.contract_change import WantedChange
 from domain.quote import UpgradeRequest
 from interface.cli import main
 from tests.application.helpers import CONTACT
-from tests.cards_on_file import put_card_on_file
 from tests.conftest import PINNED_START
 
 
@@ -54,7 +53,6 @@ def test_reconcile_finishes_a_change_charged_before_a_crash(services: Services) 
         ),
         idempotency_key=None,
     )
-    put_card_on_file(services.app, org)
     assert services.test_clock is not None
     services.test_clock.advance(timedelta(days=10))
     wanted = WantedChange(seats=5)
@@ -62,8 +60,12 @@ def test_reconcile_finishes_a_change_charged_before_a_crash(services: Services) 
     _result, change_id, _quote = services.app.begin_plan_change(
         org, by="u-owner", wanted=wanted, expected_total=total
     )
-    # the change was charged (as tok_visa, the card on file), then the process died
-    services.gateway.charge(change_id, total, "JPY", "tok_visa", "then the crash")
+    # the change was charged to the card on file (the upgrade's), then the process died
+    contract = services.app.facts(org).contract
+    assert contract is not None
+    card = contract.terms.payment_method.reference
+    assert card is not None
+    services.gateway.charge(change_id, total, "JPY", card, "then the crash")
 
     answer = reconcile()
 

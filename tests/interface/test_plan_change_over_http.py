@@ -1,45 +1,37 @@
-"""Changing the plan mid-term over HTTP (SPEC §11): quote, change, replay, races, refusals."""
+"""Changing the plan mid-term over HTTP (SPEC §11): quote, change, replay, races, refusals.
+
+Changes are charged to the real sandbox card on file: the reusable payment
+method the upgrade's charge made."""
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 import pytest
 from flask import Flask
 
-from application.bootstrap import Services, build_services
-from application.payments import ChargeResult
+from application.bootstrap import Services
+from application.idempotency import DEFAULT_LEASE
+from application.payments import ChargeResult, SandboxGateway
 from application.sql_tables import SqlTables
-from domain.catalog import Catalog
 from domain.clock import Clock, ManualClock
 from interface.app import create_app
-from tests.cards_on_file import CardsOnFile, put_card_on_file
 from tests.interface.conftest import SECRET, Caller, error_code, payload
-
-
-@pytest.fixture
-def services(store_url: str, clock: ManualClock, catalog: Catalog) -> Iterator[Services]:
-    built = build_services(
-        store_url, clock=clock, catalog=catalog, test_clock=True, gateway_factory=CardsOnFile
-    )
-    yield built
-    built.close()
-
 
 MONTHLY = {"billing_period": "monthly", "seats": 4, "add_ons": []}
 
 
-def bought(caller: Caller, card: str = "pm_visa") -> str:
-    """Bought monthly with 4 seats, then ``card`` put on file."""
+def bought(caller: Caller, token: str = "tok_visa", **plan: Any) -> str:
+    """Bought monthly with 4 seats (or ``plan``) with ``token``, whose charge puts
+    the card on file."""
     org = caller.register()
-    answer = caller.upgrade(org, f"buy-{org}", user="u-owner", **MONTHLY)
+    answer = caller.upgrade(org, f"buy-{org}", token=token, user="u-owner", **{**MONTHLY, **plan})
     assert answer.status_code == 201, answer.json
-    services: Services = caller.client.application.extensions["suitesub"]
-    put_card_on_file(services.app, UUID(org), card)
     return org
 
 
@@ -119,6 +111,95 @@ def test_the_same_key_replays_the_first_answer_and_charges_once(
     assert error_code(other_body) == "idempotency_key_reused"
 
 
+STORAGE = [{"code": "storage-10gb", "quantity": 2}]
+#: Every kind of change: (what was bought, the change's body, the answer's status).
+CHANGE_KINDS: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
+    "more seats": ({}, {"seats": 6}, "changed"),
+    "a new add-on": ({}, {"add_ons": STORAGE}, "changed"),
+    "monthly to yearly": ({}, {"billing_period": "yearly"}, "changed"),
+    "fewer seats": ({}, {"seats": 2}, "scheduled"),
+    "a removed add-on": ({"add_ons": STORAGE}, {"add_ons": []}, "scheduled"),
+    "yearly to monthly": ({"billing_period": "yearly"}, {"billing_period": "monthly"}, "scheduled"),
+    "more seats and a removed add-on": (
+        {"add_ons": STORAGE},
+        {"seats": 6, "add_ons": []},
+        "changed",
+    ),
+}
+
+
+def stream_of(services: Services, org: str) -> list[str]:
+    events = services.app.organization_events(UUID(org), limit=1000)["events"]
+    return [e["type"] for e in events]
+
+
+@pytest.mark.parametrize("kind", CHANGE_KINDS)
+def test_a_replay_of_every_kind_of_change_answers_the_first_answer(
+    caller: Caller, services: Services, kind: str
+) -> None:
+    plan, body, status = CHANGE_KINDS[kind]
+    org = bought(caller, **plan)
+    caller.advance_days(10)
+    first = change(caller, org, "chg-1", **body)
+    assert (first.status_code, payload(first)["status"]) == (200, status)
+    recorded = stream_of(services, org)
+    charged = services.gateway.count_charges()  # type: ignore[attr-defined]
+
+    again = change(caller, org, "chg-1", **body, expected_total=first.json["total"])
+
+    assert again.status_code == 200
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json == first.json
+    assert stream_of(services, org) == recorded
+    assert services.gateway.count_charges() == charged  # type: ignore[attr-defined]
+
+
+class ProcessDied(Exception):
+    """The API process died after the change was recorded, before its answer was stored."""
+
+
+@pytest.mark.parametrize("kind", CHANGE_KINDS)
+def test_an_answer_lost_before_it_was_stored_is_heard_again_once_the_claim_expires(
+    caller: Caller,
+    services: Services,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+) -> None:
+    plan, body, status = CHANGE_KINDS[kind]
+    org = bought(caller, **plan)
+    caller.advance_days(10)
+    body = {**body, "expected_total": quote(caller, org, **body).json["total"]}
+    lost: list[tuple[int, str]] = []
+
+    def die_before_storing(_claim: Any, status: int, answer: str) -> None:
+        lost.append((status, answer))
+        raise ProcessDied
+
+    with monkeypatch.context() as crash:
+        crash.setattr(services.idempotency, "finish", die_before_storing)
+        died = change(caller, org, "chg-lost", **body)
+    assert (died.status_code, error_code(died)) == (500, "internal_error")
+    ((lost_status, lost_answer),) = lost
+    assert (lost_status, json.loads(lost_answer)["status"]) == (200, status)
+    recorded = stream_of(services, org)
+    charged = services.gateway.count_charges()  # type: ignore[attr-defined]
+    # The dead process's claim holds the key until its lease ends.
+    in_use = change(caller, org, "chg-lost", **body)
+    assert (in_use.status_code, error_code(in_use)) == (409, "idempotency_key_in_use")
+    clock.advance(DEFAULT_LEASE + timedelta(seconds=1))
+
+    again = change(caller, org, "chg-lost", **body)
+
+    assert again.status_code == lost_status
+    assert again.json == json.loads(lost_answer)
+    assert stream_of(services, org) == recorded
+    assert services.gateway.count_charges() == charged  # type: ignore[attr-defined]
+    stored = change(caller, org, "chg-lost", **body)  # now the answer is stored
+    assert stored.headers.get("Idempotent-Replayed") == "true"
+    assert stored.json == again.json
+
+
 def test_the_change_needs_an_idempotency_key(caller: Caller) -> None:
     org = bought(caller)
 
@@ -185,7 +266,8 @@ def test_a_change_while_past_due_is_409_payment_past_due(
 
 
 def test_a_declined_card_is_402_and_the_terms_stay(caller: Caller) -> None:
-    org = bought(caller, card="pm_declined")
+    # The card's first charge (the upgrade) succeeds; every later one is declined.
+    org = bought(caller, token="tok_visa_renewalDeclined")
     caller.advance_days(10)
 
     answer = change(caller, org, "chg-1", seats=6)
@@ -204,7 +286,7 @@ def test_a_change_before_the_upgrade_is_409_no_active_contract(caller: Caller) -
     assert error_code(answer) == "no_active_contract"
 
 
-class BlockingGateway(CardsOnFile):
+class BlockingGateway(SandboxGateway):
     """Holds the change's charge until told to go on (to overlap two requests)."""
 
     def __init__(self, tables: SqlTables, clock: Clock) -> None:
