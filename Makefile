@@ -56,8 +56,8 @@ bench-quick: $(STAMP)
 # (translate the new ones there), compile the .mo the app loads (both committed).
 translations: $(STAMP)
 	mkdir -p var
-	$(BIN)/pybabel extract -F babel.cfg -k _l -o var/messages.pot .
-	$(BIN)/pybabel update -i var/messages.pot -d interface/console/translations -D messages --no-fuzzy-matching
+	$(BIN)/pybabel extract -F babel.cfg -k _l --add-location=file -w 100 -o var/messages.pot .
+	$(BIN)/pybabel update -w 100 -i var/messages.pot -d interface/console/translations -D messages --no-fuzzy-matching
 	$(BIN)/pybabel compile -d interface/console/translations -D messages
 
 clean:

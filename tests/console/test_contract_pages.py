@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from html import unescape
 from uuid import UUID
 
 import pytest
+from babel.dates import format_datetime
 from flask.testing import FlaskClient
 from pypdf import PdfReader
 
@@ -436,7 +438,7 @@ def test_a_changed_price_is_refused_with_the_new_quote_and_nothing_is_charged(
     clock.advance(timedelta(days=30))  # a month later the rest of the period is shorter
     version = services.app.get_organization(organization).version
     refused = browser.post(f"/console/orgs/{organization}/contract/change", data=fields)
-    assert refused.status_code == 409
+    assert refused.status_code == 200  # the page with the new quote, not an error page
     page = text(refused)
     assert "The price changed" in page
     assert "Nothing was charged." in page
@@ -629,3 +631,206 @@ def test_the_support_timeline_tells_the_contracts_events_in_plain_words(
         "Card on file changed to mastercard ending 4444.",
     ):
         assert sentence in page, sentence
+
+
+# -- what Confirm says when the change is refused -----------------------------------------
+
+REFUSED_WORDS = {
+    "en": {
+        "no_change": "These are already the contract's terms",
+        "no_change_why": "are already your contract's terms, now and at the renewal",
+        "no_change_next": "change the users, add-ons or billing period below",
+        "past_due": "A renewal payment is past due: pay the renewal first",
+        "past_due_why": "the renewal payment has been past due since {since} UTC, and",
+        "pay_now": "Update the card and pay now",
+        "declined": "The card was declined",
+        "declined_why": "could not be charged to the card on file (Visa •••• 0341)",
+        "declined_next": "Update the card, then come back here and confirm the change again.",
+        "ending": "The contract is set to end: keep CRM Plus before starting a yearly period",
+        "ending_next": "Undo the cancellation on the contract page first",
+    },
+    "ja": {
+        "no_change": "すでに現在のご契約内容です",
+        "no_change_why": "現在も更新時も、すでにご契約の内容です",
+        "no_change_next": "下のユーザー数・アドオン・請求期間を変えてください",
+        "past_due": "更新料金のお支払いが遅延しています。先に更新料金をお支払いください",
+        "past_due_why": "{since} UTC から更新料金のお支払いが遅延しており",
+        "pay_now": "カードを変更して今すぐ支払う",
+        "declined": "カードが拒否されました",
+        "declined_why": "登録済みのカード(Visa •••• 0341)に変更料金を請求できませんでした",
+        "declined_next": "カードを変更してから、ここに戻って変更をもう一度確定してください。",
+        "ending": "契約は終了予定です。年間期間を始める前に、CRM Plus の継続",
+        "ending_next": "先に契約ページで解約を取り消してから",
+    },
+}
+
+
+def refusal_panel(html: str) -> str:
+    """The panel Confirm's refusal is explained in (role=alert), its text unescaped."""
+    panel = re.search(r'<div class="panel refusal change-refusal".*?</div>', html, re.S)
+    assert panel, "the page explains no refusal"
+    return unescape(re.sub(r"\s+", " ", panel.group(0)))
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+def test_confirming_the_contracts_own_terms_says_nothing_changes_and_how_to_change(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    bought: dict[str, object],
+    language: str,
+) -> None:
+    words = REFUSED_WORDS[language]
+    csrf = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", language, path="/console")
+    version = services.app.get_organization(organization).version
+    same = {
+        "csrf_token": csrf,
+        "idempotency_key": "console-same-terms",
+        "billing_period": "yearly",
+        "seats": "10",
+        "add_on_storage-10gb": "2",
+        "expected_total": "0",
+    }
+    answer = browser.post(f"/console/orgs/{organization}/contract/change", data=same)
+    assert answer.status_code == 200  # the page, explained; not a bare 422
+    panel = refusal_panel(text(answer))
+    assert words["no_change"] in panel
+    assert words["no_change_why"] in panel
+    assert words["no_change_next"] in panel
+    assert 'id="change-form"' in text(answer)  # the way forward: the form, at these terms
+    assert services.app.get_organization(organization).version == version
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+def test_confirming_a_change_once_the_renewal_is_past_due_sends_to_the_card(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    clock: ManualClock,
+    language: str,
+) -> None:
+    words = REFUSED_WORDS[language]
+    buy_the_bundle(services, organization, token="tok_visa_renewalDeclined")
+    clock.advance(timedelta(days=40))
+    csrf = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", language, path="/console")
+    quoted = browser.post(
+        f"/console/orgs/{organization}/contract/change/quote",
+        data={"csrf_token": csrf, **MORE_SEATS},
+    )
+    fields = confirm_form(text(quoted))  # the quote was shown while the contract was active
+    clock.advance(timedelta(days=326))  # past the period's end: the renewal is declined
+    assert services.renewals.sweep().failed == [str(organization)]
+    version = services.app.get_organization(organization).version
+    answer = browser.post(f"/console/orgs/{organization}/contract/change", data=fields)
+    assert answer.status_code == 200
+    panel = refusal_panel(text(answer))
+    assert words["past_due"] in panel
+    since = services.read_model.access(organization)["bundle"]["contract"]["past_due_since"]
+    shown = format_datetime(datetime.fromisoformat(since), "medium", tzinfo=UTC, locale=language)
+    assert words["past_due_why"].format(since=re.sub(r"\s", " ", shown)) in panel
+    assert f'href="/console/orgs/{organization}/contract/card"' in panel
+    assert words["pay_now"] in panel
+    assert text(answer).count('role="alert"') == 1  # said once, not again in the summary
+    assert services.app.get_organization(organization).version == version
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+def test_a_change_the_card_on_file_declines_is_explained_with_the_way_to_a_new_card(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    clock: ManualClock,
+    language: str,
+) -> None:
+    words = REFUSED_WORDS[language]
+    # The sandbox's renewal-declined card pays the upgrade and declines every later charge.
+    buy_the_bundle(services, organization, token="tok_visa_renewalDeclined")
+    clock.advance(timedelta(days=40))
+    csrf = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", language, path="/console")
+    quoted = browser.post(
+        f"/console/orgs/{organization}/contract/change/quote",
+        data={"csrf_token": csrf, **MORE_SEATS},
+    )
+    answer = browser.post(
+        f"/console/orgs/{organization}/contract/change", data=confirm_form(text(quoted))
+    )
+    assert answer.status_code == 200
+    panel = refusal_panel(text(answer))
+    assert words["declined"] in panel
+    assert words["declined_why"] in panel
+    assert words["declined_next"] in panel
+    assert f'href="/console/orgs/{organization}/contract/card"' in panel
+    assert event_types(services, organization)[-1] == "ChangeChargeFailed"
+    assert services.read_model.access(organization)["bundle"]["contract"]["seats"] == 10
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+def test_monthly_to_yearly_while_set_to_cancel_says_to_undo_the_cancellation_first(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    clock: ManualClock,
+    language: str,
+) -> None:
+    words = REFUSED_WORDS[language]
+    unify_the_super_admin(services.app, organization)
+    services.app.start_trial(organization, by=CRM_SUPER_ADMIN)
+    monthly = UpgradeRequest(billing_period="monthly", seats=10, add_ons=())
+    services.checkouts.purchase(
+        organization,
+        by=CRM_SUPER_ADMIN,
+        purchase=PurchaseRequest(
+            request=monthly,
+            billing_contact={"company_name": "Acme KK", "country": "JP", "email": "b@acme.example"},
+            expected_total=services.app.quote(organization, monthly).total,
+            payment_token="tok_visa",
+        ),
+        idempotency_key="monthly",
+    )
+    clock.advance(timedelta(days=10))
+    csrf = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", language, path="/console")
+    quoted = browser.post(
+        f"/console/orgs/{organization}/contract/change/quote",
+        data={"csrf_token": csrf, "billing_period": "yearly", "seats": "10"},
+    )
+    services.app.cancel_contract(organization, by=CRM_SUPER_ADMIN)  # in another tab
+    version = services.app.get_organization(organization).version
+    answer = browser.post(
+        f"/console/orgs/{organization}/contract/change", data=confirm_form(text(quoted))
+    )
+    assert answer.status_code == 200
+    panel = refusal_panel(text(answer))
+    assert words["ending"] in panel
+    assert words["ending_next"] in panel
+    assert f'href="/console/orgs/{organization}/contract"' in panel
+    assert services.app.get_organization(organization).version == version
+
+
+def test_a_tampered_confirm_form_is_explained_and_charges_nothing(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    bought: dict[str, object],
+) -> None:
+    csrf = sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    version = services.app.get_organization(organization).version
+    answer = browser.post(
+        f"/console/orgs/{organization}/contract/change",
+        data={"csrf_token": csrf, **MORE_SEATS, "seats": "0", "expected_total": "1"},
+    )
+    assert answer.status_code == 200
+    panel = refusal_panel(text(answer))
+    assert "Some fields need correcting" in panel
+    assert "Correct the users and add-ons below" in panel
+    assert "seats" in panel
+    assert services.app.get_organization(organization).version == version

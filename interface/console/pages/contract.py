@@ -28,6 +28,7 @@ from domain.errors import DomainError
 from domain.facts import BundleState
 from interface import plan_change_schemas as pc
 from interface import schemas as s
+from interface.console import words
 from interface.console.blueprint import console, services
 from interface.console.i18n import moment, yen
 from interface.console.pages.admin import (
@@ -249,10 +250,18 @@ def confirm_change(organization_id: UUID) -> ResponseReturnValue:
             idempotency_key=form.get("idempotency_key") or None,
         )
     except ValidationError as invalid:
-        return _change_page(organization_id, form, invalid=field_problems(invalid)), 422
-    except DomainError as error:  # a changed price (409), a declined card (402), past due…
-        shown = refusal(error)
-        return _change_page(organization_id, form, confirm_refusal=shown), shown["status"]
+        # Only a tampered form gets here (its fields are the quote's own): say which.
+        shown = {
+            "code": "validation_failed",
+            "title": words.refusal_title("validation_failed"),
+            "details": {"fields": field_problems(invalid)},
+        }
+        return _change_page(organization_id, form, confirm_refusal=shown)
+    except DomainError as error:  # a changed price, a declined card, past due, no change…
+        # Not an error page: the page itself, saying in plain words why nothing was
+        # bought and what to do next (_change_refusal.html), so it answers 200 like
+        # any page a person reads and acts on; the API keeps the refusal's status.
+        return _change_page(organization_id, form, confirm_refusal=refusal(error))
     flash(_change_done(answer))
     return redirect(
         url_for(
