@@ -408,10 +408,24 @@ class ViewFaultsSchema(Schema):
     )
 
 
-class ViewLagSchema(Schema):
+class OneViewLagSchema(Schema):
     latest_position = fields.Integer(required=True)
     view_position = fields.Integer(required=True)
     lag = fields.Integer(required=True)
+
+
+class ViewLagSchema(Schema):
+    """The access and directory views' lag at the top (one follower applies both),
+    and each other view's own lag beside it."""
+
+    latest_position = fields.Integer(required=True)
+    view_position = fields.Integer(required=True)
+    lag = fields.Integer(required=True)
+    invoices = fields.Nested(
+        OneViewLagSchema,
+        required=True,
+        metadata={"description": "The invoices view, which its own follower applies"},
+    )
     faults = fields.Nested(
         ViewFaultsSchema,
         metadata={"description": "Events the views passed over: they cannot be decoded or applied"},

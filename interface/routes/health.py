@@ -34,12 +34,16 @@ class Readiness(MethodView):
     def get(self) -> dict[str, Any]:
         """The database answers; `views.lag` = latest log position − views' position.
 
+        The top level is the access and directory views; `views.invoices` is
+        the invoices view, followed on its own (so it can lag on its own).
+
         `views.faults`: events the views passed over because they cannot be
         decoded or applied (docs/operations.md); the service stays ready.
         """
         found = services()
         try:
             views: dict[str, Any] = dict(found.read_model.lag())
+            views["invoices"] = found.invoices.lag()
             if found.view_faults is not None:
                 views["faults"] = found.view_faults.summary()
         except Exception:

@@ -140,3 +140,23 @@ def test_min_position_not_reached_in_time_is_503_with_retry_after_never_stale(
     )
     assert caught_up.status_code == 200
     assert caught_up.json["bundle"]["state"] == "trial"
+
+
+def test_readiness_reports_the_invoices_views_own_lag(
+    worker_deployment: tuple[FlaskClient, Services],
+) -> None:
+    client, worker = worker_deployment
+    caller = Caller(client)
+    org = caller.register()
+    bought = caller.upgrade(org, "buy-1", user="u-owner")
+    assert bought.status_code == 201, bought.json
+    latest = bought.json["position"]
+    worker.read_model.catch_up()  # the access and directory views only
+
+    views = client.get("/readyz").json["views"]
+
+    assert (views["latest_position"], views["lag"]) == (latest, 0)
+    assert views["invoices"] == {"latest_position": latest, "view_position": 0, "lag": latest}
+    worker.invoices.catch_up()
+    caught_up = client.get("/readyz").json["views"]["invoices"]
+    assert caught_up == {"latest_position": latest, "view_position": latest, "lag": 0}
