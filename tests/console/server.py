@@ -38,6 +38,7 @@ class RunningServer:
     database: Path
     log: Path
     var_dir: Path
+    environment: dict[str, str]
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
         """The HTTP API, as the operator unless another token is given."""
@@ -50,11 +51,32 @@ class RunningServer:
         with urllib.request.urlopen(request, timeout=15) as answer:
             return json.loads(answer.read())
 
+    def suitesub(self, *arguments: str) -> str:
+        """Run a ``suitesub`` command (as the worker would) on the server's store and
+        shifted test clock; its output, which the PAN search reads too."""
+        done = subprocess.run(
+            [str(SUITESUB), *arguments],
+            env=self.environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        with self.commands_log.open("a") as log:  # beside the server's own log
+            log.write(done.stdout + done.stderr)
+        return done.stdout
+
+    @property
+    def commands_log(self) -> Path:
+        return self.log.with_name("suitesub-commands.log")
+
     def stored_bytes(self) -> bytes:
-        """Everything the server wrote: the database (and its WAL), the log, var/."""
+        """Everything the server wrote: the database (and its WAL), the logs, var/."""
         written = b""
         for path in [*self.database.parent.glob(self.database.name + "*"), self.log]:
             written += path.read_bytes()
+        if self.commands_log.exists():
+            written += self.commands_log.read_bytes()
         for path in self.var_dir.rglob("*"):
             if path.is_file():
                 written += path.read_bytes()
@@ -87,7 +109,7 @@ def running_server(
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-        server = RunningServer(f"http://127.0.0.1:{port}", database, log, var_dir)
+        server = RunningServer(f"http://127.0.0.1:{port}", database, log, var_dir, env)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         try:
             while True:

@@ -41,6 +41,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 VISA = "4242 4242 4242 4242"
 DECLINED = "4000 0000 0000 0002"
 MASTERCARD = "5555 5555 5555 4444"
+RENEWAL_DECLINED = "4000 0000 0000 0341"  # pays the upgrade, declines every later charge
 SERIOUS = {"serious", "critical"}
 
 WORDS: dict[str, dict[str, str]] = {
@@ -475,6 +476,123 @@ def test_the_article_story_in_the_browser(
     assert b"UpgradePurchased" in stored  # the search did read the store that recorded it
     assert "payment_token=tok_visa" in sent  # what the browser sent instead
     assert "payment_token=tok_mastercard" in sent  # the update-card form's token
+
+
+PAST_DUE_WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "upgrade": "Upgrade",
+        "failed": "The renewal payment failed",
+        "state": "Payment past due",
+        "pay_now": "Update the card and pay now",
+        "save_and_pay": "Save the card and pay now",
+        "paid": "The renewal was paid with the new card: the payment is no longer past due.",
+        "active": "Active",
+        "renewal_invoice": "Renewal",
+    },
+    "ja": {
+        "upgrade": "アップグレード",
+        "failed": "更新の支払いに失敗しました",
+        "state": "支払い遅延中",
+        "pay_now": "カードを変更して今すぐ支払う",
+        "save_and_pay": "カードを保存して今すぐ支払う",
+        "paid": "新しいカードで更新料金をお支払いいただきました。支払い遅延は解消されました。",
+        "active": "契約中",
+        "renewal_invoice": "契約更新",
+    },
+}
+
+
+def tokens_posted(sent: list[str]) -> list[str]:
+    """The payment tokens the browser's requests carried, in order."""
+    return [m for r in sent for m in re.findall(r"payment_token=(tok_[A-Za-z_]+)", r)]
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+def test_a_declined_renewal_is_paid_with_a_new_card_in_the_browser(
+    server: RunningServer, chromium: Any, language: str
+) -> None:
+    """SPEC §11's dunning story in the browser: a card that pays the upgrade but
+    declines the renewal, the renewal run by ``suitesub renew`` at the test clock,
+    the contract page past due with its link, a good card paying the renewal."""
+    words, past = WORDS[language], PAST_DUE_WORDS[language]
+    organization = register_the_article_organization(server)
+    bob = mint_token(SECRET, user_id="u-bob", organization_id=organization)
+    server.call(  # Desk's super admin unifies, so u-alice may start the trial
+        "PUT",
+        f"/v1/organizations/{organization}/services/desk/admins",
+        {"super_admin": "u-alice", "admins": ["u-bob"]},
+        token=bob,
+    )
+    context = chromium.new_context(locale=words["locale"], viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    story = Story(page, f"{language}-past-due")
+    console = f"{server.base_url}/console"
+    page.goto(f"{console}/sign-in")
+    page.get_by_role("link", name="Acme KK").click()
+    page.get_by_role("button", name="u-alice", exact=True).click()
+    if language == "en":  # an organization in Japan is shown in Japanese: switch
+        page.get_by_role("button", name="English").click()
+    page.get_by_role("button", name=words["access"]).click()
+    assert words["banner"] in page.locator(".trial-banner").inner_text()
+
+    # Buy CRM Plus with the card whose later charges are declined.
+    page.get_by_role("link", name=past["upgrade"], exact=True).click()
+    page.get_by_label(re.compile("Yearly|毎年")).check()
+    page.locator("#seats").fill("10")
+    page.get_by_role("button", name=words["continue"]).click()
+    page.locator("#email").fill("billing@acme.example")
+    page.locator("#card-number").fill(RENEWAL_DECLINED)
+    page.locator("#card-expiry").fill("12/30")
+    page.locator("#card-cvc").fill("123")
+    page.locator("#payment-form button[type=submit]").click()
+    assert words["thanks"] in page.content(), page.locator("main").inner_text()
+    assert "0341" in page.locator(".receipt").inner_text()
+    page.get_by_role("link", name=words["manage"]).click()
+    assert page.locator("#past-due-title").count() == 0
+    story.check("contract")
+
+    # A year later the worker's renewal run charges the card on file: declined.
+    server.call("POST", "/v1/test-clock", {"advance_days": 366})
+    assert "payment failed: 1" in server.suitesub("renew")
+    contract = server.call("GET", f"/v1/organizations/{organization}/subscription")["contract"]
+    assert contract["past_due_since"] is not None
+    page.reload()
+    assert page.locator("#past-due-title").inner_text() == past["failed"]
+    assert page.locator("p.state .badge").inner_text() == past["state"]
+    story.check("past-due")
+
+    # The way forward: the page's link to the card; a good sandbox card pays the renewal.
+    page.get_by_role("link", name=past["pay_now"], exact=True).click()
+    page.locator("#card-number").fill(VISA)
+    page.locator("#card-expiry").fill("12/30")
+    page.locator("#card-cvc").fill("123")
+    story.check("update-card")
+    page.get_by_role("button", name=past["save_and_pay"]).click()
+    assert past["paid"] in page.locator(".flash").inner_text()
+    assert page.locator("#past-due-title").count() == 0
+    assert page.locator("p.state .badge").inner_text() == past["active"]
+    assert "4242" in page.locator("dd.card").inner_text()
+    access = server.call("GET", f"/v1/organizations/{organization}/access")
+    assert access["bundle"]["state"] == "active"
+    assert access["bundle"]["contract"].get("past_due_since") is None
+    invoices = server.call("GET", f"/v1/organizations/{organization}/invoices")["invoices"]
+    assert [i["kind"] for i in invoices] == ["renewal", "upgrade"]
+    newest = page.locator("table.invoices tbody tr").first.inner_text()
+    assert invoices[0]["number"] in newest
+    assert past["renewal_invoice"] in newest
+    assert f"¥{invoices[0]['total']:,}" in newest
+    story.check("renewal-paid")
+    context.close()
+
+    # Only tokens reached the server: the declined card's, then Visa's; no card number.
+    assert tokens_posted(story.sent) == ["tok_visa_renewalDeclined", "tok_visa"]
+    stored = server.stored_bytes()
+    sent = "\n".join(story.sent)
+    for number in (RENEWAL_DECLINED, VISA):
+        for spelling in (number, number.replace(" ", ""), number.replace(" ", "+")):
+            assert spelling.encode() not in stored
+            assert spelling not in sent
+    assert b"BundleRenewed" in stored  # the search did read the store that recorded it
 
 
 PRODUCTION_WORDS = {
