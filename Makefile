@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: help venv run test test-future lint types pytest bench bench-quick clean translations
 
 help:
-	@echo "make run    - set up .venv, install, start the API on SQLite under ./var/ (PORT=8000)"
+	@echo "make run    - set up .venv, install, start the API and the web console (/console/) on SQLite under ./var/ (PORT=8000)"
 	@echo "make test   - set up .venv, install, then ruff, mypy --strict, pytest"
 	@echo "make test-future - the fast tests under faketime at FUTURE_DATE (needs faketime)"
 	@echo "make bench  - full benchmarks; make bench-quick - the same at small sizes"

@@ -834,3 +834,35 @@ def test_a_tampered_confirm_form_is_explained_and_charges_nothing(
     assert "Correct the users and add-ons below" in panel
     assert "seats" in panel
     assert services.app.get_organization(organization).version == version
+
+
+def test_the_support_directory_files_a_contract_under_its_state_as_payments_come_and_go(
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+    clock: ManualClock,
+) -> None:
+    buy_the_bundle(services, organization, token="tok_visa_renewalDeclined")
+    sign_in()
+    browser.set_cookie("console_lang", "en", path="/console")
+
+    def listed_under(state: str) -> bool:
+        return "Acme KK" in text(browser.get(f"/console/support/?state={state}"))
+
+    assert listed_under("active")
+    clock.advance(timedelta(days=366))
+    assert services.renewals.sweep().failed == [str(organization)]
+    assert listed_under("past_due")
+    assert not listed_under("active")
+    assert "Payment past due" in text(browser.get("/console/support/"))
+    services.renewals.change_payment_method(
+        organization, by=CRM_SUPER_ADMIN, payment_token="tok_visa"
+    )
+    assert listed_under("active")
+    assert not listed_under("past_due")
+    services.app.cancel_contract(organization, by=CRM_SUPER_ADMIN)
+    clock.advance(timedelta(days=366))
+    services.renewals.sweep()
+    assert listed_under("ended")
+    assert not listed_under("active")

@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from application.bootstrap import Services
+from application.bootstrap import Services, build_services
+from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.quote import AddOnRequest, UpgradeRequest
 from interface.app import create_app
 from interface.auth import mint_token
 from interface.console.security import CONTENT_SECURITY_POLICY
 from tests.console.conftest import SECRET, SignIn
-from tests.console.story import CRM_SUPER_ADMIN, DESK_SUPER_ADMIN, csrf_of, unify_the_super_admin
+from tests.console.story import (
+    CRM_SUPER_ADMIN,
+    DESK_SUPER_ADMIN,
+    buy_the_bundle,
+    csrf_of,
+    register_the_article_organization,
+    unify_the_super_admin,
+)
 
 ENGLISH = {"Accept-Language": "en"}
 
@@ -406,3 +417,122 @@ def test_assets_carry_no_etag_a_browser_would_send_back_as_digits(browser: Flask
         headers={"If-Modified-Since": answer.headers["Last-Modified"]},
     )
     assert again.status_code == 304
+
+
+# -- every page, walked from the app's own routes ------------------------------------------
+
+
+def _console_get_rules(app: Flask) -> list[Any]:
+    return sorted(
+        (
+            rule
+            for rule in app.url_map.iter_rules()
+            if rule.endpoint.startswith("console.")
+            and "GET" in (rule.methods or ())
+            and rule.endpoint != "console.static"
+        ),
+        key=lambda rule: rule.rule,
+    )
+
+
+def test_every_console_page_has_the_csp_local_assets_and_a_csrf_token_in_each_form(
+    console_app: Flask,
+    browser: FlaskClient,
+    sign_in: SignIn,
+    organization: UUID,
+    services: Services,
+) -> None:
+    """Each GET route of the console blueprint (taken from the URL map, so a new page
+    is walked without being listed), as its user would see it: the CSP header, no
+    inline script, style or handler, every script, stylesheet and image served from
+    /console/static/, and the session's CSRF token in every form that posts."""
+    receipt = buy_the_bundle(services, organization)
+    values = {
+        "organization_id": str(organization),
+        "checkout_id": str(receipt["checkout_id"]),
+        "number": str(receipt["invoice_number"]),
+    }
+    walked = []
+    for support in (False, True):
+        csrf = sign_in() if support else sign_in(CRM_SUPER_ADMIN, organization)
+        for rule in _console_get_rules(console_app):
+            if rule.rule.startswith("/console/support") is not support:
+                continue
+            path = rule.rule
+            for name in rule.arguments:
+                path = re.sub(rf"<(?:[a-z]+:)?{name}>", values[name], path)
+            answer = browser.get(path, headers=ENGLISH)
+            walked.append(rule.endpoint)
+            assert answer.status_code < 500, path
+            assert answer.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY, path
+            if answer.mimetype != "text/html" or answer.status_code in (301, 302, 303):
+                continue
+            html = text(answer)
+            assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), path
+            assert not re.search(r"\son[a-z]+=", html), path
+            assert not re.search(r"\sstyle=", html), path
+            assert "//" not in "".join(re.findall(r"<(?:script|link|img)[^>]*>", html)), path
+            for asset in re.findall(r'<(?:script|link|img)[^>]*(?:src|href)="([^"]+)"', html):
+                assert asset.startswith("/console/static/"), (path, asset)
+                assert browser.get(asset).status_code == 200, asset
+            for form in re.findall(r'<form[^>]*method="post".*?</form>', html, re.S):
+                assert f'name="csrf_token" value="{csrf}"' in form, (path, form)
+    pages = {"console.home", "console.contract", "console.change_plan", "console.card"}
+    pages |= {"console.support_directory", "console.support_organization"}
+    assert pages <= set(walked)
+    assert len(walked) == len(_console_get_rules(console_app))
+
+
+def test_the_upgrade_summary_updates_without_javascript(
+    browser: FlaskClient, sign_in: SignIn, organization: UUID, services: Services
+) -> None:
+    """ "Update the summary" (hidden when console.js runs) submits the choices to the
+    upgrade page itself, which comes back priced: the same quote, no script needed."""
+    sign_in(CRM_SUPER_ADMIN, organization)
+    browser.set_cookie("console_lang", "en", path="/console")
+    page = text(browser.get(f"/console/orgs/{organization}/upgrade"))
+    assert re.search(r'formaction="/console/orgs/[^"]+/upgrade"[^>]*js-hidden', page)
+    priced = text(
+        browser.get(
+            f"/console/orgs/{organization}/upgrade"
+            "?billing_period=yearly&seats=10&add_on_storage-10gb=2"
+        )
+    )
+    quote = services.app.quote(
+        organization, UpgradeRequest("yearly", 10, (AddOnRequest("storage-10gb", 2),))
+    )
+    assert f'data-total="{quote.total}"' in priced
+    assert 'name="seats" type="number" min="1" max="10000" inputmode="numeric" value="10"' in priced
+
+
+def test_the_chain_check_page_shows_a_tampered_event(
+    tmp_path: Path, clock: ManualClock, catalog: Catalog
+) -> None:
+    """The chain check is ``audit verify`` for one organization: a byte changed in the
+    stored event behind the service's back is reported as the broken link it makes."""
+    built = build_services(f"sqlite:///{tmp_path}/chain.sqlite3", clock=clock, catalog=catalog)
+    try:
+        organization = register_the_article_organization(built.app)  # v2: CRM, by u-alice
+        client = create_app({"SERVICES": built, "JWT_SECRET": SECRET}).test_client()
+        client.set_cookie("console_lang", "en", path="/console")
+        page = text(client.get("/console/sign-in"))
+        client.post("/console/sign-in", data={"csrf_token": csrf_of(page), "as": "operator"})
+        path = f"/console/support/orgs/{organization}/verification"
+        assert "The chain holds" in text(client.get(path))
+        table = str(built.app.recorder.events_table_name)  # type: ignore[attr-defined]
+        assert built.settings.sqlite_path is not None
+        with sqlite3.connect(built.settings.sqlite_path) as db:
+            [(state,)] = db.execute(
+                f"SELECT state FROM {table} WHERE originator_id = ? AND originator_version = 2",
+                (organization.hex,),
+            ).fetchall()
+            assert b"u-alice" in bytes(state)
+            db.execute(
+                f"UPDATE {table} SET state = ? WHERE originator_id = ? AND originator_version = 2",
+                (bytes(state).replace(b"u-alice", b"u-alicf"), organization.hex),
+            )
+        broken = text(client.get(path))
+        assert "The chain is broken" in broken
+        assert re.search(r"<td>2</td><td><code>chain_broken</code></td>", broken), broken
+    finally:
+        built.close()
