@@ -7,12 +7,12 @@ the upgrade's ``UpgradePurchased``, a renewal, a mid-term change), so a new
 charging event needs no change here.
 
 The project's one projection shape (docs/architecture.md): :class:`InvoicesView`
-is a tracking recorder with its tables and :meth:`InvoicesView.put_with_tracking`
-(rows and the batch's position in one transaction, under the view's lock,
-skipping what another follower applied), :class:`InvoicesProjection` is its
-:class:`~application.projections.follower.BatchProjection`, the one
-:class:`~application.projections.follower.Follower` runs it, and
-:class:`InvoicesReadModel` is its one reader. Tables (``prefix`` is
+is a tracked view (application/projections/tracking.py) with its tables and
+:meth:`InvoicesView.put_with_tracking` (rows and the batch's position in one
+transaction, under the view's lock, skipping what another follower applied),
+:class:`InvoicesProjection` its projection, run by the one
+:class:`~application.projections.follower.Follower`, and :class:`InvoicesReadModel`
+is its one reader. Tables (``prefix`` is
 ``invoice_view`` live; a rebuild builds a fresh set beside):
 ``{prefix}_invoices`` (number, organization_id, issued_at, position, invoice)
 and ``{prefix}_tracking``.
@@ -25,36 +25,29 @@ as ``after``.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
-from uuid import UUID, uuid4
+from datetime import UTC, datetime
+from typing import Any, Self
+from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
-from eventsourcing.postgres import PostgresFactory
-from eventsourcing.sqlite import SQLiteDatastore, SQLiteFactory
 
 from application.errors import OrganizationNotFound
 from application.event_stream import select_organization_notifications
-from application.projections.follower import Batch, BatchProjection, Follower
+from application.projections.follower import Follower
 from application.projections.read_model import Positions
-from application.projections.views import Dialect, Postgres, SQLite
+from application.projections.tracking import Changes, TrackedView, ViewProjection
 from application.schema import schema_lock
 from application.settings import ViewSettings
+from application.sql_dialect import Dialect, view_store
 from application.view_faults import ViewFaults
 from domain.errors import InvalidRequest, NotFound
 from domain.events import OrganizationEvent
 from domain.invoice import is_invoice_number
 
-#: Tracking rows are keyed by the name of the application whose log is followed.
-UPSTREAM = "SuiteSubscriptions"
 LIVE_PREFIX = "invoice_view"
 MAX_INVOICE_PAGE = 100
-_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _COLUMNS = "number, organization_id, issued_at, position, invoice"
 
 
@@ -121,50 +114,50 @@ class InvoicePage:
             self.position, last, {key: row for key, row in self.rows.items() if key <= last}
         )
 
+    def compared(self) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
+        """Each invoice's fields by ``(number, "invoices.<number>")``, as a rebuild compares."""
+        return {
+            (number, f"invoices.{number}"): (
+                row.organization_id,
+                {
+                    "organization_id": row.organization_id,
+                    "issued_at": row.issued_at.astimezone(UTC).isoformat(),
+                    "position": row.position,
+                    **{f"invoice.{key}": value for key, value in row.invoice.items()},
+                },
+            )
+            for number, row in self.rows.items()
+        }
 
-class InvoiceChanges:
+
+class InvoiceChanges(Changes):
     """The changes of one write transaction: new rows, a tracked position."""
 
+    view: InvoicesView
+
     def __init__(self, view: InvoicesView, cursor: Any) -> None:
-        self.view = view
-        self.cursor = cursor
-        self.position = view.tracked_position(cursor)
+        super().__init__(view, cursor)
         self.rows: list[InvoiceRow] = []
-        self.tracked: int | None = None
 
-    @property
-    def reached(self) -> int:
-        return self.tracked or self.position
+    def take(self, events: list[tuple[OrganizationEvent, int]]) -> None:
+        """Copy the invoices of ``events``."""
+        for domain_event, position in events:
+            row = invoice_row(domain_event, position)
+            if row is not None:
+                self.rows.append(row)
 
-    def track(self, notification_id: int) -> None:
-        if notification_id <= self.reached:
-            msg = f"position {notification_id} is not after {self.reached}"
-            raise IntegrityError(msg)
-        self.tracked = notification_id
+    def changed(self) -> list[str]:
+        return [row.organization_id for row in self.rows]
 
-    def fold(self, events: Batch) -> int:
-        """Copy the invoices of ``events`` (in log order) and track the last; how many were new.
-
-        Events at or before the position are skipped (another follower applied them).
-        """
-        last = self.reached
-        applied = 0
-        for domain_event, tracking in events:
-            if tracking.notification_id <= last:
-                continue
-            last = tracking.notification_id
-            applied += 1
-            if isinstance(domain_event, OrganizationEvent):
-                row = invoice_row(domain_event, last)
-                if row is not None:
-                    self.rows.append(row)
-        if applied:
-            self.track(last)
-        return applied
+    def write(self) -> None:
+        if self.rows:
+            self.view.insert_rows(self)
 
 
-class InvoicesView(TrackingRecorder):
+class InvoicesView(TrackedView[InvoiceChanges]):
     """Every issued invoice, by number, with its tracking."""
+
+    copied = {"invoices": _COLUMNS}
 
     def __init__(
         self,
@@ -174,105 +167,42 @@ class InvoicesView(TrackingRecorder):
         *,
         owns_store: bool = False,
     ) -> None:
-        if not _PREFIX.match(prefix):
-            msg = f"view table prefix {prefix!r} must be a short lower-case identifier"
-            raise ValueError(msg)
-        self._datastore, self.dialect, self._prefix = datastore, dialect, prefix
-        #: The view's own store (``memory://``), closed with it; else the app's.
-        self.owns_store = owns_store
-        self.invoices = dialect.qualified(datastore, f"{prefix}_invoices")
-        self.tracking = dialect.qualified(datastore, f"{prefix}_tracking")
-        p = self.p = dialect.placeholder
-        self.invoice_text = (
-            "invoice::text AS invoice" if isinstance(dialect, Postgres) else "invoice"
-        )
-        self.select_tracked = (
-            f"SELECT notification_id FROM {self.tracking} WHERE application_name = {p}"  # noqa: S608
-        )
-        self.upsert_tracking = (
-            f"INSERT INTO {self.tracking} VALUES ({p}, {p}) ON CONFLICT (application_name) "  # noqa: S608
-            "DO UPDATE SET notification_id = excluded.notification_id"
-        )
+        super().__init__(datastore, dialect, prefix, owns_store=owns_store)
+        self.invoices = self.table("invoices")
+        self.invoice_text = dialect.json_text("invoice")
 
-    @property
-    def datastore(self) -> Any:
-        return self._datastore
+    def with_prefix(self, prefix: str) -> Self:
+        return type(self)(self.datastore, self.dialect, prefix)
 
-    @property
-    def prefix(self) -> str:
-        return self._prefix
+    def new_changes(self, cursor: Any) -> InvoiceChanges:
+        return InvoiceChanges(self, cursor)
 
-    def beside(self, prefix: str) -> InvoicesView:
-        """A fresh view in the same store (a rebuild's), tables created."""
-        fresh = InvoicesView(self.datastore, self.dialect, prefix)
-        fresh.create_table()
-        return fresh
-
-    def close(self) -> None:
-        """Close the view's own store (the ``memory://`` store's)."""
-        if self.owns_store:
-            self.datastore.close()
-
-    # -- tables -----------------------------------------------------------------
-
-    def create_table(self) -> None:
+    def statements(self, cursor: Any) -> list[str]:
         uid, integer, text, moment, document = self.dialect.types
-        statements = [
+        return [
             f"CREATE TABLE IF NOT EXISTS {self.invoices} (number {text} PRIMARY KEY, "
             f"organization_id {uid} NOT NULL, issued_at {moment} NOT NULL, "
             f"position {integer} NOT NULL, invoice {document} NOT NULL)",
             f'CREATE INDEX IF NOT EXISTS "{self.prefix}_invoices_org_idx" '
             f"ON {self.invoices} (organization_id, position)",
-            f"CREATE TABLE IF NOT EXISTS {self.tracking} (application_name {text} "
-            f"PRIMARY KEY, notification_id {integer})",
         ]
-        with self.datastore.transaction(commit=True) as cursor:
-            for statement in statements:
-                cursor.execute(statement)
 
-    def drop(self) -> None:
-        with self.datastore.transaction(commit=True) as cursor:
-            for table in (self.invoices, self.tracking):
-                cursor.execute(f"DROP TABLE IF EXISTS {table}")
-
-    # -- writing ----------------------------------------------------------------
-
-    @contextmanager
-    def changes(self) -> Iterator[InvoiceChanges]:
-        """A locked write transaction; rows and tracking are written on exit."""
-        with self.dialect.write_transaction(self) as cursor:
-            changes = InvoiceChanges(self, cursor)
-            yield changes
-            self.commit(changes)
-
-    def put_with_tracking(self, events: Batch) -> int:
-        """Copy the invoices of ``events`` and track the last, in one transaction."""
-        with self.changes() as changes:
-            return changes.fold(events)
-
-    def insert_tracking(self, tracking: Tracking) -> None:
-        with self.changes() as changes:
-            changes.track(tracking.notification_id)
-
-    def commit(self, changes: InvoiceChanges, *, always_track: bool = False) -> None:
-        if changes.rows:
-            self._refuse_reused_numbers(changes)
-            p = self.p
-            changes.cursor.executemany(
-                f"INSERT INTO {self.invoices} ({_COLUMNS}) VALUES ({p}, {p}, {p}, {p}, {p})",  # noqa: S608
-                [
-                    (
-                        row.number,
-                        self.dialect.db_id(row.organization_id),
-                        self.dialect.db_time(row.issued_at),
-                        row.position,
-                        json.dumps(row.invoice, ensure_ascii=False, separators=(",", ":")),
-                    )
-                    for row in changes.rows
-                ],
-            )
-        if changes.tracked is not None or always_track:
-            changes.cursor.execute(self.upsert_tracking, (UPSTREAM, changes.reached))
+    def insert_rows(self, changes: InvoiceChanges) -> None:
+        self._refuse_reused_numbers(changes)
+        p = self.p
+        changes.cursor.executemany(
+            f"INSERT INTO {self.invoices} ({_COLUMNS}) VALUES ({p}, {p}, {p}, {p}, {p})",  # noqa: S608
+            [
+                (
+                    row.number,
+                    self.dialect.db_id(row.organization_id),
+                    self.dialect.db_time(row.issued_at),
+                    row.position,
+                    json.dumps(row.invoice, ensure_ascii=False, separators=(",", ":")),
+                )
+                for row in changes.rows
+            ],
+        )
 
     def _refuse_reused_numbers(self, changes: InvoiceChanges) -> None:
         """A number is issued once (SPEC §11): a second event with it is a fault of that event."""
@@ -290,44 +220,7 @@ class InvoicesView(TrackingRecorder):
             msg = f"invoice number(s) {taken} were issued before"
             raise ValueError(msg)
 
-    @contextmanager
-    def replacing(self, source: InvoicesView) -> Iterator[InvoiceChanges]:
-        """A locked write transaction that starts by replacing every row with ``source``'s.
-
-        As :meth:`OrganizationViews.replacing`: the caller folds in the events
-        after ``source``'s position; it commits only if the position does not
-        move back.
-        """
-        if source.datastore is not self.datastore:
-            msg = "views are replaced only by views in the same store"
-            raise TypeError(msg)
-        with self.dialect.write_transaction(self) as cursor:
-            live_position = self.tracked_position(cursor)
-            cursor.execute(f"DELETE FROM {self.invoices}")  # noqa: S608
-            cursor.execute(
-                f"INSERT INTO {self.invoices} ({_COLUMNS}) SELECT {_COLUMNS} FROM {source.invoices}"  # noqa: S608
-            )
-            cursor.execute(self.upsert_tracking, (UPSTREAM, source.tracked_position(cursor)))
-            changes = InvoiceChanges(self, cursor)
-            yield changes
-            if changes.reached < live_position:
-                msg = f"replacement at {changes.reached} is behind the view at {live_position}"
-                raise IntegrityError(msg)
-            self.commit(changes, always_track=True)
-
     # -- reading ----------------------------------------------------------------
-
-    def tracked_position(self, cursor: Any, application_name: str = UPSTREAM) -> int:
-        cursor.execute(self.select_tracked, (application_name,))
-        found = cursor.fetchone()
-        return int(found["notification_id"]) if found else 0
-
-    def max_tracking_id(self, application_name: str) -> int | None:
-        with self.dialect.read_transaction(self) as cursor:
-            return self.tracked_position(cursor, application_name) or None
-
-    def position(self) -> int:
-        return self.max_tracking_id(UPSTREAM) or 0
 
     def _row(self, found: Any) -> InvoiceRow:
         issued_at = self.dialect.py_time(found["issued_at"])
@@ -399,13 +292,10 @@ class InvoicesView(TrackingRecorder):
             after = page.last
 
 
-class InvoicesProjection(BatchProjection[InvoicesView]):
+class InvoicesProjection(ViewProjection[InvoicesView]):
     """Copies the invoice of every event that issued one into the invoices view."""
 
     name = "invoices"
-
-    def process_batch(self, events: Batch) -> int:
-        return self.view.put_with_tracking(events)
 
 
 def construct_invoices_view(app: Application[Any], prefix: str = LIVE_PREFIX) -> InvoicesView:
@@ -414,14 +304,8 @@ def construct_invoices_view(app: Application[Any], prefix: str = LIVE_PREFIX) ->
     The ``memory://`` store's view is an in-memory SQLite database, like the
     organization views'.
     """
-    factory = app.factory
-    if isinstance(factory, SQLiteFactory):
-        view = InvoicesView(factory.datastore, SQLite(), prefix)
-    elif isinstance(factory, PostgresFactory):
-        view = InvoicesView(factory.datastore, Postgres(), prefix)
-    else:
-        memory = SQLiteDatastore(f"file:invoices_{uuid4().hex}?mode=memory&cache=shared")
-        view = InvoicesView(memory, SQLite(), prefix, owns_store=True)
+    store = view_store(app, "invoices")
+    view = InvoicesView(store.datastore, store.dialect, prefix, owns_store=store.owned)
     with schema_lock(app.env):
         view.create_table()
     return view

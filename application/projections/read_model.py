@@ -10,32 +10,21 @@ read first applies what the log has that the views have not; ``worker``
 from __future__ import annotations
 
 from typing import Any, Protocol
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import psycopg
 from eventsourcing.application import Application
-from eventsourcing.postgres import PostgresFactory
-from eventsourcing.sqlite import SQLiteDatastore, SQLiteFactory
 
 from application.errors import OrganizationNotFound, ViewNotCaughtUp
 from application.event_stream import select_organization_notifications
 from application.projections.follower import Follower, connection_kwargs
 from application.projections.rows import OrganizationRow
-from application.projections.view_cache import (
-    CachedAccessReader,
-    ViewCache,
-    channel_name,
-)
-from application.projections.views import (
-    UPSTREAM,
-    AccessRead,
-    OrganizationViews,
-    OrganizationViewsProjection,
-    Postgres,
-    SQLite,
-)
+from application.projections.tracking import UPSTREAM
+from application.projections.view_cache import CachedAccessReader, ViewCache, channel_name
+from application.projections.views import AccessRead, OrganizationViews, OrganizationViewsProjection
 from application.schema import schema_lock
 from application.settings import ViewSettings
+from application.sql_dialect import view_store
 from application.view_faults import ViewFaults
 from domain.access_view import access_view
 from domain.catalog import Catalog
@@ -50,14 +39,10 @@ MAX_DIRECTORY_PAGE = 500
 def construct_views(app: Application[Any], prefix: str = LIVE_PREFIX) -> OrganizationViews:
     """The views on the application's own store (so the access statement reads the log's
     end too), tables created; ``memory://``'s views are an in-memory SQLite database."""
-    factory, log_table = app.factory, getattr(app.recorder, "events_table_name", None)
-    if isinstance(factory, SQLiteFactory):
-        views = OrganizationViews(factory.datastore, SQLite(), prefix, log_table)
-    elif isinstance(factory, PostgresFactory):
-        views = OrganizationViews(factory.datastore, Postgres(), prefix, log_table)
-    else:
-        memory = SQLiteDatastore(f"file:views_{uuid4().hex}?mode=memory&cache=shared")
-        views = OrganizationViews(memory, SQLite(), prefix)
+    store = view_store(app, "views")
+    views = OrganizationViews(
+        store.datastore, store.dialect, prefix, store.log_table, owns_store=store.owned
+    )
     with schema_lock(app.env):
         views.create_table()
     return views
@@ -65,7 +50,7 @@ def construct_views(app: Application[Any], prefix: str = LIVE_PREFIX) -> Organiz
 
 def construct_cache(views: OrganizationViews, ttl: float) -> ViewCache | None:
     """The process's cache of access rows, fed by the PostgreSQL views' NOTIFY."""
-    if not isinstance(views.dialect, Postgres):
+    if not views.dialect.notifies:
         return None
     kwargs = connection_kwargs(views.datastore)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,6 +76,14 @@ class DirectoryEntry:
             "trial_ends_at": None if ends is None else ends.astimezone(UTC).isoformat(),
             "version": self.version,
             "position": self.position,
+        }
+
+    def fields(self) -> dict[str, Any]:
+        """The line as a rebuild compares it (times as UTC text)."""
+        return {
+            key: value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
+            for key, value in asdict(self).items()
+            if key != "organization_id"
         }
 
 

@@ -1,36 +1,24 @@
 """The organization views (``{prefix}_access``, ``{prefix}_directory``, ``{prefix}_tracking``;
-``views`` live): one tracking recorder, its SQL, its projection (docs/architecture.md)."""
+``views`` live): one tracked view, its SQL, its projection (docs/architecture.md)."""
 
 from __future__ import annotations
 
 import json
-import re
-import threading
-import time
-import zlib
-from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
-from uuid import UUID
+from datetime import datetime
+from typing import Any, Self
 
-from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
-from eventsourcing.sqlite import SQLiteDatastore
-from psycopg.sql import SQL, Identifier
-
-from application.projections.follower import Batch, BatchProjection
 from application.projections.rows import DirectoryEntry, OrganizationRow, fold_run, row_from_json
+from application.projections.tracking import UPSTREAM, Changes, TrackedView, ViewProjection
 from application.projections.view_cache import change_payload, channel_name
+from application.sql_dialect import Dialect
 from domain.bundle_state import RecordedAs, recorded_as_showing, recorded_as_turning
 from domain.events import OrganizationEvent
 from domain.facts import OrganizationFacts, facts_to_dict
 
-#: Tracking rows are keyed by the name of the application whose log is followed.
-UPSTREAM = "SuiteSubscriptions"
 SELECT_CHUNK = 500  # ids per ``IN (...)`` (SQLite allows 999 parameters at least)
 FACTS_MEMO_SIZE = 10_000  # organizations whose decoded facts are remembered
-_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,39}$")  # table names are built from it
 ACCESS_COLUMNS = "organization_id, version, position, facts"
 DIRECTORY_COLUMNS = (
     "organization_id, name, recorded_state, trial_ends_at, version, position, contract_due_at"
@@ -63,6 +51,19 @@ class ViewPage:
         directory = {key: line for key, line in self.directory.items() if key <= last}
         return ViewPage(self.position, last, access, directory)
 
+    def compared(self) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
+        """Each row's fields by ``(id, "access" | "directory")``, as a rebuild compares them."""
+        found: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        for key, row in self.access.items():
+            facts = {f"facts.{name}": value for name, value in facts_to_dict(row.facts).items()}
+            found[(key, "access")] = (
+                key,
+                {"version": row.version, "position": row.position, **facts},
+            )
+        for key, line in self.directory.items():
+            found[(key, "directory")] = (key, line.fields())
+        return found
+
 
 def recorded_as_sql(forms: tuple[RecordedAs, ...], now: Any, p: str) -> tuple[str, list[Any]]:
     """The domain's :class:`RecordedAs` forms as a ``WHERE`` clause on the directory
@@ -84,76 +85,132 @@ def recorded_as_sql(forms: tuple[RecordedAs, ...], now: Any, p: str) -> tuple[st
     return f"({' OR '.join(clauses)})", params
 
 
-class ViewStore(Protocol):
-    """What a view's transactions need: its datastore, and its prefix (the lock's name).
+class ViewChanges(Changes):
+    """One write transaction's changes: rows read and put, the position tracked."""
 
-    The organization views and the invoices view (application/invoices/) both are.
-    """
+    views: OrganizationViews
 
-    @property
-    def datastore(self) -> Any: ...
+    def __init__(self, views: OrganizationViews, cursor: Any) -> None:
+        super().__init__(views, cursor)
+        self.views = views
+        self.rows: dict[str, OrganizationRow | None] = {}
+        self.dirty: dict[str, OrganizationRow] = {}
 
-    @property
-    def prefix(self) -> str: ...
+    def row(self, organization_id: str) -> OrganizationRow | None:
+        self.preload([organization_id])
+        return self.rows[organization_id]
+
+    def preload(self, organization_ids: Iterable[str]) -> None:
+        """Read the rows of a whole batch at once (few queries, not one per row)."""
+        missing = [i for i in dict.fromkeys(organization_ids) if i not in self.rows]
+        if missing:
+            self.rows.update(self.views.select_access_rows(self.cursor, missing))
+
+    def put(self, row: OrganizationRow) -> None:
+        self.rows[row.organization_id] = self.dirty[row.organization_id] = row
+
+    def take(self, events: list[tuple[OrganizationEvent, int]]) -> None:
+        """Each organization's row is read (a batch at once), folded through its run,
+        put once."""
+        runs: dict[int, list[OrganizationEvent]] = {}  # by the id's int (a UUID hashes in Python)
+        ends: dict[int, int] = {}
+        for domain_event, position in events:
+            key = domain_event.originator_id.int
+            runs.setdefault(key, []).append(domain_event)
+            ends[key] = position
+        ids = {key: str(run[0].originator_id) for key, run in runs.items()}
+        self.preload(ids.values())
+        for key, run in runs.items():
+            self.put(fold_run(self.rows[ids[key]], run, ends[key]))
+
+    def changed(self) -> list[str]:
+        return list(self.dirty)
+
+    def write(self) -> None:
+        if self.dirty:
+            self.views.write_rows(self.cursor, list(self.dirty.values()))
 
 
-class Dialect:
-    """SQLite's way; :class:`Postgres` overrides what differs."""
+class OrganizationViews(TrackedView[ViewChanges]):
+    """The access view and the organization directory, with their tracking."""
 
-    placeholder, log_id, facts_text = "?", "rowid", "facts"
-    types = ("TEXT", "INTEGER", "TEXT", "TEXT", "TEXT")  # id, integer, text, time, json
+    copied = {"access": ACCESS_COLUMNS, "directory": DIRECTORY_COLUMNS}
 
-    def qualified(self, datastore: Any, table: str) -> str:
-        return table
-
-    def db_id(self, organization_id: str) -> Any:
-        return organization_id
-
-    def db_time(self, moment: datetime | None) -> Any:
-        # Fixed-width UTC text sorts like the times (SQLite has no time type).
-        return None if moment is None else moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-    def py_time(self, value: Any) -> datetime | None:
-        return None if value is None else datetime.fromisoformat(value)
-
-    @contextmanager
-    def write_transaction(self, views: ViewStore) -> Iterator[Any]:
-        # BEGIN IMMEDIATE takes the write lock before the first read, so two
-        # processes applying the log cannot both read the same position.
-        with views.datastore.get_connection(commit=True) as connection:
-            cursor = connection.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                yield cursor
-            except BaseException:
-                connection.rollback()
-                raise
-            connection.commit()
-
-    def read_transaction(self, views: ViewStore) -> AbstractContextManager[Any]:
-        return views.datastore.transaction(commit=False)  # type: ignore[no-any-return]
-
-    def read_one(self, views: OrganizationViews, statement: str, params: tuple[Any, ...]) -> Any:
-        """One row of one statement in autocommit: one statement, one snapshot."""
-        with (
-            views.datastore.get_connection(commit=False) as connection,
-            connection.cursor() as cursor,
-        ):
-            cursor.execute(statement, params)
-            return cursor.fetchone()
-
-    def write_rows(
-        self, views: OrganizationViews, cursor: Any, rows: list[OrganizationRow]
+    def __init__(
+        self,
+        datastore: Any,
+        dialect: Dialect,
+        prefix: str = "views",
+        log_table: str | None = None,
+        *,
+        owns_store: bool = False,
     ) -> None:
-        p, db_time = views.p, self.db_time  # two executemany per batch (docs/performance.md)
+        super().__init__(datastore, dialect, prefix, owns_store=owns_store)
+        self.log_table = log_table
+        self.memo: dict[str, tuple[str, OrganizationFacts]] = {}
+        self.access, self.directory_table = self.table("access"), self.table("directory")
+        p, facts = self.p, dialect.json_text("facts")
+        self.select_access = (
+            f"SELECT organization_id, version, position, {facts} FROM {self.access}"
+        )
+        self.select_directory = f"SELECT {DIRECTORY_COLUMNS} FROM {self.directory_table}"
+        # One statement, one snapshot: if the views had applied the log's end,
+        # the row includes every event of it.
+        self.read_access_statement = None
+        if log_table is not None:
+            log = dialect.qualified(datastore, log_table)
+            self.read_access_statement = (
+                f"SELECT (SELECT MAX({dialect.log_id}) FROM {log}) AS latest, "
+                f"({self.select_tracked}) AS tracked, a.version, a.position, a.{facts} "
+                f"FROM (SELECT 1) AS one LEFT JOIN {self.access} AS a ON a.organization_id = {p}"
+            )
+
+    def with_prefix(self, prefix: str) -> Self:
+        return type(self)(self.datastore, self.dialect, prefix, self.log_table)
+
+    def new_changes(self, cursor: Any) -> ViewChanges:
+        return ViewChanges(self, cursor)
+
+    def statements(self, cursor: Any) -> list[str]:
+        uid, integer, text, moment, facts = self.dialect.types
+        key, directory = f"organization_id {uid} PRIMARY KEY", self.directory_table
+        numbers = f"version {integer} NOT NULL, position {integer} NOT NULL"
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.access} ({key}, {numbers}, facts {facts} NOT NULL)"
+        )
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {directory} ({key}, name {text} NOT NULL, "
+            f"recorded_state {text} NOT NULL, trial_ends_at {moment}, {numbers}, "
+            f"contract_due_at {moment})"
+        )
+        # Added after the first release: a directory created before gets the
+        # column, its rows the value when next written (or ``audit rebuild --apply``).
+        self.dialect.add_column(cursor, directory, "contract_due_at", moment)
+        return [
+            f'CREATE INDEX IF NOT EXISTS "{self.prefix}_directory_state_idx" '
+            f"ON {directory} (recorded_state, organization_id)",
+            f'CREATE INDEX IF NOT EXISTS "{self.prefix}_directory_trial_end_idx" '
+            f"ON {directory} (trial_ends_at) WHERE recorded_state = 'trial'",
+            f'CREATE INDEX IF NOT EXISTS "{self.prefix}_directory_contract_due_idx" '
+            f"ON {directory} (contract_due_at, organization_id) "
+            "WHERE contract_due_at IS NOT NULL",
+        ]
+
+    # -- writing ----------------------------------------------------------------
+
+    def write_rows(self, cursor: Any, rows: list[OrganizationRow]) -> None:
+        if self.dialect.notifies:
+            self.write_rows_as_json(cursor, rows)
+            return
+        p, db_time = self.p, self.dialect.db_time  # two executemany per batch
         cursor.executemany(
-            f"INSERT INTO {views.access} ({ACCESS_COLUMNS}) VALUES ({p}, {p}, {p}, {p}) "
+            f"INSERT INTO {self.access} ({ACCESS_COLUMNS}) VALUES ({p}, {p}, {p}, {p}) "
             "ON CONFLICT (organization_id) DO UPDATE SET version = excluded.version, "
             "position = excluded.position, facts = excluded.facts",
             [(r.organization_id, r.version, r.position, r.facts_json()) for r in rows],
         )
         cursor.executemany(
-            f"INSERT INTO {views.directory_table} ({DIRECTORY_COLUMNS}) VALUES ({p}, {p}, {p}, "
+            f"INSERT INTO {self.directory_table} ({DIRECTORY_COLUMNS}) VALUES ({p}, {p}, {p}, "
             f"{p}, {p}, {p}, {p}) ON CONFLICT (organization_id) DO UPDATE SET "
             "name = excluded.name, "
             "recorded_state = excluded.recorded_state, trial_ends_at = excluded.trial_ends_at, "
@@ -173,72 +230,9 @@ class Dialect:
             ],
         )
 
-    def announce(
-        self, views: OrganizationViews, cursor: Any, position: int, ids: list[str] | None
-    ) -> None:
-        """Tell the views' readers, at this transaction's commit, what it changed."""
-
-    def added_columns(self, views: OrganizationViews, cursor: Any) -> list[str]:
-        """Columns added after the first release, for a directory created before them
-        (their rows get the value when next written, or by ``audit rebuild --apply``)."""
-        # SQLite has no ADD COLUMN IF NOT EXISTS: look first.
-        cursor.execute(f"PRAGMA table_info({views.directory_table})")
-        names = {row[1] for row in cursor.fetchall()}
-        if not names or "contract_due_at" in names:
-            return []
-        return [f"ALTER TABLE {views.directory_table} ADD COLUMN contract_due_at TEXT"]
-
-
-class SQLite(Dialect):
-    pass
-
-
-class Postgres(Dialect):
-    placeholder, log_id = "%s", "notification_id"
-    facts_text = "facts::text AS facts"  # jsonb would be parsed inside the transaction
-    types = ("uuid", "bigint", "text", "timestamptz", "jsonb")
-
-    def qualified(self, datastore: Any, table: str) -> str:
-        return SQL("{0}.{1}").format(Identifier(datastore.schema), Identifier(table)).as_string()
-
-    def db_id(self, organization_id: str) -> Any:
-        return UUID(organization_id)
-
-    def db_time(self, moment: datetime | None) -> Any:
-        return moment
-
-    def py_time(self, value: Any) -> datetime | None:
-        return value  # type: ignore[no-any-return]
-
-    def added_columns(self, views: OrganizationViews, cursor: Any) -> list[str]:
-        return [
-            f"ALTER TABLE {views.directory_table} "
-            "ADD COLUMN IF NOT EXISTS contract_due_at timestamptz"
-        ]
-
-    @contextmanager
-    def write_transaction(self, views: ViewStore) -> Iterator[Any]:
-        key = zlib.crc32(f"suite-views:{views.prefix}".encode())  # per set of views
-        with views.datastore.transaction(commit=True) as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-            yield cursor
-
-    @contextmanager
-    def read_transaction(self, views: ViewStore) -> Iterator[Any]:
-        # READ COMMITTED gives each statement its own snapshot; a page reads three.
-        with views.datastore.transaction(commit=False) as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            yield cursor
-
-    def read_one(self, views: OrganizationViews, statement: str, params: tuple[Any, ...]) -> Any:
-        with views.datastore.get_connection() as connection:  # autocommit: one round trip
-            return connection.execute(statement, params).fetchone()
-
-    def write_rows(
-        self, views: OrganizationViews, cursor: Any, rows: list[OrganizationRow]
-    ) -> None:
-        # One statement per batch, the rows as one JSON document; the server
-        # takes the directory's columns from the facts (docs/performance.md).
+    def write_rows_as_json(self, cursor: Any, rows: list[OrganizationRow]) -> None:
+        # PostgreSQL: one statement per batch, the rows as one JSON document; the
+        # server takes the directory's columns from the facts (docs/performance.md).
         batch = [
             {
                 "organization_id": r.organization_id,
@@ -255,9 +249,9 @@ class Postgres(Dialect):
             "WITH batch AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS batch "
             "(organization_id uuid, version bigint, position bigint, facts jsonb, "
             "contract_due_at timestamptz)), "
-            f"access AS (INSERT INTO {views.access} ({ACCESS_COLUMNS}) SELECT {ACCESS_COLUMNS} "
+            f"access AS (INSERT INTO {self.access} ({ACCESS_COLUMNS}) SELECT {ACCESS_COLUMNS} "
             f"FROM batch ON CONFLICT (organization_id) DO UPDATE SET {update}, "
-            f"facts = excluded.facts) INSERT INTO {views.directory_table} ({DIRECTORY_COLUMNS}) "
+            f"facts = excluded.facts) INSERT INTO {self.directory_table} ({DIRECTORY_COLUMNS}) "
             "SELECT organization_id, facts ->> 'name', facts ->> 'bundle_state', "
             "(facts -> 'trial' ->> 'ends_at')::timestamptz, version, position, contract_due_at "
             "FROM batch ON CONFLICT (organization_id) DO UPDATE SET name = excluded.name, "
@@ -266,226 +260,14 @@ class Postgres(Dialect):
             (json.dumps(batch, separators=(",", ":")),),
         )
 
-    def announce(
-        self, views: OrganizationViews, cursor: Any, position: int, ids: list[str] | None
-    ) -> None:
-        # Inside the writing transaction: delivered at its commit, in commit
-        # order, never for a rollback. The API's view caches evict on it.
-        channel = channel_name(views.prefix, views.datastore.schema)
-        cursor.execute("SELECT pg_notify(%s, %s)", (channel, change_payload(position, ids)))
-
-
-class ViewChanges:
-    """One write transaction's changes: rows read and put, the position tracked."""
-
-    def __init__(self, views: OrganizationViews, cursor: Any) -> None:
-        self.views, self.cursor = views, cursor
-        self.position = views.tracked_position(cursor)  # when the transaction started
-        self.rows: dict[str, OrganizationRow | None] = {}
-        self.dirty: dict[str, OrganizationRow] = {}
-        self.tracked: int | None = None
-
-    @property
-    def reached(self) -> int:
-        """The position the views will have when this transaction commits."""
-        return self.tracked or self.position
-
-    def row(self, organization_id: str) -> OrganizationRow | None:
-        self.preload([organization_id])
-        return self.rows[organization_id]
-
-    def preload(self, organization_ids: Iterable[str]) -> None:
-        """Read the rows of a whole batch at once (few queries, not one per row)."""
-        missing = [i for i in dict.fromkeys(organization_ids) if i not in self.rows]
-        if missing:
-            self.rows.update(self.views.select_access_rows(self.cursor, missing))
-
-    def put(self, row: OrganizationRow) -> None:
-        self.rows[row.organization_id] = self.dirty[row.organization_id] = row
-
-    def track(self, notification_id: int) -> None:  # the position never moves back
-        if notification_id <= self.reached:
-            msg = f"position {notification_id} is not after {self.reached}"
-            raise IntegrityError(msg)
-        self.tracked = notification_id
-
-    def fold(self, events: Batch) -> int:
-        """Fold events (log order) into the rows, track the last; how many were new. Events at
-        or before the position are skipped (another follower applied them); each
-        organization's row is read (a batch at once), folded through its run, put once."""
-        last, applied = self.reached, 0
-        runs: dict[int, list[OrganizationEvent]] = {}  # by the id's int (a UUID hashes in Python)
-        ends: dict[int, int] = {}
-        for domain_event, tracking in events:
-            if tracking.notification_id <= last:
-                continue
-            last, applied = tracking.notification_id, applied + 1
-            if isinstance(domain_event, OrganizationEvent):
-                key = domain_event.originator_id.int
-                runs.setdefault(key, []).append(domain_event)
-                ends[key] = last
-        if not applied:
-            return 0
-        ids = {key: str(run[0].originator_id) for key, run in runs.items()}
-        self.preload(ids.values())
-        for key, run in runs.items():
-            self.put(fold_run(self.rows[ids[key]], run, ends[key]))
-        self.track(last)
-        return applied
-
-
-class OrganizationViews(TrackingRecorder):
-    """The access view and the organization directory, with their tracking."""
-
-    def __init__(
-        self, datastore: Any, dialect: Dialect, prefix: str = "views", log_table: str | None = None
-    ) -> None:
-        if not _PREFIX.match(prefix):
-            msg = f"view table prefix {prefix!r} must be a short lower-case identifier"
-            raise ValueError(msg)
-        self.datastore, self.dialect = datastore, dialect
-        self.prefix, self.log_table = prefix, log_table
-        self.memo: dict[str, tuple[str, OrganizationFacts]] = {}
-        table = self.qualified
-        self.access, self.directory_table = table(f"{prefix}_access"), table(f"{prefix}_directory")
-        self.tracking = table(f"{prefix}_tracking")
-        p = self.p = dialect.placeholder
-        self.select_tracked = (
-            f"SELECT notification_id FROM {self.tracking} WHERE application_name = {p}"
-        )
-        self.upsert_tracking = (
-            f"INSERT INTO {self.tracking} VALUES ({p}, {p}) ON CONFLICT (application_name) "
-            "DO UPDATE SET notification_id = excluded.notification_id"
-        )
-        self.select_access = (
-            f"SELECT organization_id, version, position, {dialect.facts_text} FROM {self.access}"
-        )
-        self.select_directory = f"SELECT {DIRECTORY_COLUMNS} FROM {self.directory_table}"
-        # One statement, one snapshot: if the views had applied the log's end,
-        # the row includes every event of it.
-        self.read_access_statement = (
-            None
-            if log_table is None
-            else f"SELECT (SELECT MAX({dialect.log_id}) FROM {table(log_table)}) AS latest, "
-            f"({self.select_tracked}) AS tracked, a.version, a.position, a.{dialect.facts_text} "
-            f"FROM (SELECT 1) AS one LEFT JOIN {self.access} AS a ON a.organization_id = {p}"
-        )
-
-    def close(self) -> None:
-        """Close the views' own store (the ``memory://`` store's); a shared one is the app's."""
-        if self.log_table is None and isinstance(self.datastore, SQLiteDatastore):
-            self.datastore.close()
-
-    def qualified(self, table: str) -> str:
-        return self.dialect.qualified(self.datastore, table)
-
-    def beside(self, prefix: str) -> OrganizationViews:
-        """A fresh set of views in the same store (a rebuild's), tables created."""
-        fresh = OrganizationViews(self.datastore, self.dialect, prefix, self.log_table)
-        fresh.create_table()
-        return fresh
-
-    def create_table(self) -> None:
-        uid, integer, text, moment, facts = self.dialect.types
-        key, directory = f"organization_id {uid} PRIMARY KEY", self.directory_table
-        numbers = f"version {integer} NOT NULL, position {integer} NOT NULL"
-        with self.datastore.transaction(commit=True) as cursor:
-            # The first statement writes: SQLite's write lock is taken before the
-            # directory's columns are looked at (a read first could not upgrade).
-            for statement in (
-                f"CREATE TABLE IF NOT EXISTS {self.access} ({key}, {numbers}, "
-                f"facts {facts} NOT NULL)",
-                f"CREATE TABLE IF NOT EXISTS {directory} ({key}, name {text} NOT NULL, "
-                f"recorded_state {text} NOT NULL, trial_ends_at {moment}, {numbers}, "
-                f"contract_due_at {moment})",
-            ):
-                cursor.execute(statement)
-            for statement in (
-                *self.dialect.added_columns(self, cursor),
-                f'CREATE INDEX IF NOT EXISTS "{self.prefix}_directory_state_idx" '
-                f"ON {directory} (recorded_state, organization_id)",
-                f'CREATE INDEX IF NOT EXISTS "{self.prefix}_directory_trial_end_idx" '
-                f"ON {directory} (trial_ends_at) WHERE recorded_state = 'trial'",
-                f'CREATE INDEX IF NOT EXISTS "{self.prefix}_directory_contract_due_idx" '
-                f"ON {directory} (contract_due_at, organization_id) "
-                "WHERE contract_due_at IS NOT NULL",
-                f"CREATE TABLE IF NOT EXISTS {self.tracking} (application_name {text} PRIMARY KEY, "
-                f"notification_id {integer})",
-            ):
-                cursor.execute(statement)
-
-    def drop(self) -> None:
-        with self.datastore.transaction(commit=True) as cursor:
-            for table in (self.access, self.directory_table, self.tracking):
-                cursor.execute(f"DROP TABLE IF EXISTS {table}")
-
-    # -- writing ----------------------------------------------------------------
-
-    @contextmanager
-    def changes(self) -> Iterator[ViewChanges]:
-        """A locked write transaction; rows and tracking are written on exit."""
-        with self.dialect.write_transaction(self) as cursor:
-            changes = ViewChanges(self, cursor)
-            yield changes
-            self.commit(changes, list(changes.dirty))
-
-    def put_with_tracking(self, events: Batch) -> int:
-        with self.changes() as changes:
-            return changes.fold(events)
-
-    def insert_tracking(self, tracking: Tracking) -> None:
-        with self.changes() as changes:
-            changes.track(tracking.notification_id)
-
-    def commit(self, changes: ViewChanges, ids: list[str] | None) -> None:
-        if changes.dirty:
-            self.dialect.write_rows(self, changes.cursor, list(changes.dirty.values()))
-        if changes.dirty or changes.tracked is not None or ids is None:
-            changes.cursor.execute(self.upsert_tracking, (UPSTREAM, changes.reached))
-            self.dialect.announce(self, changes.cursor, changes.reached, ids)
-
-    @contextmanager
-    def replacing(self, source: OrganizationViews) -> Iterator[ViewChanges]:
-        """A locked write transaction that starts by replacing every row with ``source``'s.
-
-        The caller folds in the events after ``source``'s position; it commits
-        only if the position is not behind the one the views had when the lock
-        was taken (a follower that read the log before the swap skips nothing).
-        """
-        if source.datastore is not self.datastore:
-            msg = "views are replaced only by views in the same store"
-            raise TypeError(msg)
-        with self.dialect.write_transaction(self) as cursor:
-            live_position = self.tracked_position(cursor)
-            for table, source_table, columns in (  # copied by the database, not Python
-                (self.access, source.access, ACCESS_COLUMNS),
-                (self.directory_table, source.directory_table, DIRECTORY_COLUMNS),
-            ):
-                cursor.execute(f"DELETE FROM {table}")
-                cursor.execute(
-                    f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {source_table}"
-                )
-            cursor.execute(self.upsert_tracking, (UPSTREAM, source.tracked_position(cursor)))
-            changes = ViewChanges(self, cursor)
-            yield changes
-            if changes.reached < live_position:
-                msg = f"replacement at {changes.reached} is behind the views at {live_position}"
-                raise IntegrityError(msg)
-            self.commit(changes, None)  # every row may have changed
+    def announce(self, cursor: Any, position: int, ids: list[str] | None) -> None:
+        # PostgreSQL, inside the writing transaction: delivered at its commit, in
+        # commit order, never for a rollback. The API's view caches evict on it.
+        if self.dialect.notifies:
+            channel = channel_name(self.prefix, self.datastore.schema)
+            cursor.execute("SELECT pg_notify(%s, %s)", (channel, change_payload(position, ids)))
 
     # -- reading ----------------------------------------------------------------
-
-    def tracked_position(self, cursor: Any, application_name: str = UPSTREAM) -> int:
-        cursor.execute(self.select_tracked, (application_name,))
-        found = cursor.fetchone()
-        return int(found["notification_id"]) if found else 0
-
-    def max_tracking_id(self, application_name: str) -> int | None:
-        with self.dialect.read_transaction(self) as cursor:
-            return self.tracked_position(cursor, application_name) or None
-
-    def position(self) -> int:
-        return self.max_tracking_id(UPSTREAM) or 0
 
     def decoded(
         self, organization_id: str, text: str, version: int, position: int
@@ -539,7 +321,9 @@ class OrganizationViews(TrackingRecorder):
         if self.read_access_statement is None:
             return None
         found = self.dialect.read_one(
-            self, self.read_access_statement, (UPSTREAM, self.dialect.db_id(organization_id))
+            self.datastore,
+            self.read_access_statement,
+            (UPSTREAM, self.dialect.db_id(organization_id)),
         )
         row = None
         if found["version"] is not None:
@@ -632,30 +416,8 @@ class OrganizationViews(TrackingRecorder):
             if whole.last is None:
                 return whole
 
-    def wait(
-        self,
-        application_name: str,
-        notification_id: int | None,
-        timeout: float = 1.0,
-        interrupt: threading.Event | None = None,
-    ) -> None:
-        """The library's wait, polling from 5 ms (not 100 ms) up to 100 ms: a
-        read-your-writes request is usually answerable within milliseconds."""
-        deadline, interval = time.monotonic() + timeout, 0.005
-        while not self.has_tracking_id(application_name, notification_id):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                msg = f"views have not applied position {notification_id} within {timeout}s"
-                raise TimeoutError(msg)
-            if (interrupt or threading.Event()).wait(min(interval, remaining)):
-                raise TimeoutError("interrupted")
-            interval = min(interval * 2, 0.1)
 
-
-class OrganizationViewsProjection(BatchProjection[OrganizationViews]):
+class OrganizationViewsProjection(ViewProjection[OrganizationViews]):
     """Folds organization events into the access view and the directory."""
 
     name = "organization_views"
-
-    def process_batch(self, events: Batch) -> int:
-        return self.view.put_with_tracking(events)
