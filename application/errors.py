@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.errors import DomainError, NotFound
+from domain.errors import DomainError, InvalidRequest, NotFound
 
 
 class OrganizationNotFound(NotFound):
@@ -36,4 +36,17 @@ class ViewNotCaughtUp(DomainError):
             f"The views have applied the log up to position {view_position}, "
             f"not yet {min_position}; retry shortly.",
             details={"min_position": min_position, "view_position": view_position},
+        )
+
+
+class MinPositionAheadOfLog(InvalidRequest):
+    """``min_position`` beyond the log's end (HTTP 422): a position never handed out,
+    refused at once rather than waited for."""
+
+    code = "min_position_ahead_of_log"
+
+    def __init__(self, min_position: int, latest: int) -> None:
+        super().__init__(
+            "min_position is beyond the event log's last position.",
+            details={"min_position": min_position, "latest_position": latest},
         )

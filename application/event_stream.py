@@ -1,19 +1,27 @@
-"""Read one organization's events with their log positions.
+"""Read one organization's events with their log positions; hear when events are recorded.
 
 The library's notification log is global; an organization's stream with
 positions needs a query per store (SQLite's ``rowid``, PostgreSQL's
-``notification_id``), kept here behind one function.
+``notification_id``), kept here behind one function. :class:`LogListener`
+``LISTEN``s on the events table's channel (PostgreSQL): the view followers
+and the webhooks runner wake on it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
+import psycopg
+from eventsourcing.application import Application
 from eventsourcing.persistence import ApplicationRecorder, Notification
 from eventsourcing.popo import POPOApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
+from psycopg.sql import SQL, Identifier
 
 
 def select_organization_notifications(
@@ -84,3 +92,35 @@ def _postgres(
             )
             for row in cursor.fetchall()
         ]
+
+
+def connection_kwargs(datastore: Any) -> dict[str, Any]:
+    """How to open one more connection like the datastore's pool does (for ``LISTEN``)."""
+    kwargs: dict[str, Any] = dict(cast(dict[str, Any], datastore.pool.kwargs))
+    kwargs.pop("row_factory", None)
+    return kwargs
+
+
+class LogListener:
+    """``LISTEN`` on the events table's channel: wakes a follower when events are recorded."""
+
+    def __init__(self, recorder: PostgresApplicationRecorder) -> None:
+        self.connection = psycopg.connect(**connection_kwargs(recorder.datastore), autocommit=True)
+        self.connection.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
+
+    @classmethod
+    def for_app(cls, app: Application[Any]) -> LogListener | None:
+        recorder = app.recorder
+        return cls(recorder) if isinstance(recorder, PostgresApplicationRecorder) else None
+
+    def wait(self, timeout: float, stop: threading.Event) -> None:
+        """Return after a notification, ``timeout`` seconds, or soon after ``stop``."""
+        remaining, step = timeout, min(timeout, 0.2)
+        while remaining > 0 and not stop.is_set():
+            for _ in self.connection.notifies(timeout=step, stop_after=1):
+                return
+            remaining -= step
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.connection.close()

@@ -25,7 +25,6 @@ as ``after``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -35,8 +34,7 @@ from eventsourcing.application import Application
 
 from application.errors import OrganizationNotFound
 from application.event_stream import select_organization_notifications
-from application.projections.follower import Follower
-from application.projections.read_model import Positions
+from application.projections.read_model import FollowedView
 from application.projections.tracking import Changes, TrackedView, ViewProjection
 from application.schema import schema_lock
 from application.settings import ViewSettings
@@ -146,12 +144,10 @@ class InvoiceChanges(Changes):
             if row is not None:
                 self.rows.append(row)
 
-    def changed(self) -> list[str]:
-        return [row.organization_id for row in self.rows]
-
-    def write(self) -> None:
+    def write(self) -> list[str]:
         if self.rows:
             self.view.insert_rows(self)
+        return [row.organization_id for row in self.rows]
 
 
 class InvoicesView(TrackedView[InvoiceChanges]):
@@ -282,15 +278,6 @@ class InvoicesView(TrackedView[InvoiceChanges]):
         last = rows[-1].number if len(rows) >= limit else None
         return InvoicePage(position, last, {row.number: row for row in rows})
 
-    def pages(self, limit: int = 1000) -> Iterator[InvoicePage]:
-        after: str | None = None
-        while True:
-            page = self.page(after, limit)
-            yield page
-            if page.last is None:
-                return
-            after = page.last
-
 
 class InvoicesProjection(ViewProjection[InvoicesView]):
     """Copies the invoice of every event that issued one into the invoices view."""
@@ -311,7 +298,7 @@ def construct_invoices_view(app: Application[Any], prefix: str = LIVE_PREFIX) ->
     return view
 
 
-class InvoicesReadModel:
+class InvoicesReadModel(FollowedView):
     """The invoices view, its follower and its one reader, wired once."""
 
     def __init__(
@@ -322,19 +309,8 @@ class InvoicesReadModel:
         settings: ViewSettings,
         faults: ViewFaults | None = None,
     ) -> None:
-        self.app = app
+        super().__init__(app, InvoicesProjection(view=view), settings=settings, faults=faults)
         self.view = view
-        self.follower = Follower(app, InvoicesProjection(view=view), faults=faults)
-        self.positions = Positions(self.follower, settings)
-
-    def catch_up(self) -> int:
-        return self.follower.catch_up()
-
-    def lag(self) -> dict[str, int]:
-        return self.follower.lag()
-
-    def close(self) -> None:
-        self.view.close()
 
     def invoices(
         self,

@@ -9,19 +9,16 @@ over (application/view_faults.py) and handed on as ``None``.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
-import psycopg
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
-from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.projection import Projection
-from psycopg.sql import SQL, Identifier
 
+from application.event_stream import LogListener
 from application.view_faults import ViewFaults, cannot_apply, cannot_decode, isolate_faults
 
 DEFAULT_BATCH_SIZE = 500
@@ -79,10 +76,13 @@ class Follower(Generic[TView]):
             yield found
             after = found[-1].id
 
-    def batches(self, after: int, until: int | None = None) -> Iterator[Batch]:
+    def decoded(self, found: Sequence[Notification]) -> Batch:
         decode, name = self.app.mapper.to_domain_event, self.app.name
+        return [(decode(n), Tracking(name, n.id)) for n in found]
+
+    def batches(self, after: int, until: int | None = None) -> Iterator[Batch]:
         for found in self.notifications(after, until):
-            yield [(decode(n), Tracking(name, n.id)) for n in found]
+            yield self.decoded(found)
 
     def catch_up(self, until: int | None = None, progress: Progress | None = None) -> int:
         """Apply the log after the view's position (up to ``until``); the position after."""
@@ -94,7 +94,7 @@ class Follower(Generic[TView]):
         for found in self.notifications(self.position(), until):
             batch: Batch | None = None
             try:
-                batch = [(decode(n), Tracking(name, n.id)) for n in found]
+                batch = self.decoded(found)
                 self.projection.process_batch(batch)
             except Exception as error:
                 if not (cannot_decode(error) if batch is None else cannot_apply(error)):
@@ -136,35 +136,3 @@ class Follower(Generic[TView]):
         finally:
             if listener is not None:
                 listener.close()
-
-
-def connection_kwargs(datastore: Any) -> dict[str, Any]:
-    """How to open one more connection like the datastore's pool does (for ``LISTEN``)."""
-    kwargs: dict[str, Any] = dict(cast(dict[str, Any], datastore.pool.kwargs))
-    kwargs.pop("row_factory", None)
-    return kwargs
-
-
-class LogListener:
-    """``LISTEN`` on the events table's channel: wakes a follower when events are recorded."""
-
-    def __init__(self, recorder: PostgresApplicationRecorder) -> None:
-        self.connection = psycopg.connect(**connection_kwargs(recorder.datastore), autocommit=True)
-        self.connection.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
-
-    @classmethod
-    def for_app(cls, app: Application[Any]) -> LogListener | None:
-        recorder = app.recorder
-        return cls(recorder) if isinstance(recorder, PostgresApplicationRecorder) else None
-
-    def wait(self, timeout: float, stop: threading.Event) -> None:
-        """Return after a notification, ``timeout`` seconds, or soon after ``stop``."""
-        remaining, step = timeout, min(timeout, 0.2)
-        while remaining > 0 and not stop.is_set():
-            for _ in self.connection.notifies(timeout=step, stop_after=1):
-                return
-            remaining -= step
-
-    def close(self) -> None:
-        with contextlib.suppress(psycopg.Error):
-            self.connection.close()

@@ -15,9 +15,9 @@ from uuid import UUID
 import psycopg
 from eventsourcing.application import Application
 
-from application.errors import OrganizationNotFound, ViewNotCaughtUp
-from application.event_stream import select_organization_notifications
-from application.projections.follower import Follower, connection_kwargs
+from application.errors import MinPositionAheadOfLog, OrganizationNotFound, ViewNotCaughtUp
+from application.event_stream import connection_kwargs, select_organization_notifications
+from application.projections.follower import BatchProjection, Follower
 from application.projections.rows import OrganizationRow
 from application.projections.tracking import UPSTREAM
 from application.projections.view_cache import CachedAccessReader, ViewCache, channel_name
@@ -66,14 +66,6 @@ def construct_cache(views: OrganizationViews, ttl: float) -> ViewCache | None:
     )
 
 
-def ahead_of_log(min_position: int, latest: int) -> InvalidRequest:
-    return InvalidRequest(
-        "min_position is beyond the event log's last position.",
-        code="min_position_ahead_of_log",
-        details={"min_position": min_position, "latest_position": latest},
-    )
-
-
 class Positions:
     """Read-your-writes over one follower: wait until its view has a position."""
 
@@ -89,7 +81,7 @@ class Positions:
             return  # a worker keeps the views; nothing to wait for
         latest = self.follower.latest_position()
         if min_position is not None and min_position > latest:
-            raise ahead_of_log(min_position, latest)
+            raise MinPositionAheadOfLog(min_position, latest)
         if follow:
             # The views never move back: once they applied the log's end, the
             # log's end alone (one query) says they still have.
@@ -107,7 +99,7 @@ class Positions:
     def current(self, read: AccessRead, min_position: int | None) -> bool:
         """Whether a row read with its positions may be served; if not, wait first."""
         if min_position is not None and min_position > read.latest:
-            raise ahead_of_log(min_position, read.latest)
+            raise MinPositionAheadOfLog(min_position, read.latest)
         if self.settings.follow_on_read:
             if read.tracked >= read.latest:
                 self.applied = max(self.applied, read.tracked)
@@ -230,7 +222,38 @@ class DirectoryReader:
         }
 
 
-class ReadModel:
+class FollowedView:
+    """A view, its follower and read-your-writes over it, wired once: every view's
+    read model is one (the invoices view's too, application/invoices/)."""
+
+    def __init__(
+        self,
+        app: Application[Any],
+        projection: BatchProjection[Any],
+        *,
+        settings: ViewSettings,
+        faults: ViewFaults | None = None,
+    ) -> None:
+        self.app, self.settings = app, settings
+        self.follower = Follower(app, projection, faults=faults)
+        self.positions = Positions(self.follower, settings)
+
+    def wait_for(self, min_position: int | None) -> None:
+        self.positions.wait_for(min_position)
+
+    def lag(self) -> dict[str, int]:
+        """``latest_position``, ``view_position`` and ``lag`` (for ``/readyz``)."""
+        return self.follower.lag()
+
+    def catch_up(self) -> int:
+        return self.follower.catch_up()
+
+    def close(self) -> None:
+        """Close the view's own store if it has one."""
+        self.follower.view.close()
+
+
+class ReadModel(FollowedView):
     """The organization views, their follower and their two readers, wired once."""
 
     def __init__(
@@ -243,9 +266,9 @@ class ReadModel:
         settings: ViewSettings,
         faults: ViewFaults | None = None,
     ) -> None:
-        self.views, self.settings = views, settings
-        self.follower = Follower(app, OrganizationViewsProjection(view=views), faults=faults)
-        self.positions = positions = Positions(self.follower, settings)
+        projection = OrganizationViewsProjection(view=views)
+        super().__init__(app, projection, settings=settings, faults=faults)
+        self.views, positions = views, self.positions
         self.access_reader = AccessReader(app, views, positions, catalog=catalog, clock=clock)
         cached = settings.view_cache and not settings.follow_on_read
         self.view_cache = construct_cache(views, settings.view_cache_ttl) if cached else None
@@ -262,18 +285,8 @@ class ReadModel:
     def organizations(self, **query: Any) -> dict[str, Any]:
         return self.directory_reader.organizations(**query)
 
-    def wait_for(self, min_position: int | None) -> None:
-        self.positions.wait_for(min_position)
-
-    def lag(self) -> dict[str, int]:
-        """``latest_position``, ``view_position`` and ``lag`` (for ``/readyz``)."""
-        return self.follower.lag()
-
-    def catch_up(self) -> int:
-        return self.follower.catch_up()
-
     def close(self) -> None:
         """Stop the view cache's listener; close the views' own store if they have one."""
         if self.view_cache is not None:
             self.view_cache.close()
-        self.views.close()
+        super().close()

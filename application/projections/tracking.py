@@ -68,12 +68,9 @@ class Changes:
         """Take the new events (each with its position) into the rows to write."""
 
     @abstractmethod
-    def changed(self) -> list[str]:
-        """The organizations whose rows this transaction writes."""
-
-    @abstractmethod
-    def write(self) -> None:
-        """Write the rows taken (called once, before the tracking, in the transaction)."""
+    def write(self) -> list[str]:
+        """Write the rows taken (once, before the tracking, in the transaction); the
+        organizations whose rows were written."""
 
 
 class Page(Protocol):
@@ -188,8 +185,7 @@ class TrackedView(TrackingRecorder, Generic[TChanges]):
             changes.track(tracking.notification_id)
 
     def commit(self, changes: TChanges, *, replaced: bool = False) -> None:
-        ids = changes.changed()
-        changes.write()
+        ids = changes.write()
         if ids or changes.tracked is not None or replaced:
             changes.cursor.execute(self.upsert_tracking, (UPSTREAM, changes.reached))
             self.announce(changes.cursor, changes.reached, None if replaced else ids)
@@ -242,6 +238,16 @@ class TrackedView(TrackingRecorder, Generic[TChanges]):
     @abstractmethod
     def page(self, after: str | None, limit: int) -> Page:
         """Up to ``limit`` rows after the key ``after`` and the view's position, in one read."""
+
+    def pages(self, limit: int = 1000) -> Iterator[Page]:
+        """Every row, a page at a time (each page at its own position)."""
+        after: str | None = None
+        while True:
+            page = self.page(after, limit)
+            yield page
+            if page.last is None:
+                return
+            after = page.last
 
     def wait(
         self,

@@ -123,12 +123,10 @@ class ViewChanges(Changes):
         for key, run in runs.items():
             self.put(fold_run(self.rows[ids[key]], run, ends[key]))
 
-    def changed(self) -> list[str]:
-        return list(self.dirty)
-
-    def write(self) -> None:
+    def write(self) -> list[str]:
         if self.dirty:
             self.views.write_rows(self.cursor, list(self.dirty.values()))
+        return list(self.dirty)
 
 
 class OrganizationViews(TrackedView[ViewChanges]):
@@ -405,15 +403,13 @@ class OrganizationViews(TrackedView[ViewChanges]):
     def snapshot(self, page_size: int = 1000) -> ViewPage:
         """Every row at one position, read again if the views moved meanwhile (small views)."""
         while True:
-            whole = self.page(None, page_size)
-            while whole.last is not None:
-                page = self.page(whole.last, page_size)
-                if page.position != whole.position:
-                    break
-                whole.access.update(page.access)
-                whole.directory.update(page.directory)
-                whole.last = page.last
-            if whole.last is None:
+            pages = list(self.pages(page_size))
+            if all(page.position == pages[0].position for page in pages):
+                whole = ViewPage(pages[0].position)
+                for page in pages:
+                    assert isinstance(page, ViewPage)
+                    whole.access.update(page.access)
+                    whole.directory.update(page.directory)
                 return whole
 
 

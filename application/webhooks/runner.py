@@ -16,7 +16,7 @@ from typing import Any
 
 from eventsourcing.application import Application
 
-from application.projections.follower import LogListener
+from application.event_stream import LogListener
 from application.reconnect import CONNECTION_ERRORS, Backoff, first_line
 from application.sql_tables import SqlTables
 from application.webhooks.delivery import WebhookDispatcher, lease_seconds_from_env
