@@ -49,3 +49,46 @@ def test_an_event_with_a_value_that_is_not_plain_json_is_never_created() -> None
     with pytest.raises(TypeError, match=r"data\.service"):
         org.trigger_event(ev.ServiceDowngradedToFree, timestamp=T0, service=("crm",))
     assert org.version == 1
+
+
+def test_the_quick_check_agrees_with_the_naming_walk_on_any_value() -> None:
+    """require_plain_json's quick check (benchmark renewal_sweep) accepts exactly
+    what the walk that names the refused place accepts."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from domain.tamper_evidence import _require_plain_json
+
+    leaves = (
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.text(max_size=3)
+        | st.floats(allow_nan=False)
+        | st.dates()
+    )
+    values = st.recursive(
+        leaves,
+        lambda children: (
+            st.lists(children, max_size=3)
+            | st.tuples(children)
+            | st.dictionaries(st.text(max_size=2) | st.integers(), children, max_size=3)
+        ),
+        max_leaves=10,
+    )
+
+    def outcome(check: Any, value: Any) -> str | None:
+        try:
+            check(value)
+        except TypeError as refused:
+            return str(refused)
+        return None
+
+    @settings(max_examples=400, deadline=None)
+    @given(values)
+    def agree(value: Any) -> None:
+        assert outcome(require_plain_json, value) == outcome(
+            lambda v: _require_plain_json(v, "data"), value
+        )
+
+    agree()

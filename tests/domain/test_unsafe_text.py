@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from domain.errors import InvalidRequest
 from domain.organization import Organization
@@ -141,3 +143,38 @@ def test_the_first_look_passes_sound_text_quickly() -> None:
     from domain.text import may_hold_unsafe_text
 
     assert not may_hold_unsafe_text(json.dumps({"name": "Zoë — 東京"}, ensure_ascii=False).encode())
+
+
+#: Any code point, lone surrogates included, and the refused ones often.
+_ANY_TEXT = st.text(
+    alphabet=st.characters(codec=None, exclude_categories=())
+    | st.sampled_from([chr(c) for c in EVERY_REFUSED_CODE_POINT]),
+    max_size=6,
+)
+_NESTED = st.recursive(
+    st.none() | st.booleans() | st.integers() | _ANY_TEXT,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.tuples(children, children)
+        | st.dictionaries(_ANY_TEXT, children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_NESTED)
+def test_the_fast_refusal_agrees_with_the_walk_on_any_value(value: object) -> None:
+    """refuse_unsafe_text's orjson first look (benchmark renewal_sweep) never lets
+    through what the walk refuses, and refuses naming the walk's fields."""
+    from domain.text import refuse_unsafe_text, unsafe_text_locations
+
+    walked: dict[str, list[str]] = {}
+    for location, problem in unsafe_text_locations(value, ""):
+        walked.setdefault(location, []).append(problem)
+    if walked:
+        with pytest.raises(InvalidRequest) as refused:
+            refuse_unsafe_text(value)
+        assert refused.value.details["fields"] == walked
+    else:
+        refuse_unsafe_text(value)
