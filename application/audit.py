@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -116,6 +117,8 @@ class LoggedEvent:
         }
 
 
+# A log has a few dozen topics; audit verify asks once per event (benchmark audit_verify).
+@lru_cache(maxsize=1024)
 def event_type_of(topic: str) -> str:
     """``domain.events:TrialStarted`` → ``TrialStarted``."""
     return topic.rpartition(":")[2].rpartition(".")[2]
