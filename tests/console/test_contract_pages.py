@@ -438,7 +438,7 @@ def test_a_changed_price_is_refused_with_the_new_quote_and_nothing_is_charged(
     clock.advance(timedelta(days=30))  # a month later the rest of the period is shorter
     version = services.app.get_organization(organization).version
     refused = browser.post(f"/console/orgs/{organization}/contract/change", data=fields)
-    assert refused.status_code == 200  # the page with the new quote, not an error page
+    assert refused.status_code == 409  # the change page with the new quote, not an error page
     page = text(refused)
     assert "The price changed" in page
     assert "Nothing was charged." in page
@@ -694,7 +694,7 @@ def test_confirming_the_contracts_own_terms_says_nothing_changes_and_how_to_chan
         "expected_total": "0",
     }
     answer = browser.post(f"/console/orgs/{organization}/contract/change", data=same)
-    assert answer.status_code == 200  # the page, explained; not a bare 422
+    assert answer.status_code == 422  # the change page, explained, not an error page
     panel = refusal_panel(text(answer))
     assert words["no_change"] in panel
     assert words["no_change_why"] in panel
@@ -726,7 +726,7 @@ def test_confirming_a_change_once_the_renewal_is_past_due_sends_to_the_card(
     assert services.renewals.sweep().failed == [str(organization)]
     version = services.app.get_organization(organization).version
     answer = browser.post(f"/console/orgs/{organization}/contract/change", data=fields)
-    assert answer.status_code == 200
+    assert answer.status_code == 409
     panel = refusal_panel(text(answer))
     assert words["past_due"] in panel
     since = services.read_model.access(organization)["bundle"]["contract"]["past_due_since"]
@@ -760,7 +760,7 @@ def test_a_change_the_card_on_file_declines_is_explained_with_the_way_to_a_new_c
     answer = browser.post(
         f"/console/orgs/{organization}/contract/change", data=confirm_form(text(quoted))
     )
-    assert answer.status_code == 200
+    assert answer.status_code == 402
     panel = refusal_panel(text(answer))
     assert words["declined"] in panel
     assert words["declined_why"] in panel
@@ -806,7 +806,7 @@ def test_monthly_to_yearly_while_set_to_cancel_says_to_undo_the_cancellation_fir
     answer = browser.post(
         f"/console/orgs/{organization}/contract/change", data=confirm_form(text(quoted))
     )
-    assert answer.status_code == 200
+    assert answer.status_code == 409
     panel = refusal_panel(text(answer))
     assert words["ending"] in panel
     assert words["ending_next"] in panel
@@ -828,7 +828,7 @@ def test_a_tampered_confirm_form_is_explained_and_charges_nothing(
         f"/console/orgs/{organization}/contract/change",
         data={"csrf_token": csrf, **MORE_SEATS, "seats": "0", "expected_total": "1"},
     )
-    assert answer.status_code == 200
+    assert answer.status_code == 422
     panel = refusal_panel(text(answer))
     assert "Some fields need correcting" in panel
     assert "Correct the users and add-ons below" in panel

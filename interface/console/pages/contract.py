@@ -256,12 +256,13 @@ def confirm_change(organization_id: UUID) -> ResponseReturnValue:
             "title": words.refusal_title("validation_failed"),
             "details": {"fields": field_problems(invalid)},
         }
-        return _change_page(organization_id, form, confirm_refusal=shown)
+        return _change_page(organization_id, form, confirm_refusal=shown), 422
     except DomainError as error:  # a changed price, a declined card, past due, no change…
-        # Not an error page: the page itself, saying in plain words why nothing was
-        # bought and what to do next (_change_refusal.html), so it answers 200 like
-        # any page a person reads and acts on; the API keeps the refusal's status.
-        return _change_page(organization_id, form, confirm_refusal=refusal(error))
+        # Not an error page: the change page itself, saying in plain words why nothing
+        # was bought and what to do next (_change_refusal.html), with the status the
+        # API gives the same refusal, as every other console page does.
+        refused = refusal(error)
+        return _change_page(organization_id, form, confirm_refusal=refused), refused["status"]
     flash(_change_done(answer))
     return redirect(
         url_for(
