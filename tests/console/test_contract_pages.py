@@ -315,6 +315,12 @@ def test_a_new_card_while_past_due_pays_the_renewal_at_once(
     contract = text(browser.get(f"/console/orgs/{organization}/contract"))
     assert "The renewal payment failed" in contract
     assert f'href="/console/orgs/{organization}/contract/card"' in contract
+    # The unpaid period's end is past: it is named as the renewal owed, not "Renews on".
+    assert "Renewal unpaid since" in contract
+    assert "Renews on" not in contract
+    home = text(browser.get(f"/console/orgs/{organization}/"))
+    assert re.search(r"The renewal due on Nov 26, 2027, [^<]+ UTC is unpaid\.", home)
+    assert "Renews on" not in home
     page = text(browser.get(f"/console/orgs/{organization}/contract/card"))
     assert "Saving a new card charges the renewal to it at once." in page
     assert "Save the card and pay now" in page
@@ -337,6 +343,8 @@ def test_a_new_card_while_past_due_pays_the_renewal_at_once(
     assert services.app.facts(organization).bundle_state == "active"
     assert "The renewal payment failed" not in page
     assert '<dd class="renewal">Nov 26, 2028' in page  # the renewed period's end
+    assert "Renews on" in page
+    assert "Renewal unpaid since" not in page
     assert "Renewal" in page  # the renewal's invoice, listed with the upgrade's
     # Each new card is put on file and charged at once: declined, then paid.
     assert event_types(services, organization)[-6:] == [
