@@ -28,7 +28,7 @@ import random
 import secrets
 import threading
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -424,9 +424,42 @@ class WebhookDispatcher:
             batch = self.claim(lambda _endpoint: 1)
             if not batch:
                 return attempts
-            for claimed in batch:
-                self.send(claimed)
-                attempts += 1
+            unsent = {claimed.delivery_id: claimed for claimed in batch}
+            try:
+                for claimed in batch:
+                    self.send(claimed)
+                    del unsent[claimed.delivery_id]
+                    attempts += 1
+            finally:
+                # Whatever stopped this batch, the rest go back at once: another
+                # dispatcher takes them now, not when their leases run out.
+                self.give_back(unsent.values())
+
+    def give_back(self, claims: Iterable[Claimed]) -> None:
+        """Release our leases of ``claims`` (not recorded, whether attempted or not).
+
+        A dispatcher that stops, or fails between claiming and recording,
+        calls this so that another takes the deliveries at once. A delivery
+        that was attempted is then sent again (at least once). If the
+        database cannot be reached the leases simply run out.
+        """
+        ids = [claimed.delivery_id for claimed in claims]
+        try:
+            with self.tables.transaction() as cursor:
+                for start in range(0, len(ids), CLAIM_BATCH):
+                    chunk = ids[start : start + CLAIM_BATCH]
+                    self.tables.execute(
+                        cursor,
+                        "UPDATE webhook_deliveries SET lease_until_ms = NULL, "  # noqa: S608
+                        f"lease_owner = NULL WHERE id IN ({_in(chunk)}) AND lease_owner = %s",
+                        (*chunk, self.owner),
+                    )
+        except Exception as error:
+            log.warning(
+                "webhooks: could not give back %d leases (%s); they run out instead",
+                len(ids),
+                first_line(error),
+            )
 
     def _give_back_stale(
         self,
@@ -457,6 +490,34 @@ class WebhookDispatcher:
         if stale:
             self._wakeup.set()
 
+    def _hand_back(
+        self,
+        held: dict[str, Claimed],
+        finished: queue.SimpleQueue[tuple[Claimed, AttemptOutcome | None]],
+    ) -> None:
+        """At the loop's end (stopped or failed): record the attempts that were
+        made (so they are not sent again) and give back at once every other
+        delivery still held, so another dispatcher need not wait out the lease."""
+        attempted: list[tuple[Claimed, AttemptOutcome | None]] = []
+        while not finished.empty():
+            claimed, outcome = finished.get()
+            if outcome is not None and claimed.delivery_id in held:
+                attempted.append((claimed, outcome))
+        if attempted:
+            try:
+                self.record(attempted)
+            except Exception as error:
+                log.warning(
+                    "webhooks: could not record %d attempts at the end (%s); they are sent again",
+                    len(attempted),
+                    first_line(error),
+                )
+            else:
+                for claimed, _outcome in attempted:
+                    held.pop(claimed.delivery_id, None)
+        if held:
+            self.give_back(list(held.values()))
+
     def run(self, stop: threading.Event, *, poll_interval: float = 0.5) -> None:
         """Dispatch on a thread pool until ``stop`` is set.
 
@@ -469,15 +530,22 @@ class WebhookDispatcher:
         outcomes a turn records accumulate while the turn before commits. A
         queued delivery whose lease would run out before its attempt could
         finish is given back unsent (another dispatcher may take it then).
+
+        However the loop ends — ``stop``, or an exception out of a turn — the
+        lanes send nothing more, the attempts in flight finish and are
+        recorded, and every delivery still claimed is given back at once.
         """
         finished: queue.SimpleQueue[tuple[Claimed, AttemptOutcome | None]] = queue.SimpleQueue()
         queues: defaultdict[str, deque[Claimed]] = defaultdict(deque)
         lanes: defaultdict[str, int] = defaultdict(int)
         #: Claimed and not yet recorded, per endpoint (this loop's own count).
         outstanding: defaultdict[str, int] = defaultdict(int)
+        #: Claimed and not yet recorded, by delivery id: what the end gives back.
+        held: dict[str, Claimed] = {}
+        #: Set when the loop ends (stopped or failed): lanes then send nothing more.
+        halt = threading.Event()
         lock = threading.Lock()
         ahead = CLAIM_AHEAD
-        backoff = Backoff()
         # Time a queued delivery's lease must still have to be sent (never more
         # than half the lease, so a short lease still lets deliveries go).
         margin_ms = min(
@@ -493,8 +561,10 @@ class WebhookDispatcher:
                         return
                     claimed = waiting.popleft()
                 outcome: AttemptOutcome | None = None
-                if stop.is_set() or to_ms(self.wall_clock.now()) + margin_ms > (
-                    claimed.lease_until_ms
+                if (
+                    stop.is_set()
+                    or halt.is_set()
+                    or to_ms(self.wall_clock.now()) + margin_ms > claimed.lease_until_ms
                 ):
                     pass  # given back unsent
                 else:
@@ -514,15 +584,28 @@ class WebhookDispatcher:
                 if not queues[endpoint_id]:
                     lanes[endpoint_id] -= 1
                     return
+                if halt.is_set():
+                    return  # the pool is closing; what is queued is given back
                 pool.submit(lane, endpoint_id)
 
-        with ThreadPoolExecutor(self.pool_size, thread_name_prefix="webhook") as pool:
+        def turns() -> None:
+            """Record and claim, one transaction per turn, until stopped with
+            nothing outstanding (or the database is lost while stopping)."""
+            backoff = Backoff()
             while True:
                 self._wakeup.clear()  # before draining: a later set() wakes the wait below
+                stopping = stop.is_set()
+                if stopping:
+                    # What waits in the queues goes back now, not when a lane (maybe
+                    # held by a slow receiver) comes round to it.
+                    with lock:
+                        for waiting in queues.values():
+                            for claimed in waiting:
+                                finished.put((claimed, None))
+                            waiting.clear()
                 outcomes = []
                 while not finished.empty():
                     outcomes.append(finished.get())
-                stopping = stop.is_set()
                 claimed_now: list[Claimed] = []
                 try:
                     now_ms = to_ms(self.clock.now())  # outside: the test clock reads a table
@@ -551,23 +634,33 @@ class WebhookDispatcher:
                     )
                     for item in outcomes:
                         finished.put(item)
+                    if stopping:
+                        return  # not waited out when stopping: the end gives back what it can
                     stop.wait(delay)
                     continue
                 except Exception:
                     log.exception("webhooks: recording or claiming deliveries failed; retrying")
                     for item in outcomes:
                         finished.put(item)
+                    if stopping:
+                        return
                     stop.wait(poll_interval)
                     continue
+                except BaseException:
+                    for item in outcomes:
+                        finished.put(item)  # the end records them
+                    raise
                 backoff.reset()
                 for claimed, _outcome in outcomes:
                     outstanding[claimed.endpoint_id] -= 1
+                    held.pop(claimed.delivery_id, None)
                 if stopping and not any(outstanding.values()):
                     return
                 with lock:
                     if not stopping:
                         self._give_back_stale(queues, finished)
                     for claimed in claimed_now:
+                        held[claimed.delivery_id] = claimed
                         outstanding[claimed.endpoint_id] += 1
                         queues[claimed.endpoint_id].append(claimed)
                     for endpoint_id, waiting in queues.items():
@@ -576,3 +669,13 @@ class WebhookDispatcher:
                             lanes[endpoint_id] += 1
                             pool.submit(lane, endpoint_id)
                 self._wakeup.wait(poll_interval)
+
+        try:
+            with ThreadPoolExecutor(self.pool_size, thread_name_prefix="webhook") as pool:
+                try:
+                    turns()
+                finally:
+                    with lock:
+                        halt.set()  # before the pool's exit waits for the lanes
+        finally:
+            self._hand_back(held, finished)

@@ -18,6 +18,7 @@ from uuid import UUID
 import pytest
 
 from application.bootstrap import Services, build_services
+from application.clocks import SystemClock
 from application.projections.read_model import ViewSettings
 from application.webhooks.delivery import RETRY_SCHEDULE, WebhookDispatcher, retry_delay
 from application.webhooks.sender import HttpSender
@@ -392,6 +393,162 @@ def test_two_dispatchers_never_send_one_delivery_twice(
         counts = Counter(hooks.accepted_ids())
         assert sorted(counts) == sorted(feed_ids(services))
         assert set(counts.values()) == {1}
+
+
+# -- leases given back -------------------------------------------------------------
+
+
+def leased_by(services: Services, dispatcher: WebhookDispatcher) -> int:
+    with services.tables.read() as cursor:
+        services.tables.execute(
+            cursor,
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE lease_owner = %s",
+            (dispatcher.owner,),
+        )
+        return int(cursor.fetchone()["n"])
+
+
+class Crash(BaseException):
+    """What kills a dispatcher's loop mid-round (not an ``Exception`` it retries)."""
+
+
+class CrashingOnFirstRecord(WebhookDispatcher):
+    """A dispatcher whose loop dies the first time it records outcomes."""
+
+    crashed = False
+
+    def _record(self, *args: Any, **kwargs: Any) -> set[str]:
+        if not self.crashed:
+            self.crashed = True
+            raise Crash
+        return super()._record(*args, **kwargs)
+
+
+class ExplodingSender(HttpSender):
+    """A sender that fails in a way no attempt expects (a bug, not a network error)."""
+
+    def post(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the sender broke")
+
+
+def running(
+    dispatcher: WebhookDispatcher, stop: threading.Event
+) -> tuple[threading.Thread, list[BaseException]]:
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            dispatcher.run(stop)
+        except BaseException as error:  # the test looks at it
+            raised.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, raised
+
+
+def test_a_stopped_dispatcher_gives_its_claims_back_and_another_sends_them_at_once(
+    services: Services, clock: ManualClock
+) -> None:
+    with receiver([]) as hooks:
+        _endpoint_id, secret = endpoint(services, hooks.url, ["trial.started"])
+        hooks.secrets.append(secret)
+        orgs = start_trials(services, 6)
+        services.webhooks.integration.catch_up()
+        # The first organization's delivery is held by the receiver while in flight.
+        hooks.behaviour.stall_organization = str(orgs[0])
+        first = WebhookDispatcher(services.tables, clock, services.webhooks.guard, per_endpoint=1)
+        stop = threading.Event()
+        thread, raised = running(first, stop)
+        try:
+            assert hooks.stalled.acquire(timeout=10)
+            assert leased_by(services, first) == 6  # claimed ahead: five wait in its queue
+            stop.set()
+            first.wake()
+            wait_until(lambda: leased_by(services, first) == 1)  # only the one in flight
+            # Well inside the 60 s lease, another dispatcher sends the five now.
+            second = WebhookDispatcher(services.tables, clock, services.webhooks.guard)
+            assert second.deliver_due() == 5
+            assert sorted(hooks.accepted_ids()) == sorted(
+                feed_ids(services, type="trial.started")[1:]
+            )
+        finally:
+            hooks.behaviour.release.set()
+            thread.join()
+        assert raised == []
+        assert leased_by(services, first) == 0
+        # The one in flight when it stopped was recorded: nobody sends it again.
+        assert second.deliver_due() == 0
+        assert Counter(hooks.accepted_ids()) == Counter(feed_ids(services, type="trial.started"))
+
+
+def test_a_dispatcher_whose_loop_dies_mid_round_gives_its_claims_back_at_once(
+    services: Services, clock: ManualClock
+) -> None:
+    with receiver([]) as hooks:
+        _endpoint_id, secret = endpoint(services, hooks.url, ["trial.started"])
+        hooks.secrets.append(secret)
+        start_trials(services, 6)
+        services.webhooks.integration.catch_up()
+        dying = CrashingOnFirstRecord(
+            services.tables, clock, services.webhooks.guard, per_endpoint=1
+        )
+        stop = threading.Event()
+        thread, raised = running(dying, stop)
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        assert [type(error) for error in raised] == [Crash]  # the loop died, it did not stop
+        assert leased_by(services, dying) == 0
+        sent_before = len(hooks.accepted_ids())
+        assert 1 <= sent_before < 6
+        # The attempts made before the crash were recorded; the rest go at once.
+        other = WebhookDispatcher(services.tables, clock, services.webhooks.guard)
+        assert other.deliver_due() == 6 - sent_before
+        assert Counter(hooks.accepted_ids()) == Counter(feed_ids(services, type="trial.started"))
+
+
+def test_a_dispatcher_failing_between_claim_and_record_gives_its_claims_back(
+    services: Services, clock: ManualClock
+) -> None:
+    with receiver([]) as first_hooks, receiver([]) as second_hooks:
+        for hooks in (first_hooks, second_hooks):
+            _endpoint_id, secret = endpoint(services, hooks.url, ["trial.started"])
+            hooks.secrets.append(secret)
+        start_trials(services, 2)
+        services.webhooks.integration.catch_up()
+        broken = WebhookDispatcher(
+            services.tables, clock, services.webhooks.guard, sender=ExplodingSender()
+        )
+        with pytest.raises(RuntimeError, match="the sender broke"):
+            broken.deliver_due()  # its batch held one delivery per endpoint
+        assert leased_by(services, broken) == 0
+        other = WebhookDispatcher(services.tables, clock, services.webhooks.guard)
+        assert other.deliver_due() == 4
+        expected = sorted(feed_ids(services, type="trial.started"))
+        assert sorted(first_hooks.accepted_ids()) == expected
+        assert sorted(second_hooks.accepted_ids()) == expected
+
+
+def test_the_expired_leases_of_a_killed_dispatcher_are_taken_over(
+    services: Services, clock: ManualClock
+) -> None:
+    wall = ManualClock(SystemClock().now())  # signatures carry it: receivers check it
+    with receiver([]) as hooks:
+        _endpoint_id, secret = endpoint(services, hooks.url, ["trial.started"])
+        hooks.secrets.append(secret)
+        start_trials(services, 3)
+        services.webhooks.integration.catch_up()
+        guard = services.webhooks.guard
+        killed = WebhookDispatcher(services.tables, clock, guard, wall_clock=wall)
+        assert len(killed.claim(lambda _endpoint: 10)) == 3  # then it dies: no record, no give-back
+        survivor = WebhookDispatcher(services.tables, clock, guard, wall_clock=wall)
+        assert survivor.deliver_due() == 0  # the leases still hold
+        wall.advance(timedelta(seconds=59))
+        assert survivor.deliver_due() == 0
+        wall.advance(timedelta(seconds=2))  # past the 60 s lease
+        assert survivor.deliver_due() == 3
+        assert sorted(hooks.accepted_ids()) == sorted(feed_ids(services, type="trial.started"))
+        assert {d["attempts"] for d in deliveries(services, _endpoint_id)} == {1}
 
 
 @pytest.mark.slow
