@@ -338,3 +338,33 @@ def test_racing_requests_with_the_same_key_charge_once(store_url: str, clock: Ma
     replay = change(caller, org, "chg-1", seats=6, expected_total=total)
     assert replay.json == first_answer.json
     services.close()
+
+
+def test_a_change_is_charged_to_the_card_put_on_file_by_put_payment_method(
+    caller: Caller, services: Services
+) -> None:
+    org = bought(caller)  # visa 4242, the upgrade's card
+    put = caller.as_user(
+        org,
+        "u-owner",
+        "PUT",
+        "/subscription/payment-method",
+        json={"payment_token": "tok_mastercard"},
+    )
+    assert put.status_code == 200, put.json
+    caller.advance_days(10)
+
+    answer = change(caller, org, "chg-mc", seats=6)
+
+    assert answer.status_code == 200, answer.json
+    assert (answer.json["payment"]["brand"], answer.json["payment"]["last4"]) == (
+        "mastercard",
+        "4444",
+    )
+    events = services.app.organization_events(UUID(org), limit=1000)["events"]
+    (card,) = [e["data"] for e in events if e["type"] == "PaymentMethodChanged"]
+    (started,) = [e["data"] for e in events if e["type"] == "ChangeChargeStarted"]
+    assert card["payment_method"].startswith("pm_")  # the gateway's saved card
+    assert started["payment_method"] == card["payment_method"]
+    invoice = caller.as_user(org, "u-owner", "GET", f"/invoices/{answer.json['invoice_number']}")
+    assert invoice.json["payment"] == {"status": "charged", "brand": "mastercard", "last4": "4444"}
