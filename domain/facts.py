@@ -421,8 +421,8 @@ class OrganizationFacts:
         """A copy with ``changes``, like :func:`dataclasses.replace` but several
         times faster: every replayed event makes one, on every load, rebuild
         and replay."""
-        unknown = changes.keys() - self.__dict__.keys()
-        if unknown:
+        if not changes.keys() <= self.__dict__.keys():  # no set built when all are known
+            unknown = changes.keys() - self.__dict__.keys()
             msg = f"OrganizationFacts has no field(s) {', '.join(sorted(unknown))}"
             raise TypeError(msg)
         copy = object.__new__(OrganizationFacts)

@@ -52,16 +52,18 @@ class Changes:
     def fold(self, events: Batch) -> int:
         """Put what ``events`` (log order) change and track the last; how many were new.
         Events at or before the position are skipped (another follower applied them)."""
-        last, new = self.reached, []
-        for domain_event, tracking in events:
+        last, applied = self.reached, 0
+        new: list[tuple[OrganizationEvent, int]] = []
+        for domain_event, tracking in events:  # one pass: this runs for every event
             if tracking.notification_id > last:
-                last = tracking.notification_id
-                new.append((domain_event, last))
-        if not new:
+                last, applied = tracking.notification_id, applied + 1
+                if isinstance(domain_event, OrganizationEvent):
+                    new.append((domain_event, last))
+        if not applied:
             return 0
-        self.take([(e, p) for e, p in new if isinstance(e, OrganizationEvent)])
+        self.take(new)
         self.track(last)
-        return len(new)
+        return applied
 
     @abstractmethod
     def take(self, events: list[tuple[OrganizationEvent, int]]) -> None:
@@ -101,7 +103,7 @@ class TrackedView(TrackingRecorder, Generic[TChanges]):
         if not _PREFIX.match(prefix):
             msg = f"view table prefix {prefix!r} must be a short lower-case identifier"
             raise ValueError(msg)
-        self._datastore, self.dialect, self._prefix = datastore, dialect, prefix
+        self.datastore, self.dialect, self.prefix = datastore, dialect, prefix
         #: The view's own store (``memory://``), closed with it; else the app's.
         self.owns_store = owns_store
         self.tracking = self.table("tracking")
@@ -113,14 +115,6 @@ class TrackedView(TrackingRecorder, Generic[TChanges]):
             f"INSERT INTO {self.tracking} VALUES ({p}, {p}) ON CONFLICT (application_name) "
             "DO UPDATE SET notification_id = excluded.notification_id"
         )
-
-    @property
-    def datastore(self) -> Any:
-        return self._datastore
-
-    @property
-    def prefix(self) -> str:
-        return self._prefix
 
     def table(self, suffix: str) -> str:
         return self.dialect.qualified(self.datastore, f"{self.prefix}_{suffix}")
