@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Self
+
+import orjson
 
 from application.projections.rows import DirectoryEntry, OrganizationRow, fold_run, row_from_json
 from application.projections.tracking import UPSTREAM, Changes, TrackedView, ViewProjection
@@ -255,7 +256,7 @@ class OrganizationViews(TrackedView[ViewChanges]):
             "FROM batch ON CONFLICT (organization_id) DO UPDATE SET name = excluded.name, "
             "recorded_state = excluded.recorded_state, trial_ends_at = excluded.trial_ends_at, "
             f"contract_due_at = excluded.contract_due_at, {update}",
-            (json.dumps(batch, separators=(",", ":")),),
+            (orjson.dumps(batch).decode(),),  # the same document, a tenth of json.dumps's cost
         )
 
     def announce(self, cursor: Any, position: int, ids: list[str] | None) -> None:
