@@ -20,13 +20,13 @@ Use it with ``gunicorn --worker-class interface.gunicorn_worker.JsonErrorWorker`
 from __future__ import annotations
 
 import json
-import secrets
 import socket
 from typing import Any
 
 from gunicorn import util
 from gunicorn.workers.sync import SyncWorker
 
+from application.ids import random_id
 from interface.errors import HTTP_ERROR_CODES
 
 #: What each of gunicorn's own refusals means, in words a client can act on.
@@ -50,7 +50,7 @@ def json_error_answer(status: int, reason: str) -> bytes:
                 "code": code,
                 "message": _MESSAGES.get(status, reason),
                 "details": {},
-                "request_id": f"req_{secrets.token_hex(16)}",
+                "request_id": random_id("req_"),
             }
         },
         separators=(",", ":"),

@@ -10,7 +10,6 @@ A rotation keeps the old secret signing beside the new one for
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -304,7 +303,7 @@ class WebhookEndpoints:
                 "after_position must not be negative.",
                 details={"fields": {"after_position": ["must not be negative"]}},
             )
-        replay = f"rpl_{secrets.token_hex(8)}"
+        replay = random_id("rpl_", 8)
         now_ms = self._now_ms()
         execute = self.tables.execute
         with self.tables.transaction() as cursor:
