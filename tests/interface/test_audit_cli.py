@@ -26,7 +26,7 @@ from application.bootstrap import Services, build_services
 from application.projections.rows import OrganizationRow
 from domain.catalog import Catalog
 from domain.clock import ManualClock
-from domain.tamper_evidence import GENESIS_LINK, chain_link
+from domain.tamper_evidence import GENESIS_LINK, chain_link, event_data
 from interface.cli import audit_commands, main
 from tests.conftest import empty_postgres_tables
 from tests.interface.audit_story import DAY, HOUR, Story, tell_story
@@ -520,6 +520,10 @@ class StoredLog:
         [(state,)] = self._run("SELECT state FROM {table} WHERE {position} = ?", position)
         return bytes(state)
 
+    def topic(self, position: int) -> str:
+        [(topic,)] = self._run("SELECT topic FROM {table} WHERE {position} = ?", position)
+        return str(topic)
+
     def set_state(self, position: int, state: bytes) -> None:
         self._run("UPDATE {table} SET state = ? WHERE {position} = ?", state, position)
 
@@ -566,6 +570,40 @@ def test_verify_detects_a_changed_payload_byte(
     assert table.exit_code == 1
     assert "chain_broken" in table.stdout
     assert "FAILED: 1 fault(s)" in table.stdout
+
+
+def test_an_event_stored_at_an_older_class_version_verifies_from_its_stored_bytes(
+    tampered_services: Services, tampered_story: Story
+) -> None:
+    """UpgradePurchased as version 2 stored it (no invoice; the upcast to 3 adds
+    ``invoice: None``), the chain over those stored data: verify recomputes each
+    link from the stored bytes, never from the upcast state (its one-decode path
+    serves only events the mapper did not upcast)."""
+    log = StoredLog(tampered_services)
+    transcoder = tampered_services.app.mapper.transcoder
+    acme = tampered_story.acme
+    states = {
+        version: transcoder.decode(log.state(log.position(acme, version)))
+        for version in range(1, tampered_story.acme_versions + 1)
+    }
+    [purchase] = [v for v, state in states.items() if "invoice" in state and "credits" in state]
+    assert states[purchase]["class_version"] == 3
+    del states[purchase]["invoice"]
+    states[purchase]["class_version"] = 2
+    previous = states[purchase - 1]["chain"]
+    for version in range(purchase, tampered_story.acme_versions + 1):
+        state = states[version]
+        event_type = log.topic(log.position(acme, version)).rpartition(":")[2]
+        data = {k: v for k, v in event_data(state).items() if k != "class_version"}
+        state["chain"] = previous = chain_link(
+            previous, str(acme), version, event_type, state["timestamp"], data
+        )
+        log.set_state(log.position(acme, version), transcoder.encode(state))
+
+    result = audit(tampered_services, "verify", "--format", "json")
+
+    assert result.exit_code == 0, result.stdout
+    assert json.loads(result.stdout)["faults"] == []
 
 
 def test_verify_reports_an_event_that_no_longer_decodes(
