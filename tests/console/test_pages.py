@@ -102,6 +102,19 @@ def test_the_session_cookie_is_httponly_and_lax_and_secure_only_in_production(
         assert ("Secure" in cookie) is secure
 
 
+def test_a_request_without_the_session_cookie_gets_an_empty_session_and_signing_in_works(
+    browser: FlaskClient, sign_in: SignIn, organization: UUID
+) -> None:
+    """The console's session interface skips the signer when no cookie is sent
+    (benchmark access_read_http); a signed-in cookie is still read, and an
+    altered one is an empty session."""
+    assert "Set-Cookie" not in browser.get("/healthz").headers
+    sign_in("u-alice", organization)
+    assert browser.get(f"/console/orgs/{organization}/").status_code == 200
+    browser.set_cookie("suitesub_console", "altered", path="/console")
+    assert browser.get(f"/console/orgs/{organization}/").status_code in (302, 303)
+
+
 def test_in_production_a_pasted_token_signs_in_and_the_development_sign_in_is_gone(
     services: Services, organization: UUID
 ) -> None:

@@ -287,3 +287,22 @@ def test_a_request_id_is_drawn_again_when_it_would_hold_a_card_number(
     refused = caller.as_user(org, "u-owner", "GET", "/nothing-here")
     assert refused.headers["X-Request-ID"] == "req_" + "0123abcd" * 4
     assert refused.json["error"]["request_id"] == "req_" + "0123abcd" * 4
+
+
+def test_a_header_refused_once_is_refused_every_time_and_long_ones_are_scanned(
+    caller: Caller,
+) -> None:
+    """The guard remembers its answer per header text (benchmark access_read_http):
+    the same card number is refused on every request, whether or not it was
+    seen before, and a text too long to remember is still scanned."""
+    org = caller.register()
+    card = {"X-Note": _utf8_header(SPELLINGS[next(iter(SPELLINGS))])}
+    long_card = {"X-Note": "x" * 3000 + " 4242 4242 4242 4242"}
+
+    for headers in (card, card, long_card, long_card):
+        answer = caller.as_user(org, "u-owner", "GET", "/access", headers=headers)
+        assert _refused_at(answer) == ["header:X-Note"]
+    assert (
+        caller.as_user(org, "u-owner", "GET", "/access", headers={"X-Note": "ok"}).status_code
+        == 200
+    )
