@@ -26,9 +26,9 @@ name that itself holds a card number is named by its position (``#2``).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Iterator
-from functools import lru_cache
 from typing import Any
 
 from werkzeug.wrappers import Request
@@ -98,24 +98,34 @@ def _wire_text(value: str) -> str:
 
 #: Texts longer than this are scanned every time, never remembered.
 _REMEMBERED_TEXT = 2048
-
-
-@lru_cache(maxsize=4096)
-def _remembered_scan(text: str) -> bool:
-    return contains_card_number(text)
+#: How many clean texts are remembered (then forgotten all at once).
+_REMEMBERED_CLEAN = 4096
+#: Digests of texts found to hold no card number. Only a digest is kept, and
+#: only of a clean text: no card number, nor a bearer token, stays in memory
+#: after its request.
+_clean_digests: set[bytes] = set()
 
 
 def _holds_card_number(text: str) -> bool:
     """:func:`contains_card_number` for a path segment or a header.
 
     Clients send the same few texts on every request (the token, the agent,
-    the host, the organization's path): the answer for each is remembered,
+    the host, the organization's path): that a text is clean is remembered,
     bounded, since scanning them was an eighth of a ``GET …/access``
-    (benchmark access_read_http). The answer is a pure function of the text.
+    (benchmark access_read_http). The answer is a pure function of the text,
+    and a text that holds a card number is scanned (and refused) every time.
     """
     if len(text) > _REMEMBERED_TEXT:
         return contains_card_number(text)
-    return _remembered_scan(text)
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    if digest in _clean_digests:
+        return False
+    if contains_card_number(text):
+        return True
+    if len(_clean_digests) >= _REMEMBERED_CLEAN:
+        _clean_digests.clear()  # a set's clear and add are atomic under threads
+    _clean_digests.add(digest)
+    return False
 
 
 def path_locations(path: str) -> list[str]:

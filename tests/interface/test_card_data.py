@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from application import ids
 from application.bootstrap import Services
 from domain.card_numbers import luhn_valid
 from domain.clock import ManualClock
+from interface import card_guard
 from interface.app import create_app
 from interface.card_guard import card_data_locations
 from tests.card_attacks import attacks, expected_status
@@ -306,3 +308,12 @@ def test_a_header_refused_once_is_refused_every_time_and_long_ones_are_scanned(
         caller.as_user(org, "u-owner", "GET", "/access", headers={"X-Note": "ok"}).status_code
         == 200
     )
+    # Only digests of clean texts are kept: nothing of a refused text, nor any text itself.
+    assert all(isinstance(kept, bytes) and len(kept) == 16 for kept in card_guard._clean_digests)
+    refused_texts = (card["X-Note"], long_card["X-Note"])
+    assert not {card_guard_digest(text) for text in refused_texts} & card_guard._clean_digests
+    assert card_guard_digest("ok") in card_guard._clean_digests
+
+
+def card_guard_digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
