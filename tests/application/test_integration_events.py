@@ -132,6 +132,16 @@ def test_an_extension_earns_a_new_reminder_for_the_new_end(
     record_due_reminders(services.app, services.webhooks.integration)
     ends = [e["data"]["trial_ends_at"] for e in feed(services, types=["trial.will_end"])]
     assert ends == ["2026-12-26T09:00:00+00:00", "2027-01-10T09:00:00+00:00"]
+    (extended,) = feed(services, types=["trial.extended"])
+    assert extended["organization_id"] == str(org)
+    assert extended["created_at"] == "2026-12-23T09:00:00+00:00"
+    assert extended["id"] == integration_event_id(extended["position"], "trial.extended")
+    assert extended["data"] == {
+        "by": "u-owner",
+        "previous_end": "2026-12-26T09:00:00+00:00",
+        "trial_ends_at": "2027-01-10T09:00:00+00:00",
+        "extension_number": 1,
+    }
 
 
 def test_a_yearly_contract_is_reminded_of_its_renewal_seven_days_ahead(

@@ -9,8 +9,10 @@ from flask.testing import FlaskClient
 
 from application.bootstrap import Services
 from application.webhooks.url_guard import UrlGuard
+from interface.app import create_app
 from tests.interface.conftest import (
     CRM_YEARLY,
+    SECRET,
     Caller,
     error_code,
     operator_headers,
@@ -184,6 +186,27 @@ def test_endpoints_refuse_bad_input_with_clear_errors(client: FlaskClient) -> No
         headers=user_headers("7d0c5a1e-0000-4000-8000-000000000001", "u-owner"),
     )
     assert org_user.status_code == 403
+
+
+def test_on_the_embedded_default_the_api_process_delivers_by_itself(
+    services: Services,
+) -> None:
+    # As the API keeps its views itself there, it delivers too: no worker, no run_once.
+    client = create_app(
+        {"SERVICES": services, "JWT_SECRET": SECRET, "WEBHOOKS_IN_PROCESS": True}
+    ).test_client()
+    with receiver([]) as hooks:
+        endpoint = payload(create(client, url=hooks.url, events=["trial.started"]))
+        hooks.secrets.append(endpoint["secret"])
+        caller = Caller(client)
+        org = caller.register()
+        started = caller.as_user(org, "u-owner", "POST", "/trial", json={})
+        assert started.status_code == 201, started.json
+        assert hooks.wait_for(1, timeout=20)
+        (envelope,) = hooks.envelopes()
+        assert envelope["type"] == "trial.started"
+        assert envelope["organization_id"] == org
+        assert hooks.received[0].verified
 
 
 def test_the_url_guard_refuses_inner_addresses_unless_allowed() -> None:
