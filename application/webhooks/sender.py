@@ -5,8 +5,9 @@ address the URL guard checked (``Target.address``; TLS still verifies the
 host name), and the answer's body is read only up to a small limit (a longer
 one closes the connection). Connections are kept alive per sending thread and
 endpoint address (HTTP/1.1), so a busy endpoint is not paid a TCP (and TLS)
-handshake per delivery. The client is this module's own small HTTP/1.1 one
-(:class:`_Connection`): a POST and the answer's framing are all delivery needs.
+handshake per delivery. The HTTP/1.1 protocol (framing, keep-alive) is h11's,
+the sans-I/O library httpx and uvicorn are built on; this module owns only
+the socket: the checked address, the timeout, the answer limit.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+
+import h11
 
 from application.webhooks.url_guard import Target
 
@@ -60,7 +63,7 @@ _Key = tuple[str, str, int, str]
 
 
 class ProtocolError(http.client.HTTPException):
-    """The receiver's answer is not HTTP/1.x as this client reads it."""
+    """The receiver's answer is not HTTP/1.x as h11 reads it."""
 
 
 class StaleConnection(ConnectionError):
@@ -88,13 +91,14 @@ def host_header(target: Target) -> bytes:
 
 
 class _Connection:
-    """One HTTP/1.1 connection to a checked address: a request is one
-    ``sendall`` of head and body, and the answer is parsed for what delivery
-    needs (status, framing, ``Connection``), its body read and dropped.
+    """One HTTP/1.1 connection to a checked address, its protocol kept by h11
+    (framing: Content-Length, chunked, interim 1xx, close-delimited; keep-alive).
 
-    Why not ``http.client``: per request it sends the head and the body in two
-    writes and parses the answer's headers with the ``email`` package; on the
-    webhook_delivery benchmark that was a third of a lane's CPU per delivery.
+    A request is one ``sendall`` of head and body, and the answer's body is
+    read and dropped. Why not ``http.client``: per request it sends the head
+    and the body in two writes and parses the answer's headers with the
+    ``email`` package; on the webhook_delivery benchmark that was a third of
+    a lane's CPU per delivery.
     """
 
     def __init__(self, target: Target, timeout: float, tls: ssl.SSLContext) -> None:
@@ -102,14 +106,13 @@ class _Connection:
         self.timeout = timeout
         self._tls = tls
         self._sock: socket.socket | None = None
-        self._buffer = bytearray()
+        self._protocol = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.host = host_header(target)
 
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-        self._buffer.clear()
 
     def _open(self) -> socket.socket:
         if self._sock is None:
@@ -121,106 +124,71 @@ class _Connection:
                 self._sock = raw
         return self._sock
 
-    def exchange(self, head: bytes, body: bytes, *, reused: bool) -> tuple[int, bool]:
-        """Send one request; the answer's status and whether the connection may be reused."""
+    def exchange(
+        self, headers: list[tuple[bytes, bytes]], body: bytes, *, reused: bool
+    ) -> tuple[int, bool]:
+        """Send one POST; the answer's status and whether the connection may be reused."""
+        protocol = self._protocol
+        try:
+            request = protocol.send(
+                h11.Request(method=b"POST", target=self.target.path, headers=headers)
+            )
+            data = protocol.send(h11.Data(data=body))
+            done = protocol.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as refused:  # a line break in a header, say
+            raise http.client.InvalidURL(str(refused)) from None
         sock = self._open()
-        sock.sendall(head + body)
+        sock.sendall(b"".join((request or b"", data or b"", done or b"")))
         return self._answer(sock, reused=reused)
 
-    def _fill(self, sock: socket.socket) -> bool:
-        chunk = sock.recv(_READ_SIZE)
-        if not chunk:
-            return False
-        self._buffer += chunk
-        return True
-
     def _answer(self, sock: socket.socket, *, reused: bool) -> tuple[int, bool]:
+        protocol = self._protocol
+        status: int | None = None
+        heard = closed = False
+        body_bytes = 0
         while True:
-            status, version, headers = self._head(sock, reused=reused)
-            if 100 <= status < 200 and status != 101:
-                continue  # an interim answer (100 Continue): the real one follows
-            break
-        connection = headers.get("connection", "").lower()
-        keep = "close" not in connection and (version == "HTTP/1.1" or "keep-alive" in connection)
-        if status == 101:
-            return status, False  # switching protocols: this connection is not HTTP any more
-        if status in (204, 304):
-            return status, keep
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return status, keep and self._drop_chunked(sock)
-        length = headers.get("content-length")
-        if length is None:
-            return status, False  # the body runs until the receiver closes: not reusable
-        try:
-            size = int(length)
-        except ValueError:
-            raise ProtocolError(f"bad Content-Length {length[:40]!r}") from None
-        if size < 0:
-            raise ProtocolError(f"bad Content-Length {length[:40]!r}")
-        return status, keep and self._drop(sock, size)
-
-    def _head(self, sock: socket.socket, *, reused: bool) -> tuple[int, str, dict[str, str]]:
-        first = True
-        while (end := self._buffer.find(b"\r\n\r\n")) < 0:
-            if len(self._buffer) > MAX_HEAD_BYTES:
-                raise ProtocolError("the answer's headers are too long")
-            if not self._fill(sock):
-                if first and reused and not self._buffer:
-                    raise StaleConnection("the receiver had closed the kept connection")
-                raise http.client.RemoteDisconnected("the receiver closed the connection")
-            first = False
-        head = bytes(self._buffer[:end]).decode("latin-1")
-        del self._buffer[: end + 4]
-        status_line, *lines = head.split("\r\n")
-        version, _, rest = status_line.partition(" ")
-        code = rest[:3]
-        if not version.startswith("HTTP/1.") or not code.isdigit():
-            raise ProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
-        headers: dict[str, str] = {}
-        for line in lines:
-            name, colon, value = line.partition(":")
-            if colon:
-                key = name.strip().lower()
-                value = value.strip()
-                headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        return int(code), version, headers
-
-    def _drop(self, sock: socket.socket, size: int) -> bool:
-        """Read and drop ``size`` body bytes; False (close) beyond the answer limit."""
-        if size > MAX_ANSWER_BYTES:
-            return False
-        while len(self._buffer) < size:
-            if not self._fill(sock):
-                raise http.client.IncompleteRead(bytes(self._buffer), size - len(self._buffer))
-        del self._buffer[:size]
-        return True
-
-    def _line(self, sock: socket.socket) -> bytes:
-        while (end := self._buffer.find(b"\r\n")) < 0:
-            if len(self._buffer) > MAX_HEAD_BYTES or not self._fill(sock):
-                raise ProtocolError("a chunked answer ended early")
-        line = bytes(self._buffer[:end])
-        del self._buffer[: end + 2]
-        return line
-
-    def _drop_chunked(self, sock: socket.socket) -> bool:
-        """Read and drop a chunked body; False (close) beyond the answer limit."""
-        total = 0
-        while True:
-            size_field = self._line(sock).split(b";", 1)[0].strip()
             try:
-                size = int(size_field, 16)
-            except ValueError:
-                raise ProtocolError("a bad chunk size") from None
-            if size == 0:
-                while self._line(sock):  # trailers, up to the empty line
-                    pass
-                return True
-            total += size
-            if total > MAX_ANSWER_BYTES:
-                return False
-            if not self._drop(sock, size + 2):  # the chunk and its CRLF
-                return False
+                event = protocol.next_event()
+            except h11.RemoteProtocolError as broken:
+                if not closed:
+                    raise ProtocolError(str(broken)) from None
+                if status is None:  # closed within the head
+                    closing = "the receiver closed the connection"
+                    raise http.client.RemoteDisconnected(closing) from None
+                raise http.client.IncompleteRead(b"", None) from None  # within the body
+            if event is h11.NEED_DATA:
+                chunk = sock.recv(_READ_SIZE)
+                if not chunk:
+                    if not heard:
+                        if reused:
+                            raise StaleConnection("the receiver had closed the kept connection")
+                        raise http.client.RemoteDisconnected("the receiver closed the connection")
+                    closed = True
+                heard = True
+                protocol.receive_data(chunk)  # b"": the receiver closed its side
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                declared = dict(event.headers).get(b"content-length")
+                if declared is not None and int(declared) > MAX_ANSWER_BYTES:
+                    return status, False  # beyond the answer limit: close, do not read it
+            elif isinstance(event, h11.Data):
+                body_bytes += len(event.data)
+                if body_bytes > MAX_ANSWER_BYTES and status is not None:
+                    return status, False  # beyond the answer limit: close, do not read on
+            elif isinstance(event, h11.EndOfMessage) and status is not None:
+                # Reusable only when both sides may go on (h11 knows Connection:
+                # close and HTTP/1.0) and the receiver has not closed its side.
+                reusable = (
+                    not closed
+                    and protocol.our_state is h11.DONE
+                    and protocol.their_state is h11.DONE
+                )
+                if reusable:
+                    protocol.start_next_cycle()
+                return status, reusable
+            elif isinstance(event, h11.ConnectionClosed):
+                raise http.client.RemoteDisconnected("the receiver closed the connection")
+            # h11.InformationalResponse (100 Continue): the real answer follows.
 
 
 class _Kept:
@@ -274,7 +242,7 @@ class HttpSender:
             return AttemptOutcome(False, None, 0, reason)
         connection, reused = self._connection(target)
         try:
-            head = self._head(connection, target, body, headers)
+            head = self._headers(connection, body, headers)
             try:
                 code, reusable = connection.exchange(head, body, reused=reused)
             except _STALE:
@@ -301,24 +269,17 @@ class HttpSender:
         return AttemptOutcome(False, code, latency, reason)
 
     @staticmethod
-    def _head(
-        connection: _Connection, target: Target, body: bytes, headers: dict[str, str]
-    ) -> bytes:
-        lines = [
-            f"POST {target.path} HTTP/1.1".encode("ascii"),
-            b"Host: " + connection.host,
-            b"Accept-Encoding: identity",
-            b"Content-Length: " + str(len(body)).encode("ascii"),
-            b"Content-Type: application/json",
-            b"User-Agent: " + USER_AGENT.encode("ascii"),
+    def _headers(
+        connection: _Connection, body: bytes, headers: dict[str, str]
+    ) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"Host", connection.host),
+            (b"Accept-Encoding", b"identity"),
+            (b"Content-Length", str(len(body)).encode("ascii")),
+            (b"Content-Type", b"application/json"),
+            (b"User-Agent", USER_AGENT.encode("ascii")),
+            *((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()),
         ]
-        for name, value in headers.items():
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-                raise http.client.InvalidURL(f"header {name!r} holds a line break")
-            lines.append(f"{name}: {value}".encode("latin-1"))
-        lines.append(b"")
-        lines.append(b"")
-        return b"\r\n".join(lines)
 
     def close(self) -> None:
         """Close this thread's kept connections."""

@@ -1,4 +1,5 @@
-"""The webhook sender's own HTTP/1.1 client against a scripted receiver on 127.0.0.1:
+"""The webhook sender's HTTP/1.1 client (h11 over its own socket) against a
+scripted receiver on 127.0.0.1:
 every framing of an answer read to its end (or the connection closed), kept
 connections reused only when the answer allows it, broken answers failures."""
 
@@ -108,9 +109,8 @@ def test_a_request_carries_the_signed_headers_and_the_body() -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nA: b\r\n\r\n",
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
-        b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
     ],
-    ids=["content-length", "chunked", "interim-100", "http-1.0-keep-alive"],
+    ids=["content-length", "chunked", "interim-100"],
 )
 def test_an_answer_read_to_its_end_leaves_the_connection_for_the_next(answer: bytes) -> None:
     sender = HttpSender()
@@ -128,10 +128,18 @@ def test_an_answer_read_to_its_end_leaves_the_connection_for_the_next(answer: by
     [
         b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+        # HTTP/1.0's keep-alive extension is not trusted (h11 does not speak it).
+        b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (MAX_ANSWER_BYTES + 1),
         b"HTTP/1.1 200 OK\r\n\r\nuntil the end",
     ],
-    ids=["connection-close", "http-1.0", "body-over-the-limit", "no-framing"],
+    ids=[
+        "connection-close",
+        "http-1.0",
+        "http-1.0-keep-alive",
+        "body-over-the-limit",
+        "no-framing",
+    ],
 )
 def test_an_answer_that_ends_the_connection_is_not_reused(answer: bytes) -> None:
     sender = HttpSender()
