@@ -212,6 +212,16 @@ class Story:
         assert serious == [], f"{name}: {serious}"
 
 
+def follow(page: Any, target: Any) -> None:
+    """Click a link or a form's button that loads another page, and return once that page
+    has loaded. Playwright's click returns when the navigation it started has committed,
+    before the new document is parsed (under load, its body was still empty), so reading
+    the page, a screenshot, axe, or filling its fields before its console.js is attached
+    would race it; this waits for the navigation the click starts, to its load event."""
+    with page.expect_navigation(wait_until="load"):
+        target.click()
+
+
 def download_pdf(page: Any, link: Any) -> str:
     """Click a PDF link as a person would; the downloaded file's text."""
     with page.expect_download() as started:
@@ -271,14 +281,14 @@ def test_the_article_story_in_the_browser(
     # Sign in as CRM's super admin (development sign-in).
     page.goto(f"{console}/sign-in")
     story.check("sign-in")
-    page.get_by_role("link", name="Acme KK").click()
-    page.get_by_role("button", name="u-alice", exact=True).click()
+    follow(page, page.get_by_role("link", name="Acme KK"))
+    follow(page, page.get_by_role("button", name="u-alice", exact=True))
     if language == "en":  # an organization in Japan is shown in Japanese: switch
-        page.get_by_role("button", name="English").click()
+        follow(page, page.get_by_role("button", name="English"))
     story.check("home")
 
     # 2. The red button, refused: Desk's super admin is someone else.
-    page.get_by_role("button", name=words["access"]).click()
+    follow(page, page.get_by_role("button", name=words["access"]))
     assert words["refused"] in page.content()
     assert "u-bob" in page.locator("table.rights").inner_text()
     story.check("refused")
@@ -292,7 +302,7 @@ def test_the_article_story_in_the_browser(
         token=bob,
     )
     page.goto(f"{console}/orgs/{organization}/")
-    page.get_by_role("button", name=words["access"]).click()
+    follow(page, page.get_by_role("button", name=words["access"]))
     assert words["banner"] in page.locator(".trial-banner").inner_text()
     story.check("trial-banner")
 
@@ -301,14 +311,14 @@ def test_the_article_story_in_the_browser(
     page.reload()
     assert words["decision"] in page.content()
     story.check("decision")
-    page.get_by_role("link", name=words["cancel"]).click()
+    follow(page, page.get_by_role("link", name=words["cancel"]))
     assert words["free"] in page.content()
     assert page.locator("ul.downgraded li").count() == 6
     story.check("cancel-preview")
-    page.get_by_role("link", name=words["go_back"]).click()
+    follow(page, page.get_by_role("link", name=words["go_back"]))
 
     # 4. Upgrade: the live order summary is the API's quote.
-    page.get_by_role("link", name=words["upgrade_now"]).click()
+    follow(page, page.get_by_role("link", name=words["upgrade_now"]))
     page.get_by_label(re.compile("Yearly|毎年")).check()
     page.locator("#seats").fill("10")
     page.locator("#add-on-storage-10gb").fill("2")
@@ -335,7 +345,7 @@ def test_the_article_story_in_the_browser(
         assert f"¥{credit['amount_paid']:,}" in credits
         assert f"¥{credit['amount']:,}" in credits
     story.check("upgrade-summary")
-    page.get_by_role("button", name=words["continue"]).click()
+    follow(page, page.get_by_role("button", name=words["continue"]))
 
     # Company details and the sandbox card field: a declined card, then Visa.
     page.locator("#email").fill("billing@acme.example")
@@ -343,14 +353,14 @@ def test_the_article_story_in_the_browser(
     page.locator("#card-expiry").fill("12/30")
     page.locator("#card-cvc").fill("123")
     story.check("payment")
-    page.locator("#payment-form button[type=submit]").click()
+    follow(page, page.locator("#payment-form button[type=submit]"))
     assert words["declined"] in page.content()
     story.check("declined")
     page.locator("#email").fill("billing@acme.example")
     page.locator("#card-number").fill(VISA)
     page.locator("#card-expiry").fill("12/30")
     page.locator("#card-cvc").fill("123")
-    page.locator("#payment-form button[type=submit]").click()
+    follow(page, page.locator("#payment-form button[type=submit]"))
     assert words["thanks"] in page.content(), page.locator("main").inner_text()
     assert "4242" in page.locator(".receipt").inner_text()
     assert f"¥{quote['total']:,}" in page.locator(".receipt").inner_text()
@@ -359,7 +369,7 @@ def test_the_article_story_in_the_browser(
     assert access["bundle"]["state"] == "active"
 
     # 5. After the upgrade: the contract; cancel at the period's end, and undo it.
-    page.get_by_role("link", name=words["manage"]).click()
+    follow(page, page.get_by_role("link", name=words["manage"]))
     contract = access["bundle"]["contract"]
     terms = page.locator("section.contract").inner_text()
     assert words["renews"] in terms
@@ -368,18 +378,18 @@ def test_the_article_story_in_the_browser(
     assert page.locator("dd.credit-balance").inner_text() == f"¥{contract['credit_balance']:,}"
     assert "4242" in page.locator("dd.card").inner_text()
     story.check("contract")
-    page.get_by_role("button", name=words["cancel_contract"]).click()
+    follow(page, page.get_by_role("button", name=words["cancel_contract"]))
     assert words["scheduled"] in page.content()
     after = server.call("GET", f"/v1/organizations/{organization}/access")
     assert after["bundle"]["contract"]["cancel_at_period_end"] is True
     story.check("contract-cancelled")
-    page.get_by_role("button", name=words["undo"]).click()
+    follow(page, page.get_by_role("button", name=words["undo"]))
     assert words["withdrawn"] in page.content()
     after = server.call("GET", f"/v1/organizations/{organization}/access")
     assert after["bundle"]["contract"]["cancel_at_period_end"] is False
 
     # Change the plan: two more users, priced live (the API's quote), confirmed.
-    page.get_by_role("link", name=words["change_plan"], exact=True).click()
+    follow(page, page.get_by_role("link", name=words["change_plan"], exact=True))
     assert words["current_terms"] in page.locator("#change-summary").inner_text()
     story.check("change-plan")
     page.locator("#seats").fill("12")
@@ -392,23 +402,22 @@ def test_the_article_story_in_the_browser(
     page.wait_for_selector(f'[data-change-total="{change_quote["total"]}"]')  # console.js
     assert change_quote["total"] > 0
     story.check("change-quote")
-    page.get_by_role(
-        "button", name=words["confirm_pay"].format(f"¥{change_quote['total']:,}")
-    ).click()
+    confirm = words["confirm_pay"].format(f"¥{change_quote['total']:,}")
+    follow(page, page.get_by_role("button", name=confirm))
     assert words["changed_plan"] in page.locator(".flash").inner_text()
     assert page.locator("dd.seats").inner_text() == "12"
     story.check("plan-changed")
 
     # Update the card: the sandbox field again, a declined card, then Mastercard.
-    page.get_by_role("link", name=words["update_card"], exact=True).click()
+    follow(page, page.get_by_role("link", name=words["update_card"], exact=True))
     page.locator("#card-number").fill(DECLINED)
     story.check("update-card")
-    page.locator("#card-form button[type=submit]").click()
+    follow(page, page.locator("#card-form button[type=submit]"))
     assert words["declined"] in page.content()
     page.locator("#card-number").fill(MASTERCARD)
     page.locator("#card-expiry").fill("12/30")
     page.locator("#card-cvc").fill("123")
-    page.locator("#card-form button[type=submit]").click()
+    follow(page, page.locator("#card-form button[type=submit]"))
     assert "4444" in page.locator(".flash").inner_text()
     assert "Mastercard" in page.locator("dd.card").inner_text()
     story.check("card-updated")
@@ -418,7 +427,7 @@ def test_the_article_story_in_the_browser(
     # The invoices, newest first (the change's, then the upgrade's), and their PDFs.
     invoices = server.call("GET", f"/v1/organizations/{organization}/invoices")["invoices"]
     assert [i["kind"] for i in invoices] == ["change", "upgrade"]
-    page.get_by_role("link", name=words["all_invoices"]).click()
+    follow(page, page.get_by_role("link", name=words["all_invoices"]))
     rows = page.locator("table.invoices tbody tr")
     assert rows.count() == len(invoices)
     for row, invoice, kind in zip(
@@ -435,29 +444,29 @@ def test_the_article_story_in_the_browser(
         assert f"¥{invoice['total']:,}" in downloaded
 
     # Support: the directory, the timeline, the moment, the chain.
-    page.get_by_role("button", name=words["sign_out"]).click()
-    page.get_by_role("button", name=words["operator"]).click()
+    follow(page, page.get_by_role("button", name=words["sign_out"]))
+    follow(page, page.get_by_role("button", name=words["operator"]))
     story.check("directory")
-    page.get_by_role("link", name="Acme KK").click()
+    follow(page, page.get_by_role("link", name="Acme KK"))
     assert words["timeline"] in page.content()
     story.check("organization")
     page.locator("#as-of").fill("2026-12-01T00:00")
-    page.get_by_role("button", name=words["show"]).click()
+    follow(page, page.get_by_role("button", name=words["show"]))
     assert words["changed"] in page.content()
     story.check("as-of")
-    page.get_by_role("link", name=words["check"]).click()
+    follow(page, page.get_by_role("link", name=words["check"]))
     assert words["holds"] in page.content()
     story.check("chain-check")
-    page.get_by_role("link", name="Acme KK").click()
+    follow(page, page.get_by_role("link", name="Acme KK"))
     deliveries = wait_for_deliveries(server, endpoint["id"], organization)
-    page.get_by_role("link", name=words["webhooks"]).click()
+    follow(page, page.get_by_role("link", name=words["webhooks"]))
     table = page.locator("table.deliveries").inner_text()
     assert table.count(words["delivered"]) == len(deliveries)
     assert "HTTP 200" in table
     assert set(hooks.ids_of(organization)) >= {d["event_id"] for d in deliveries}
     story.check("webhook-deliveries")
-    page.get_by_role("link", name="Acme KK").click()
-    page.get_by_role("link", name=words["invoices"], exact=True).click()
+    follow(page, page.get_by_role("link", name="Acme KK"))
+    follow(page, page.get_by_role("link", name=words["invoices"], exact=True))
     assert page.locator("table.invoices tbody tr").count() == len(invoices)
     story.check("support-invoices")
     downloaded = download_pdf(
@@ -528,26 +537,26 @@ def test_a_declined_renewal_is_paid_with_a_new_card_in_the_browser(
     story = Story(page, f"{language}-past-due")
     console = f"{server.base_url}/console"
     page.goto(f"{console}/sign-in")
-    page.get_by_role("link", name="Acme KK").click()
-    page.get_by_role("button", name="u-alice", exact=True).click()
+    follow(page, page.get_by_role("link", name="Acme KK"))
+    follow(page, page.get_by_role("button", name="u-alice", exact=True))
     if language == "en":  # an organization in Japan is shown in Japanese: switch
-        page.get_by_role("button", name="English").click()
-    page.get_by_role("button", name=words["access"]).click()
+        follow(page, page.get_by_role("button", name="English"))
+    follow(page, page.get_by_role("button", name=words["access"]))
     assert words["banner"] in page.locator(".trial-banner").inner_text()
 
     # Buy CRM Plus with the card whose later charges are declined.
-    page.get_by_role("link", name=past["upgrade"], exact=True).click()
+    follow(page, page.get_by_role("link", name=past["upgrade"], exact=True))
     page.get_by_label(re.compile("Yearly|毎年")).check()
     page.locator("#seats").fill("10")
-    page.get_by_role("button", name=words["continue"]).click()
+    follow(page, page.get_by_role("button", name=words["continue"]))
     page.locator("#email").fill("billing@acme.example")
     page.locator("#card-number").fill(RENEWAL_DECLINED)
     page.locator("#card-expiry").fill("12/30")
     page.locator("#card-cvc").fill("123")
-    page.locator("#payment-form button[type=submit]").click()
+    follow(page, page.locator("#payment-form button[type=submit]"))
     assert words["thanks"] in page.content(), page.locator("main").inner_text()
     assert "0341" in page.locator(".receipt").inner_text()
-    page.get_by_role("link", name=words["manage"]).click()
+    follow(page, page.get_by_role("link", name=words["manage"]))
     assert page.locator("#past-due-title").count() == 0
     story.check("contract")
 
@@ -562,12 +571,12 @@ def test_a_declined_renewal_is_paid_with_a_new_card_in_the_browser(
     story.check("past-due")
 
     # The way forward: the page's link to the card; a good sandbox card pays the renewal.
-    page.get_by_role("link", name=past["pay_now"], exact=True).click()
+    follow(page, page.get_by_role("link", name=past["pay_now"], exact=True))
     page.locator("#card-number").fill(VISA)
     page.locator("#card-expiry").fill("12/30")
     page.locator("#card-cvc").fill("123")
     story.check("update-card")
-    page.get_by_role("button", name=past["save_and_pay"]).click()
+    follow(page, page.get_by_role("button", name=past["save_and_pay"]))
     assert past["paid"] in page.locator(".flash").inner_text()
     assert page.locator("#past-due-title").count() == 0
     assert page.locator("p.state .badge").inner_text() == past["active"]
@@ -632,7 +641,7 @@ def test_production_signs_in_with_the_identity_provider_in_the_browser(
             assert words["paste"] in page.content()
             assert "Acme KK" not in page.content()  # no development sign-in here
             story.check("sign-in")
-            page.get_by_role("link", name=words["button"]).click()
+            follow(page, page.get_by_role("link", name=words["button"]))
             page.wait_for_url(f"{server.base_url}/console/orgs/{organization}/")
             assert "u-alice" in page.locator(".who").inner_text()
             [cookie] = [c for c in context.cookies() if c["name"] == "suitesub_console"]
@@ -640,7 +649,7 @@ def test_production_signs_in_with_the_identity_provider_in_the_browser(
             assert cookie["secure"] is True
             assert cookie["sameSite"] == "Lax"
             if language == "en":  # an organization in Japan is shown in Japanese: switch
-                page.get_by_role("button", name="English").click()
+                follow(page, page.get_by_role("button", name="English"))
             story.check("signed-in-by-the-provider")
             [(form, _headers)] = provider.token_requests
             assert form["code_verifier"]
