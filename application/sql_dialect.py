@@ -22,6 +22,8 @@ from eventsourcing.postgres import PostgresFactory
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteFactory
 from psycopg.sql import SQL, Identifier
 
+from application.sql_tables import sqlite_write_transaction
+
 
 class ViewStore(Protocol):
     """What a view's transactions need: its datastore, and its prefix (the lock's name)."""
@@ -56,19 +58,10 @@ class Dialect:
     def py_time(self, value: Any) -> datetime | None:
         return None if value is None else datetime.fromisoformat(value)
 
-    @contextmanager
-    def write_transaction(self, views: ViewStore) -> Iterator[Any]:
-        # BEGIN IMMEDIATE takes the write lock before the first read, so two
-        # processes applying the log cannot both read the same position.
-        with views.datastore.get_connection(commit=True) as connection:
-            cursor = connection.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                yield cursor
-            except BaseException:
-                connection.rollback()
-                raise
-            connection.commit()
+    def write_transaction(self, views: ViewStore) -> AbstractContextManager[Any]:
+        # The write lock before the first read, so two processes applying the
+        # log cannot both read the same position.
+        return sqlite_write_transaction(views.datastore)
 
     def read_transaction(self, views: ViewStore) -> AbstractContextManager[Any]:
         return views.datastore.transaction(commit=False)  # type: ignore[no-any-return]

@@ -9,7 +9,8 @@ PostgreSQL style) and translated for SQLite.
 
 Three adapters:
 
-- :class:`SQLiteTables` — the library's SQLite datastore (WAL, lock timeout),
+- :class:`SQLiteTables` — the library's SQLite datastore (WAL, lock timeout;
+  each transaction takes the write lock at its start),
 - :class:`PostgresTables` — the library's PostgreSQL datastore (psycopg 3),
 - :class:`MemoryTables` — a private in-memory SQLite database for ``memory://``,
   so tests run the very same SQL.
@@ -83,9 +84,31 @@ class DatastoreTables(SqlTables):
             yield cursor
 
 
+@contextmanager
+def sqlite_write_transaction(datastore: Any) -> Iterator[Any]:
+    """A committed transaction on the library's SQLite datastore that holds the write
+    lock from its ``BEGIN``: ``BEGIN IMMEDIATE`` waits for another process's writer
+    (up to the lock timeout). A deferred ``BEGIN`` that reads first cannot upgrade
+    once another process has committed since its read: SQLite answers "database is
+    locked" at once, with no wait (seen as the payment page's 500 under load, the
+    sandbox charge's look-up racing the other worker's webhook writes)."""
+    with datastore.get_connection(commit=True) as connection, connection.cursor() as cursor:
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            yield cursor
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
+
+
 class SQLiteTables(DatastoreTables):
     kind = "sqlite"
     placeholder = "?"
+
+    def transaction(self) -> Any:
+        """Every statement of these tables' transactions may read before it writes."""
+        return sqlite_write_transaction(self._datastore)
 
 
 class PostgresTables(DatastoreTables):
