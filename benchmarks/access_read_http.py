@@ -26,7 +26,7 @@ from application.catalog_loader import default_catalog
 from application.clocks import SystemClock
 from benchmarks.harness import REPO_ROOT, BenchmarkResult, Profile, ratio
 from benchmarks.load import LoadResult, generate_load
-from benchmarks.organizations import SUPER_ADMIN, T0, registered_with_crm, save_all
+from benchmarks.organizations import SUPER_ADMIN, registered_with_crm, save_all
 from benchmarks.stores import scratch_dir, store
 
 NAME = "access_read_http"
@@ -47,9 +47,11 @@ def run(profile: Profile, store_kind: str = "sqlite") -> BenchmarkResult:
             "SUITE_DATABASE_URL": url,
             "SUITE_JWT_SECRET": JWT_SECRET,
             "SUITE_VAR_DIR": str(scratch),
-            # The log's organizations live at T0: read them then, whatever the day.
-            "SUITE_TEST_CLOCK": "1",
-            "SUITE_TEST_CLOCK_START": T0.isoformat(),
+            # No SUITE_TEST_CLOCK: the production clock is what is measured. The
+            # measured organization is registered and its trial started at the
+            # system clock's now (_populate), so a test clock pinned at T0 was
+            # ignored with a warning and only added a database read to every
+            # now() (abe569f to 8cc983c; issue 10, access_read_http).
         }
         bare_environment = {"BENCH_BARE_BODY": str(scratch / "body.json")}
         with _gunicorn("wsgi:app", environment, scratch / "service.log") as service_server:
