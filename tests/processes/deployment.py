@@ -14,14 +14,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from application.bootstrap import Services, build_services
 from interface.auth import mint_token
-from tests.conftest import PINNED_START
+from tests.conftest import PINNED_START, fresh_postgres_database
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "many-processes-secret-" + "x" * 64
@@ -29,6 +31,30 @@ SUITESUB = str(Path(sys.executable).with_name("suitesub"))
 START_TIMEOUT = 30.0
 CATCH_UP_TIMEOUT = 30.0
 OPERATOR = mint_token(SECRET, user_id="ops-1", operator=True)
+
+
+@contextmanager
+def pinned_store(monkeypatch: pytest.MonkeyPatch, purpose: str) -> Iterator[tuple[str, Services]]:
+    """A fresh PostgreSQL database and this process's services on it, on the
+    test clock pinned at PINNED_START — the clock the processes under test share."""
+    monkeypatch.setenv("SUITE_TEST_CLOCK", "1")
+    monkeypatch.setenv("SUITE_TEST_CLOCK_START", PINNED_START)
+    with fresh_postgres_database(purpose) as url:
+        services = build_services(url, test_clock=True)
+        try:
+            yield url, services
+        finally:
+            services.close()
+
+
+def pinned_environment(url: str) -> dict[str, str]:
+    """The environment of a process started on ``url`` and the shared test clock."""
+    return {
+        **os.environ,
+        "SUITE_DATABASE_URL": url,
+        "SUITE_TEST_CLOCK": "1",
+        "SUITE_TEST_CLOCK_START": PINNED_START,
+    }
 
 
 def user(organization_id: str, user_id: str = "u-alice") -> str:

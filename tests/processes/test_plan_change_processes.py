@@ -8,7 +8,6 @@ it — charged once, invoiced once."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,15 +20,24 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from application.bootstrap import Services, build_services
+from application.bootstrap import Services
 from application.payments import SandboxGateway
 from application.upgrade import PurchaseRequest
 from domain.contract_change import WantedChange
 from domain.quote import UpgradeRequest
 from tests.application.helpers import CONTACT
-from tests.conftest import PINNED_START, fresh_postgres_database
+from tests.conftest import fresh_postgres_database
 from tests.interface.conftest import UPGRADE_BODY
-from tests.processes.deployment import OPERATOR, REPO_ROOT, SUITESUB, Deployment, at_once, user
+from tests.processes.deployment import (
+    OPERATOR,
+    REPO_ROOT,
+    SUITESUB,
+    Deployment,
+    at_once,
+    pinned_environment,
+    pinned_store,
+    user,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -41,23 +49,8 @@ KEY = "one-change"
 
 @pytest.fixture
 def database(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Services]]:
-    monkeypatch.setenv("SUITE_TEST_CLOCK", "1")
-    monkeypatch.setenv("SUITE_TEST_CLOCK_START", PINNED_START)
-    with fresh_postgres_database("plan_changes") as url:
-        services = build_services(url, test_clock=True)
-        try:
-            yield url, services
-        finally:
-            services.close()
-
-
-def environment(url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "SUITE_DATABASE_URL": url,
-        "SUITE_TEST_CLOCK": "1",
-        "SUITE_TEST_CLOCK_START": PINNED_START,
-    }
+    with pinned_store(monkeypatch, "plan_changes") as store:
+        yield store
 
 
 def bought(services: Services) -> tuple[UUID, int]:
@@ -145,7 +138,7 @@ def test_processes_racing_the_same_change_with_the_same_key_charge_it_once(
         subprocess.Popen(
             [sys.executable, "-c", RACING_CHANGE, str(org), str(total), KEY],
             cwd=REPO_ROOT,
-            env=environment(url),
+            env=pinned_environment(url),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -215,7 +208,7 @@ def reconcile(url: str, *arguments: str) -> dict[str, Any]:
     finished = subprocess.run(
         [SUITESUB, "reconcile", *arguments],
         cwd=REPO_ROOT,
-        env=environment(url),
+        env=pinned_environment(url),
         capture_output=True,
         timeout=TIMEOUT,
         check=True,
@@ -232,7 +225,7 @@ def test_a_process_killed_between_charge_and_record_is_finished_by_reconcile(
     killed = subprocess.run(
         [sys.executable, "-c", KILLED_AFTER_CHARGE, str(org), str(total), KEY],
         cwd=REPO_ROOT,
-        env=environment(url),
+        env=pinned_environment(url),
         capture_output=True,
         timeout=TIMEOUT,
         check=False,

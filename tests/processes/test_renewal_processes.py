@@ -7,7 +7,6 @@ second charge."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,13 +17,12 @@ from uuid import UUID
 
 import pytest
 
-from application.bootstrap import Services, build_services
+from application.bootstrap import Services
 from application.payments import SandboxGateway
 from application.upgrade import PurchaseRequest
 from domain.quote import UpgradeRequest
 from tests.application.helpers import CONTACT
-from tests.conftest import PINNED_START, fresh_postgres_database
-from tests.processes.deployment import REPO_ROOT, SUITESUB
+from tests.processes.deployment import REPO_ROOT, SUITESUB, pinned_environment, pinned_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -34,23 +32,8 @@ TIMEOUT = 120
 
 @pytest.fixture
 def database(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Services]]:
-    monkeypatch.setenv("SUITE_TEST_CLOCK", "1")
-    monkeypatch.setenv("SUITE_TEST_CLOCK_START", PINNED_START)
-    with fresh_postgres_database("renewals") as url:
-        services = build_services(url, test_clock=True)
-        try:
-            yield url, services
-        finally:
-            services.close()
-
-
-def environment(url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "SUITE_DATABASE_URL": url,
-        "SUITE_TEST_CLOCK": "1",
-        "SUITE_TEST_CLOCK_START": PINNED_START,
-    }
+    with pinned_store(monkeypatch, "renewals") as store:
+        yield store
 
 
 def buy(services: Services) -> UUID:
@@ -97,7 +80,7 @@ def test_workers_and_renew_commands_racing_charge_each_renewal_once(
         subprocess.Popen(
             command,
             cwd=REPO_ROOT,
-            env=environment(url),
+            env=pinned_environment(url),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -123,7 +106,7 @@ def test_workers_and_renew_commands_racing_charge_each_renewal_once(
     again = subprocess.run(
         [SUITESUB, "renew", "--format", "json"],
         cwd=REPO_ROOT,
-        env=environment(url),
+        env=pinned_environment(url),
         capture_output=True,
         timeout=TIMEOUT,
         check=True,
@@ -157,7 +140,7 @@ def test_a_process_killed_between_charge_and_record_is_finished_by_reconcile(
     killed = subprocess.run(
         [sys.executable, "-c", KILLED_AFTER_CHARGE],
         cwd=REPO_ROOT,
-        env=environment(url),
+        env=pinned_environment(url),
         capture_output=True,
         timeout=TIMEOUT,
         check=False,
@@ -174,7 +157,7 @@ def test_a_process_killed_between_charge_and_record_is_finished_by_reconcile(
     early = subprocess.run(
         [SUITESUB, "reconcile"],
         cwd=REPO_ROOT,
-        env=environment(url),
+        env=pinned_environment(url),
         capture_output=True,
         timeout=TIMEOUT,
         check=True,
@@ -183,7 +166,7 @@ def test_a_process_killed_between_charge_and_record_is_finished_by_reconcile(
     finished = subprocess.run(
         [SUITESUB, "reconcile", "--grace-minutes", "0"],
         cwd=REPO_ROOT,
-        env=environment(url),
+        env=pinned_environment(url),
         capture_output=True,
         timeout=TIMEOUT,
         check=True,
