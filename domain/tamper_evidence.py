@@ -88,7 +88,7 @@ def _plain(value: Any) -> bool:
 
 
 def _require_plain_json(value: Any, path: str) -> None:
-    if value is None or type(value) in (str, bool, int):
+    if value is None or type(value) in _SCALARS:
         return
     if type(value) is list:
         for index, item in enumerate(value):

@@ -414,13 +414,10 @@ class OneViewLagSchema(Schema):
     lag = fields.Integer(required=True)
 
 
-class ViewLagSchema(Schema):
+class ViewLagSchema(OneViewLagSchema):
     """The access and directory views' lag at the top (one follower applies both),
     and each other view's own lag beside it."""
 
-    latest_position = fields.Integer(required=True)
-    view_position = fields.Integer(required=True)
-    lag = fields.Integer(required=True)
     invoices = fields.Nested(
         OneViewLagSchema,
         required=True,
