@@ -132,13 +132,21 @@ class MemoryTables(SqlTables):
     def transaction(self) -> Iterator[Any]:
         with self._lock:
             cursor = self._connection.cursor()
-            cursor.execute("BEGIN")
             try:
-                yield cursor
-            except BaseException:
-                self._connection.rollback()
-                raise
-            self._connection.commit()
+                cursor.execute("BEGIN")
+                try:
+                    yield cursor
+                except BaseException:
+                    self._connection.rollback()
+                    raise
+                self._connection.commit()
+            finally:
+                # Closed under the lock: a cursor left to the garbage collector
+                # resets its last statement whenever its caller's frame lets go,
+                # outside the lock, while another thread may be running that
+                # same cached statement ("bad parameter or other API misuse",
+                # seen once in CI with three dispatcher threads).
+                cursor.close()
 
     def read(self) -> Any:
         return self.transaction()  # one connection under a re-entrant lock

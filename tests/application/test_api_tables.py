@@ -3,6 +3,7 @@ the test clock's offset — on every store."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ import pytest
 from application.bootstrap import Services, build_services
 from application.idempotency import IdempotencyKeyInUse, IdempotencyKeyReused
 from application.payments import PaymentDeclined, PaymentGatewayUnavailable, SandboxGateway
+from application.sql_tables import MemoryTables
 from domain.card_numbers import CardDataNotAccepted
 from domain.clock import ManualClock
 
@@ -154,3 +156,22 @@ def test_every_process_on_the_database_reads_the_same_test_clock(
     assert worker_b.clock.now() == clock.now() + timedelta(days=1, hours=1)
     worker_a.close()
     worker_b.close()
+
+
+def test_a_memory_cursor_does_not_outlive_its_transaction() -> None:
+    """The ``memory://`` tables share one connection under a lock: a cursor the
+    caller still holds after its transaction must not touch that connection
+    again (the garbage collector resetting its statement, outside the lock,
+    broke another dispatcher thread's statement once in CI)."""
+    tables = MemoryTables()
+    tables.create(["CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY)"])
+    with tables.transaction() as cursor:
+        tables.executemany(cursor, "INSERT INTO notes (id) VALUES (%s)", [(1,), (2,)])
+        tables.execute(cursor, "SELECT id FROM notes ORDER BY id")
+        assert cursor.fetchone()["id"] == 1  # the statement is left mid-way on purpose
+
+    with pytest.raises(sqlite3.ProgrammingError, match="closed cursor"):
+        cursor.fetchone()
+    with tables.read() as again:
+        tables.execute(again, "SELECT count(*) AS n FROM notes")
+        assert again.fetchone()["n"] == 2
