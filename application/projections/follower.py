@@ -10,34 +10,19 @@ over (application/view_faults.py) and handed on as ``None``.
 from __future__ import annotations
 
 import threading
-from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
-from eventsourcing.projection import Projection
+from eventsourcing.persistence import Notification, Tracking
 
 from application.event_stream import LogListener
+from application.projections.tracking import Batch, TView, ViewProjection
 from application.view_faults import ViewFaults, cannot_apply, cannot_decode, isolate_faults
 
 DEFAULT_BATCH_SIZE = 500
 #: Called with (view's position, target position) after each applied batch.
 Progress = Callable[[int, int], None]
-#: A batch: each decoded event (``None``: passed over) with its place in the log.
-Batch = Sequence[tuple[Any, Tracking]]
-TView = TypeVar("TView", bound=TrackingRecorder)
-
-
-class BatchProjection(Projection[TView]):
-    """A projection that puts a whole batch with its tracking in one transaction."""
-
-    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        self.process_batch([(domain_event, tracking)])
-
-    @abstractmethod
-    def process_batch(self, events: Batch) -> int:
-        """Put what ``events`` change with the last one's tracking; how many were new."""
 
 
 class Follower(Generic[TView]):
@@ -46,7 +31,7 @@ class Follower(Generic[TView]):
     def __init__(
         self,
         app: Application[Any],
-        projection: BatchProjection[TView],
+        projection: ViewProjection[TView],
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         faults: ViewFaults | None = None,

@@ -17,9 +17,9 @@ from eventsourcing.application import Application
 
 from application.errors import MinPositionAheadOfLog, OrganizationNotFound, ViewNotCaughtUp
 from application.event_stream import connection_kwargs, select_organization_notifications
-from application.projections.follower import BatchProjection, Follower
+from application.projections.follower import Follower
 from application.projections.rows import OrganizationRow
-from application.projections.tracking import UPSTREAM
+from application.projections.tracking import UPSTREAM, ViewProjection
 from application.projections.view_cache import CachedAccessReader, ViewCache, channel_name
 from application.projections.views import AccessRead, OrganizationViews, OrganizationViewsProjection
 from application.schema import schema_lock
@@ -229,7 +229,7 @@ class FollowedView:
     def __init__(
         self,
         app: Application[Any],
-        projection: BatchProjection[Any],
+        projection: ViewProjection[Any],
         *,
         settings: ViewSettings,
         faults: ViewFaults | None = None,
@@ -237,9 +237,6 @@ class FollowedView:
         self.app, self.settings = app, settings
         self.follower = Follower(app, projection, faults=faults)
         self.positions = Positions(self.follower, settings)
-
-    def wait_for(self, min_position: int | None) -> None:
-        self.positions.wait_for(min_position)
 
     def lag(self) -> dict[str, int]:
         """``latest_position``, ``view_position`` and ``lag`` (for ``/readyz``)."""

@@ -20,14 +20,16 @@ from contextlib import contextmanager
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
+from eventsourcing.projection import Projection
 
-from application.projections.follower import Batch, BatchProjection
 from application.sql_dialect import Dialect
 from domain.events import OrganizationEvent
 
 #: Tracking rows are keyed by the name of the application whose log is followed.
 UPSTREAM = "SuiteSubscriptions"
 _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,39}$")  # table names are built from it
+#: A batch: each decoded event (``None``: passed over) with its place in the log.
+Batch = Sequence[tuple[Any, Tracking]]
 
 
 class Changes:
@@ -266,8 +268,12 @@ class TrackedView(TrackingRecorder, Generic[TChanges]):
 TView = TypeVar("TView", bound=TrackedView[Any])
 
 
-class ViewProjection(BatchProjection[TView]):
-    """Any view's projection: a batch is put with its tracking by the view itself."""
+class ViewProjection(Projection[TView]):
+    """Any view's projection: a whole batch is put with its tracking by the view itself,
+    in one transaction; how many events were new."""
 
-    def process_batch(self, events: Sequence[tuple[Any, Tracking]]) -> int:
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        self.process_batch([(domain_event, tracking)])
+
+    def process_batch(self, events: Batch) -> int:
         return self.view.put_with_tracking(events)
