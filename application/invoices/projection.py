@@ -327,7 +327,7 @@ class InvoicesReadModel(FollowedView):
                 details={"limit": [f"must be between 1 and {MAX_INVOICE_PAGE}"]},
             )
         self._require_organization(organization_id)
-        self.positions.wait_for(min_position)
+        self.wait_for(min_position)
         before: int | None = None
         if after is not None:
             cursor = (
@@ -355,7 +355,7 @@ class InvoicesReadModel(FollowedView):
     ) -> InvoiceRow:
         """One invoice of the organization; ``invoice_not_found`` (404) otherwise."""
         self._require_organization(organization_id)
-        self.positions.wait_for(min_position)
+        self.wait_for(min_position)
         row = self.view.get(str(organization_id), number) if is_invoice_number(number) else None
         if row is None:
             raise NotFound(

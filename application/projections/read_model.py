@@ -66,12 +66,32 @@ def construct_cache(views: OrganizationViews, ttl: float) -> ViewCache | None:
     )
 
 
-class Positions:
-    """Read-your-writes over one follower: wait until its view has a position."""
+class FollowedView:
+    """A view, its follower and read-your-writes over it, wired once: every view's
+    read model is one (the invoices view's too, application/invoices/)."""
 
-    def __init__(self, follower: Follower[Any], settings: ViewSettings) -> None:
-        self.follower, self.settings = follower, settings
+    def __init__(
+        self,
+        app: Application[Any],
+        projection: ViewProjection[Any],
+        *,
+        settings: ViewSettings,
+        faults: ViewFaults | None = None,
+    ) -> None:
+        self.app, self.settings = app, settings
+        self.follower = Follower(app, projection, faults=faults)
         self.applied = 0  # a position this process saw the view apply
+
+    def lag(self) -> dict[str, int]:
+        """``latest_position``, ``view_position`` and ``lag`` (for ``/readyz``)."""
+        return self.follower.lag()
+
+    def catch_up(self) -> int:
+        return self.follower.catch_up()
+
+    def close(self) -> None:
+        """Close the view's own store if it has one."""
+        self.follower.view.close()
 
     def wait_for(self, min_position: int | None) -> None:
         """Return once the view has applied ``min_position`` (bounded wait); a position
@@ -125,7 +145,7 @@ class AccessReader:
         self,
         app: Application[Any],
         views: OrganizationViews,
-        positions: Positions,
+        positions: FollowedView,
         *,
         catalog: Catalog,
         clock: Clock,
@@ -187,7 +207,7 @@ def _refused(field: str, message: str, detail: str) -> InvalidRequest:
 class DirectoryReader:
     """The operators' directory, a page at a time, by the state shown now."""
 
-    def __init__(self, views: OrganizationViews, positions: Positions, *, clock: Clock) -> None:
+    def __init__(self, views: OrganizationViews, positions: FollowedView, *, clock: Clock) -> None:
         self.views, self.positions, self.clock = views, positions, clock
 
     def organizations(
@@ -222,34 +242,6 @@ class DirectoryReader:
         }
 
 
-class FollowedView:
-    """A view, its follower and read-your-writes over it, wired once: every view's
-    read model is one (the invoices view's too, application/invoices/)."""
-
-    def __init__(
-        self,
-        app: Application[Any],
-        projection: ViewProjection[Any],
-        *,
-        settings: ViewSettings,
-        faults: ViewFaults | None = None,
-    ) -> None:
-        self.app, self.settings = app, settings
-        self.follower = Follower(app, projection, faults=faults)
-        self.positions = Positions(self.follower, settings)
-
-    def lag(self) -> dict[str, int]:
-        """``latest_position``, ``view_position`` and ``lag`` (for ``/readyz``)."""
-        return self.follower.lag()
-
-    def catch_up(self) -> int:
-        return self.follower.catch_up()
-
-    def close(self) -> None:
-        """Close the view's own store if it has one."""
-        self.follower.view.close()
-
-
 class ReadModel(FollowedView):
     """The organization views, their follower and their two readers, wired once."""
 
@@ -265,8 +257,8 @@ class ReadModel(FollowedView):
     ) -> None:
         projection = OrganizationViewsProjection(view=views)
         super().__init__(app, projection, settings=settings, faults=faults)
-        self.views, positions = views, self.positions
-        self.access_reader = AccessReader(app, views, positions, catalog=catalog, clock=clock)
+        self.views = views
+        self.access_reader = AccessReader(app, views, self, catalog=catalog, clock=clock)
         cached = settings.view_cache and not settings.follow_on_read
         self.view_cache = construct_cache(views, settings.view_cache_ttl) if cached else None
         self.access_reads: AccessReads = (
@@ -274,7 +266,7 @@ class ReadModel(FollowedView):
             if self.view_cache is None
             else CachedAccessReader(self.access_reader, self.view_cache)
         )
-        self.directory_reader = DirectoryReader(views, positions, clock=clock)
+        self.directory_reader = DirectoryReader(views, self, clock=clock)
 
     def access(self, organization_id: UUID, *, min_position: int | None = None) -> dict[str, Any]:
         return self.access_reads.access(organization_id, min_position=min_position)

@@ -32,6 +32,16 @@ _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,39}$")  # table names are built from it
 Batch = Sequence[tuple[Any, Tracking]]
 
 
+def upsert(table: str, columns: str, rows: str) -> str:
+    """An ``INSERT`` of ``rows`` into ``columns`` that updates the row with the same key
+    (the first column) in place; ``rows`` is a ``SELECT`` or a placeholder (one a column)."""
+    names = [name.strip() for name in columns.split(",")]
+    if not rows.startswith("SELECT"):
+        rows = f"VALUES ({', '.join([rows] * len(names))})"
+    update = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
+    return f"INSERT INTO {table} ({columns}) {rows} ON CONFLICT ({names[0]}) DO UPDATE SET {update}"
+
+
 class Changes:
     """One write transaction's changes: the position it started at and the one tracked."""
 
@@ -113,10 +123,7 @@ class TrackedView(TrackingRecorder, Generic[TChanges]):
         self.select_tracked = (
             f"SELECT notification_id FROM {self.tracking} WHERE application_name = {p}"
         )
-        self.upsert_tracking = (
-            f"INSERT INTO {self.tracking} VALUES ({p}, {p}) ON CONFLICT (application_name) "
-            "DO UPDATE SET notification_id = excluded.notification_id"
-        )
+        self.upsert_tracking = upsert(self.tracking, "application_name, notification_id", p)
 
     def table(self, suffix: str) -> str:
         return self.dialect.qualified(self.datastore, f"{self.prefix}_{suffix}")

@@ -11,7 +11,13 @@ from typing import Any, Self
 import orjson
 
 from application.projections.rows import DirectoryEntry, OrganizationRow, fold_run, row_from_json
-from application.projections.tracking import UPSTREAM, Changes, TrackedView, ViewProjection
+from application.projections.tracking import (
+    UPSTREAM,
+    Changes,
+    TrackedView,
+    ViewProjection,
+    upsert,
+)
 from application.projections.view_cache import change_payload, channel_name
 from application.sql_dialect import Dialect
 from domain.bundle_state import RecordedAs, recorded_as_showing, recorded_as_turning
@@ -203,18 +209,11 @@ class OrganizationViews(TrackedView[ViewChanges]):
             return
         p, db_time = self.p, self.dialect.db_time  # two executemany per batch
         cursor.executemany(
-            f"INSERT INTO {self.access} ({ACCESS_COLUMNS}) VALUES ({p}, {p}, {p}, {p}) "
-            "ON CONFLICT (organization_id) DO UPDATE SET version = excluded.version, "
-            "position = excluded.position, facts = excluded.facts",
+            upsert(self.access, ACCESS_COLUMNS, p),
             [(r.organization_id, r.version, r.position, r.facts_json()) for r in rows],
         )
         cursor.executemany(
-            f"INSERT INTO {self.directory_table} ({DIRECTORY_COLUMNS}) VALUES ({p}, {p}, {p}, "
-            f"{p}, {p}, {p}, {p}) ON CONFLICT (organization_id) DO UPDATE SET "
-            "name = excluded.name, "
-            "recorded_state = excluded.recorded_state, trial_ends_at = excluded.trial_ends_at, "
-            "version = excluded.version, position = excluded.position, "
-            "contract_due_at = excluded.contract_due_at",
+            upsert(self.directory_table, DIRECTORY_COLUMNS, p),
             [
                 (
                     r.organization_id,
@@ -243,19 +242,18 @@ class OrganizationViews(TrackedView[ViewChanges]):
             }
             for r in rows
         ]
-        update = "version = excluded.version, position = excluded.position"
+        access = upsert(self.access, ACCESS_COLUMNS, f"SELECT {ACCESS_COLUMNS} FROM batch")
+        directory = upsert(
+            self.directory_table,
+            DIRECTORY_COLUMNS,
+            "SELECT organization_id, facts ->> 'name', facts ->> 'bundle_state', "
+            "(facts -> 'trial' ->> 'ends_at')::timestamptz, version, position, contract_due_at "
+            "FROM batch",
+        )
         cursor.execute(
             "WITH batch AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS batch "
             "(organization_id uuid, version bigint, position bigint, facts jsonb, "
-            "contract_due_at timestamptz)), "
-            f"access AS (INSERT INTO {self.access} ({ACCESS_COLUMNS}) SELECT {ACCESS_COLUMNS} "
-            f"FROM batch ON CONFLICT (organization_id) DO UPDATE SET {update}, "
-            f"facts = excluded.facts) INSERT INTO {self.directory_table} ({DIRECTORY_COLUMNS}) "
-            "SELECT organization_id, facts ->> 'name', facts ->> 'bundle_state', "
-            "(facts -> 'trial' ->> 'ends_at')::timestamptz, version, position, contract_due_at "
-            "FROM batch ON CONFLICT (organization_id) DO UPDATE SET name = excluded.name, "
-            "recorded_state = excluded.recorded_state, trial_ends_at = excluded.trial_ends_at, "
-            f"contract_due_at = excluded.contract_due_at, {update}",
+            f"contract_due_at timestamptz)), access AS ({access}) {directory}",
             (orjson.dumps(batch).decode(),),  # the same document, a tenth of json.dumps's cost
         )
 
