@@ -72,13 +72,16 @@ class Dialect:
             cursor.execute(statement, params)
             return cursor.fetchone()
 
-    def add_column(self, cursor: Any, table: str, column: str, kind: str) -> None:
-        """Add a column released after ``table`` was first created (if it lacks it)."""
+    def add_column(self, cursor: Any, table: str, column: str, kind: str) -> bool:
+        """Add a column released after ``table`` was first created (if it lacks it);
+        whether it was added."""
         # SQLite has no ADD COLUMN IF NOT EXISTS: look first.
         cursor.execute(f"PRAGMA table_info({table})")
         names = {row[1] for row in cursor.fetchall()}
         if names and column not in names:
             cursor.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            return True
+        return False
 
 
 class SQLite(Dialect):
@@ -122,8 +125,16 @@ class Postgres(Dialect):
         with datastore.get_connection() as connection:  # autocommit: one round trip
             return connection.execute(statement, params).fetchone()
 
-    def add_column(self, cursor: Any, table: str, column: str, kind: str) -> None:
-        cursor.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+    def add_column(self, cursor: Any, table: str, column: str, kind: str) -> bool:
+        cursor.execute(
+            "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s "
+            "AND NOT attisdropped",
+            (table, column),
+        )
+        if cursor.fetchone() is not None:
+            return False
+        cursor.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        return True
 
 
 class Store(NamedTuple):

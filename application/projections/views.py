@@ -1,5 +1,6 @@
-"""The organization views (``{prefix}_access``, ``{prefix}_directory``, ``{prefix}_tracking``;
-``views`` live): one tracked view, its SQL, its projection (docs/architecture.md)."""
+"""The organization views (``{prefix}_access``, whose directory columns are the operators'
+directory, and ``{prefix}_tracking``; ``views`` live): one tracked view, its SQL, its
+projection (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,9 @@ from domain.facts import OrganizationFacts, facts_to_dict
 
 SELECT_CHUNK = 500  # ids per ``IN (...)`` (SQLite allows 999 parameters at least)
 FACTS_MEMO_SIZE = 10_000  # organizations whose decoded facts are remembered
-ACCESS_COLUMNS = "organization_id, version, position, facts"
-DIRECTORY_COLUMNS = (
-    "organization_id, name, recorded_state, trial_ends_at, version, position, contract_due_at"
-)
+#: The directory's own columns, beside the access row's in the one table.
+LINE_COLUMNS = "name, recorded_state, trial_ends_at, contract_due_at"
+COLUMNS = f"organization_id, version, position, facts, {LINE_COLUMNS}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +43,9 @@ class AccessRead:
 
 @dataclass
 class ViewPage:
-    """Rows of both views with ids in ``(after, last]`` at ``position`` (``last`` ``None``:
-    to the end). :meth:`OrganizationViews.snapshot` is one page of everything."""
+    """Rows with ids in ``(after, last]`` at ``position`` (``last`` ``None``: to the end),
+    each as an access row and a directory line. :meth:`OrganizationViews.snapshot` is one
+    page of everything."""
 
     position: int
     last: str | None = None
@@ -59,16 +60,11 @@ class ViewPage:
         return ViewPage(self.position, last, access, directory)
 
     def compared(self) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
-        """Each row's fields by ``(id, "access" | "directory")``, as a rebuild compares them."""
+        """Each row's fields by ``(id, "access")``, as a rebuild compares them."""
         found: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         for key, row in self.access.items():
             facts = {f"facts.{name}": value for name, value in facts_to_dict(row.facts).items()}
-            found[(key, "access")] = (
-                key,
-                {"version": row.version, "position": row.position, **facts},
-            )
-        for key, line in self.directory.items():
-            found[(key, "directory")] = (key, line.fields())
+            found[(key, "access")] = (key, {**self.directory[key].fields(), **facts})
         return found
 
 
@@ -139,7 +135,7 @@ class ViewChanges(Changes):
 class OrganizationViews(TrackedView[ViewChanges]):
     """The access view and the organization directory, with their tracking."""
 
-    copied = {"access": ACCESS_COLUMNS, "directory": DIRECTORY_COLUMNS}
+    copied = {"access": COLUMNS}
 
     def __init__(
         self,
@@ -153,12 +149,12 @@ class OrganizationViews(TrackedView[ViewChanges]):
         super().__init__(datastore, dialect, prefix, owns_store=owns_store)
         self.log_table = log_table
         self.memo: dict[str, tuple[str, OrganizationFacts]] = {}
-        self.access, self.directory_table = self.table("access"), self.table("directory")
+        self.access = self.table("access")
         p, facts = self.p, dialect.json_text("facts")
-        self.select_access = (
-            f"SELECT organization_id, version, position, {facts} FROM {self.access}"
-        )
-        self.select_directory = f"SELECT {DIRECTORY_COLUMNS} FROM {self.directory_table}"
+        numbers = "organization_id, version, position"
+        self.select_access = f"SELECT {numbers}, {facts} FROM {self.access}"
+        self.select_directory = f"SELECT {numbers}, {LINE_COLUMNS} FROM {self.access}"
+        self.select_rows = f"SELECT {numbers}, {facts}, {LINE_COLUMNS} FROM {self.access}"
         # One statement, one snapshot: if the views had applied the log's end,
         # the row includes every event of it.
         self.read_access_statement = None
@@ -178,26 +174,39 @@ class OrganizationViews(TrackedView[ViewChanges]):
 
     def statements(self, cursor: Any) -> list[str]:
         uid, integer, text, moment, facts = self.dialect.types
-        key, directory = f"organization_id {uid} PRIMARY KEY", self.directory_table
-        numbers = f"version {integer} NOT NULL, position {integer} NOT NULL"
+        directory = {
+            "name": f"{text} NOT NULL DEFAULT ''",
+            "recorded_state": f"{text} NOT NULL DEFAULT ''",
+            "trial_ends_at": moment,
+            "contract_due_at": moment,
+        }
         cursor.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.access} ({key}, {numbers}, facts {facts} NOT NULL)"
+            f"CREATE TABLE IF NOT EXISTS {self.access} (organization_id {uid} PRIMARY KEY, "
+            f"version {integer} NOT NULL, position {integer} NOT NULL, facts {facts} NOT NULL, "
+            + ", ".join(f"{name} {kind}" for name, kind in directory.items())
+            + ")"
         )
-        cursor.execute(
-            f"CREATE TABLE IF NOT EXISTS {directory} ({key}, name {text} NOT NULL, "
-            f"recorded_state {text} NOT NULL, trial_ends_at {moment}, {numbers}, "
-            f"contract_due_at {moment})"
-        )
-        # Added after the first release: a directory created before gets the
-        # column, its rows the value when next written (or ``audit rebuild --apply``).
-        self.dialect.add_column(cursor, directory, "contract_due_at", moment)
+        # Until this release the directory was a table of its own: its columns
+        # join the access table, its lines copied in, and the table goes.
+        added = [
+            self.dialect.add_column(cursor, self.access, *column) for column in directory.items()
+        ]
+        if any(added):
+            old = self.table("directory")
+            self.dialect.add_column(cursor, old, "contract_due_at", moment)  # older still
+            cursor.execute(
+                f"UPDATE {self.access} SET "
+                + ", ".join(f"{name} = d.{name}" for name in directory)
+                + f" FROM {old} AS d WHERE d.organization_id = {self.access}.organization_id"
+            )
+            cursor.execute(f"DROP TABLE {old}")
         return [
             f'CREATE INDEX IF NOT EXISTS "{self.prefix}_directory_state_idx" '
-            f"ON {directory} (recorded_state, organization_id)",
+            f"ON {self.access} (recorded_state, organization_id)",
             f'CREATE INDEX IF NOT EXISTS "{self.prefix}_directory_trial_end_idx" '
-            f"ON {directory} (trial_ends_at) WHERE recorded_state = 'trial'",
+            f"ON {self.access} (trial_ends_at) WHERE recorded_state = 'trial'",
             f'CREATE INDEX IF NOT EXISTS "{self.prefix}_directory_contract_due_idx" '
-            f"ON {directory} (contract_due_at, organization_id) "
+            f"ON {self.access} (contract_due_at, organization_id) "
             "WHERE contract_due_at IS NOT NULL",
         ]
 
@@ -207,21 +216,18 @@ class OrganizationViews(TrackedView[ViewChanges]):
         if self.dialect.notifies:
             self.write_rows_as_json(cursor, rows)
             return
-        p, db_time = self.p, self.dialect.db_time  # two executemany per batch
+        db_time = self.dialect.db_time  # one executemany per batch
         cursor.executemany(
-            upsert(self.access, ACCESS_COLUMNS, p),
-            [(r.organization_id, r.version, r.position, r.facts_json()) for r in rows],
-        )
-        cursor.executemany(
-            upsert(self.directory_table, DIRECTORY_COLUMNS, p),
+            upsert(self.access, COLUMNS, self.p),
             [
                 (
                     r.organization_id,
+                    r.version,
+                    r.position,
+                    r.facts_json(),
                     r.facts.name,
                     r.facts.bundle_state,
                     db_time(r.trial_ends_at),
-                    r.version,
-                    r.position,
                     db_time(r.contract_due_at),
                 )
                 for r in rows
@@ -242,18 +248,14 @@ class OrganizationViews(TrackedView[ViewChanges]):
             }
             for r in rows
         ]
-        access = upsert(self.access, ACCESS_COLUMNS, f"SELECT {ACCESS_COLUMNS} FROM batch")
-        directory = upsert(
-            self.directory_table,
-            DIRECTORY_COLUMNS,
-            "SELECT organization_id, facts ->> 'name', facts ->> 'bundle_state', "
-            "(facts -> 'trial' ->> 'ends_at')::timestamptz, version, position, contract_due_at "
-            "FROM batch",
+        from_batch = (
+            "SELECT organization_id, version, position, facts, facts ->> 'name', "
+            "facts ->> 'bundle_state', (facts -> 'trial' ->> 'ends_at')::timestamptz, "
+            "contract_due_at FROM jsonb_to_recordset(%s::jsonb) AS batch (organization_id uuid, "
+            "version bigint, position bigint, facts jsonb, contract_due_at timestamptz)"
         )
         cursor.execute(
-            "WITH batch AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS batch "
-            "(organization_id uuid, version bigint, position bigint, facts jsonb, "
-            f"contract_due_at timestamptz)), access AS ({access}) {directory}",
+            upsert(self.access, COLUMNS, from_batch),
             (orjson.dumps(batch).decode(),),  # the same document, a tenth of json.dumps's cost
         )
 
@@ -379,25 +381,24 @@ class OrganizationViews(TrackedView[ViewChanges]):
         return due
 
     def page(self, after: str | None, limit: int) -> ViewPage:
-        """Up to ``limit`` rows of each view after the id ``after`` and their position, in one
-        short read (no transaction idles while rows are decoded: PostgreSQL ends those),
-        cut back to the greatest id up to which both views were read completely."""
+        """Up to ``limit`` rows after the id ``after`` and the views' position, in one short
+        read (no transaction idles while rows are decoded: PostgreSQL ends those)."""
         where = "" if after is None else f"WHERE organization_id > {self.p} "
         params = (limit,) if after is None else (self.dialect.db_id(after), limit)
-        found = []
         with self.dialect.read_transaction(self) as cursor:
             position = self.tracked_position(cursor)
-            for select in (self.select_access, self.select_directory):
-                cursor.execute(f"{select} {where}ORDER BY organization_id LIMIT {self.p}", params)
-                found.append(cursor.fetchall())
-        access = [self.access_row_from(row) for row in found[0]]
-        directory = [self.directory_entry_from(line) for line in found[1]]
-        ends = [rows[-1].organization_id for rows in (access, directory) if len(rows) >= limit]
-        rows, lines = (
-            {r.organization_id: r for r in access},
-            {e.organization_id: e for e in directory},
+            cursor.execute(
+                f"{self.select_rows} {where}ORDER BY organization_id LIMIT {self.p}", params
+            )
+            found = cursor.fetchall()
+        page = ViewPage(
+            position, str(found[-1]["organization_id"]) if len(found) >= limit else None
         )
-        return ViewPage(position, None, rows, lines).up_to(min(ends) if ends else None)
+        for line in found:
+            entry = self.directory_entry_from(line)
+            page.access[entry.organization_id] = self.access_row_from(line)
+            page.directory[entry.organization_id] = entry
+        return page
 
     def snapshot(self, page_size: int = 1000) -> ViewPage:
         """Every row at one position, read again if the views moved meanwhile (small views)."""

@@ -23,7 +23,7 @@ from application.projections import views as views_module
 from application.projections.read_model import ViewSettings
 from application.projections.rebuild import rebuild_views
 from application.projections.rows import OrganizationRow
-from application.projections.views import OrganizationViewsProjection
+from application.projections.views import OrganizationViews, OrganizationViewsProjection
 from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.errors import InvalidRequest
@@ -286,7 +286,6 @@ def test_rebuild_reports_each_differing_field_and_apply_swaps_the_rebuilt_rows_i
     report = rebuild_views(services.app, services.read_model.views)
     assert [(d.organization_id, d.field, d.live, d.rebuilt) for d in report.differences] == [
         (str(org), "access.version", 99, 2),
-        (str(org), "directory.version", 99, 2),
     ]
     assert not report.applied
 
@@ -402,3 +401,54 @@ def test_on_postgresql_the_follower_wakes_on_notify(
         following.join(timeout=10)
         api.close()
         worker.close()
+
+
+def test_views_of_the_old_layout_take_the_directory_into_the_access_table(
+    services: Services, clock: ManualClock
+) -> None:
+    """Until the directory became columns of the access table it was a table of its own:
+    opening such views moves its lines over, drops it, and reads them as before."""
+    orgs = [register(services.app, name=f"Org {n}") for n in range(3)]
+    services.app.start_trial(orgs[0], by="u-owner")
+    services.read_model.catch_up()
+    live = services.read_model.views
+    old = OrganizationViews(live.datastore, live.dialect, "old_layout", live.log_table)
+    uid, integer, text, moment, facts = live.dialect.types
+    numbers = f"version {integer} NOT NULL, position {integer} NOT NULL"
+    with live.datastore.transaction(commit=True) as cursor:  # the old release's tables
+        cursor.execute(
+            f"CREATE TABLE {old.tracking} (application_name {text} PRIMARY KEY, "
+            f"notification_id {integer})"
+        )
+        cursor.execute(
+            f"CREATE TABLE {old.access} (organization_id {uid} PRIMARY KEY, {numbers}, "
+            f"facts {facts} NOT NULL)"
+        )
+        cursor.execute(
+            f"CREATE TABLE {old.table('directory')} (organization_id {uid} PRIMARY KEY, "
+            f"name {text} NOT NULL, recorded_state {text} NOT NULL, trial_ends_at {moment}, "
+            f"{numbers}, contract_due_at {moment})"
+        )
+        cursor.execute(
+            f"INSERT INTO {old.access} SELECT organization_id, version, position, facts "
+            f"FROM {live.access}"
+        )
+        cursor.execute(
+            f"INSERT INTO {old.table('directory')} SELECT organization_id, name, recorded_state, "
+            f"trial_ends_at, version, position, contract_due_at FROM {live.access}"
+        )
+        cursor.execute(f"INSERT INTO {old.tracking} SELECT * FROM {live.tracking}")
+
+    old.create_table()
+    old.create_table()  # idempotent once moved
+
+    try:
+        assert old.snapshot() == live.snapshot()
+        now = clock.now()
+        shown = old.directory(now=now, state="trial", after=None, limit=10)
+        assert [entry.organization_id for entry in shown] == [str(orgs[0])]
+        gone = live.datastore.transaction(commit=False)
+        with pytest.raises(Exception, match="old_layout_directory"), gone as cursor:
+            cursor.execute(f"SELECT * FROM {old.table('directory')}")
+    finally:
+        old.drop()
