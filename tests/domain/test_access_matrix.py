@@ -7,12 +7,14 @@ other service (salesiq, campaigns, …) is not purchased.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
 
-from domain.access_view import access_view
+import domain.access_view as access_view_module
+from domain.access_view import SERVICE_CELLS_REMEMBERED, access_view, service_cells
 from domain.facts import BundleState
 from domain.organization import Organization
 from tests.domain.builders import (
@@ -313,3 +315,33 @@ def test_extensions_used_counts_the_granted_extension() -> None:
     assert bundle["extensions_used"] == 1
     assert bundle["trial_ends_at"] == "2027-01-10T09:00:00+00:00"
     assert bundle["days_left"] == 21
+
+
+def test_remembered_service_cells_are_those_of_their_catalog_and_state() -> None:
+    """``service_cells`` remembers its answer (benchmark access_read_http): the
+    answer of one catalog, state or set of purchased plans is never another's."""
+    elsewhere = dataclasses.replace(
+        CATALOG, standalone_url_template="https://{service}.elsewhere.example/{org_id}"
+    )
+    org, now = in_trial()
+    for _ in range(2):  # the second round is served from what the first remembered
+        here = access_view(org.facts, CATALOG, now).to_dict()["services"]
+        there = access_view(org.facts, elsewhere, now).to_dict()["services"]
+        desk_here = next(s for s in here if s["code"] == "desk")
+        desk_there = next(s for s in there if s["code"] == "desk")
+        assert desk_here["url"] == standalone_url("desk")
+        assert desk_there["url"] == f"https://desk.elsewhere.example/{ORG}"
+        expired = access_view(org.facts, CATALOG, TRIAL_END).to_dict()["services"]
+        access = {s["code"]: s["access"] for s in expired}
+        assert access["salesiq"] == "none"  # in the trial it was the bundle's
+        assert next(s for s in here if s["code"] == "salesiq")["access"] == "bundle"
+    cells = service_cells(CATALOG, ORG, BundleState.TRIAL, frozenset({"crm"}))
+    assert [c.code for c in cells] == CATALOG_ORDER
+    assert service_cells(CATALOG, ORG, BundleState.TRIAL, frozenset({"crm"})) is cells
+    assert next(c for c in cells if c.code == "desk").contract == "bundle"  # desk not purchased
+
+
+def test_remembered_service_cells_are_bounded() -> None:
+    for number in range(SERVICE_CELLS_REMEMBERED + 10):
+        service_cells(CATALOG, f"org-{number}", BundleState.NONE, frozenset())
+    assert len(access_view_module._service_cells) <= SERVICE_CELLS_REMEMBERED
