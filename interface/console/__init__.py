@@ -33,10 +33,14 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, without building the signer for a request
     that sends no session cookie — every API request (benchmark
     access_read_http: a twentieth of a ``GET …/access``). Such a request gets
-    the empty session Flask would give it; a cookie is read as before."""
+    the empty session Flask would give it; a cookie is read as before. A request
+    without any ``Cookie`` header is told apart without parsing its cookies."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+        if app.secret_key and (
+            "HTTP_COOKIE" not in request.environ
+            or not request.cookies.get(self.get_cookie_name(app))
+        ):
             return self.session_class()
         return super().open_session(app, request)
 
