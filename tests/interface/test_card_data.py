@@ -315,5 +315,36 @@ def test_a_header_refused_once_is_refused_every_time_and_long_ones_are_scanned(
     assert card_guard_digest("ok") in card_guard._clean_digests
 
 
+def test_a_request_found_clean_is_remembered_whole_and_any_change_is_scanned(
+    caller: Caller,
+) -> None:
+    """A request's path and headers found clean are remembered as one digest
+    (benchmark access_read_http): the same request again is served without a
+    scan, one header more or changed is scanned, a query string is always
+    scanned, and a header holding the digest's separator is never remembered."""
+    org = caller.register()
+    card_guard._clean_requests.clear()
+    for _ in range(2):
+        served = caller.as_user(org, "u-owner", "GET", "/access", headers={"X-Note": "ok"})
+        assert served.status_code == 200
+    assert len(card_guard._clean_requests) == 1
+    assert all(isinstance(kept, bytes) and len(kept) == 16 for kept in card_guard._clean_requests)
+    for _ in range(2):
+        card = {"X-Note": "ok", "X-Other": "4242 4242 4242 4242"}
+        assert _refused_at(caller.as_user(org, "u-owner", "GET", "/access", headers=card)) == [
+            "header:X-Other"
+        ]
+        changed = {"X-Note": "4242 4242 4242 4242"}
+        assert _refused_at(caller.as_user(org, "u-owner", "GET", "/access", headers=changed)) == [
+            "header:X-Note"
+        ]
+        query = caller.as_user(org, "u-owner", "GET", "/access?x=4242424242424242")
+        assert _refused_at(query) == ["?x"]
+    assert len(card_guard._clean_requests) == 1
+    separator = {"X-Note": "ok\0"}
+    assert caller.as_user(org, "u-owner", "GET", "/access", headers=separator).status_code == 200
+    assert len(card_guard._clean_requests) == 1
+
+
 def card_guard_digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
