@@ -84,11 +84,16 @@ def luhn_valid(digits: str) -> bool:
 #: search says so; the webhook_delivery benchmark's delivery ids (random_id)
 #: paid 12 µs each for the full scan below.
 _LONG_ENOUGH_RUN = re.compile(rf"\d(?:[\W_]*\d){{{MIN_PAN_DIGITS - 1}}}")
+#: What that run needs first, and a simpler search finds sooner: as many
+#: characters in a row that are not letters (a card number's digits and
+#: separators). Random hex ids (every request's id) fail it 2-3 times faster
+#: (benchmark access_read_http).
+_LONG_ENOUGH_NON_LETTERS = re.compile(rf"[\d\W_]{{{MIN_PAN_DIGITS}}}")
 
 
 def card_number_spans(text: str) -> Iterator[tuple[int, int]]:
     """``(start, end)`` of every card number in ``text``, from first to last digit."""
-    if _LONG_ENOUGH_RUN.search(text) is None:
+    if _LONG_ENOUGH_NON_LETTERS.search(text) is None or _LONG_ENOUGH_RUN.search(text) is None:
         return
     if "-" in text:  # a UUID reads as letters (same length: the spans stay right)
         text = _UUID.sub(lambda uuid: "u" * len(uuid.group()), text)
