@@ -14,6 +14,7 @@ from flask import Flask, jsonify
 from flask.testing import FlaskClient
 
 from interface import schemas as s
+from interface.app import SuiteFlask
 from interface.routes.blueprint import ApiBlueprint
 from tests.interface.conftest import Caller, error_code
 
@@ -66,3 +67,23 @@ def test_the_access_errors_stay_documented(client: FlaskClient) -> None:
     operation = spec["paths"]["/v1/organizations/{organization_id}/access"]["get"]
     assert {"401", "404", "422", "500", "503"} <= operation["responses"].keys()
     assert [p["name"] for p in operation["parameters"] if p["in"] == "query"] == ["min_position"]
+
+
+def test_the_app_remembers_plain_functions_and_still_wraps_async_ones(api: Flask) -> None:
+    """``SuiteFlask.ensure_sync`` remembers what is plain (benchmark access_read_http)."""
+    assert isinstance(api, SuiteFlask)
+
+    def plain() -> str:
+        return "plain"
+
+    async def coroutine() -> str:
+        return "async"
+
+    for _ in range(2):  # the second time from what the first remembered
+        assert api.ensure_sync(plain) is plain
+        # Never taken for plain: Flask's own answer for a coroutine every time
+        # (here, without the 'async' extra, its refusal).
+        with pytest.raises(RuntimeError, match="async"):
+            api.ensure_sync(coroutine)
+    assert plain in api._plain
+    assert coroutine not in api._plain
