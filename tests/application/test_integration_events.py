@@ -3,8 +3,9 @@ recorded by the sweep, and the pull feed's pages."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,11 +13,13 @@ import pytest
 from application.bootstrap import Services, build_services
 from application.expiry import expire_due_trials, record_due_reminders
 from application.projections.read_model import ViewSettings
+from application.webhooks.integration import envelope_json
 from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.errors import InvalidRequest
 from domain.integration_events import API_VERSION, integration_event_id
 from tests.application.helpers import CONTACT, PAYMENT, SPEC_REQUEST, record_crm, register
+from tests.hostile_values import HOSTILE_TEXT
 
 SETTINGS = ViewSettings(follow_on_read=True, min_position_timeout=2.0)
 
@@ -169,6 +172,85 @@ def test_a_yearly_contract_is_reminded_of_its_renewal_seven_days_ahead(
     )
     assert purchased["data"]["total"] == total
     assert upcoming["data"]["renews_at"] == "2027-11-26T09:00:00+00:00"
+
+
+def _reference_text(envelope: Any) -> str:
+    """The envelope's text as ``json`` writes it (what orjson must match)."""
+    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
+
+
+def _floats(value: Any) -> list[float]:
+    if isinstance(value, float):
+        return [value]
+    if isinstance(value, dict):
+        return [f for v in value.values() for f in _floats(v)]
+    if isinstance(value, list):
+        return [f for v in value for f in _floats(v)]
+    return []
+
+
+def test_the_stored_envelopes_are_the_text_json_writes(
+    services: Services, clock: ManualClock
+) -> None:
+    """orjson writes the envelopes (envelope_json): the same bytes as ``json.dumps``
+    for every kind a story announces — decisions, access changes, an invoice with
+    its amounts, renewal reminders — and none holds a float (orjson would write
+    some exponents differently)."""
+    app = services.app
+    org = register(app, name="Ærøskøbing «Straße» 株式会社")
+    record_crm(app, org)
+    app.start_trial(org, by="u-alice")
+    clock.advance(timedelta(days=31))
+    expire_due_trials(services.app, services.read_model)
+    total = app.quote(org, SPEC_REQUEST).total
+    app.begin_upgrade_checkout(
+        org,
+        by="u-alice",
+        request=SPEC_REQUEST,
+        billing_contact=CONTACT,
+        expected_total=total,
+        checkout_id="chk_1",
+    )
+    app.complete_upgrade_checkout(org, checkout_id="chk_1", payment=PAYMENT)
+    clock.advance(timedelta(days=365 - 7))
+    record_due_reminders(services.app, services.webhooks.integration)
+    services.webhooks.integration.catch_up()
+    with services.tables.read() as cursor:
+        services.tables.execute(cursor, "SELECT type, envelope FROM integration_events")
+        stored = [(row["type"], row["envelope"]) for row in cursor.fetchall()]
+    assert {"trial.started", "access.changed", "invoice.issued", "bundle.purchased"} <= {
+        kind for kind, _text in stored
+    }
+    for _kind, text in stored:
+        envelope = json.loads(text)
+        assert text == _reference_text(envelope)
+        assert _floats(envelope) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "é «» ß 株式会社 😀",
+        'quote " backslash \\ slash / <script>&amp;',
+        "\u2028\u2029 line and paragraph separators, \u00a0 no-break space, \u007f",
+        "".join(chr(c) for c in range(32)),
+        *(value.text for value in HOSTILE_TEXT),
+    ],
+)
+def test_envelope_json_writes_what_json_writes(text: str) -> None:
+    envelope = {
+        "id": "evt_1",
+        "position": 2**63 - 1,
+        "data": {text: [text, None, True, False, -1, 0, {"nested": text}], "empty": {}},
+    }
+    assert envelope_json(envelope) == _reference_text(envelope)
+
+
+def test_envelope_json_leaves_what_orjson_cannot_write_alike_to_json() -> None:
+    for envelope in ({"big": 2**64}, {"lone": "\ud800"}, {"keys": {1: "one"}}):
+        assert envelope_json(envelope) == _reference_text(envelope)
+    with pytest.raises(TypeError):
+        envelope_json({"at": datetime(2026, 1, 1, tzinfo=UTC)})  # json refuses it too
 
 
 def test_the_feed_pages_by_position_and_filters_by_type(services: Services) -> None:
