@@ -84,29 +84,45 @@ class AccessView:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceRows:
+    """The bundle's effective state and every service's row: the part of the
+    access view that ``access.changed`` compares (:func:`service_rows`)."""
+
+    state: str
+    services: tuple[ServiceAccess, ...]
+
+
 def service_access(
     catalog: Catalog, org_id: str, code: str, state: str, purchased: bool
 ) -> ServiceAccess:
-    """One cell of the SPEC §4 access matrix."""
-    service = catalog.service(code)
-    assert service is not None
-    standalone_url = catalog.standalone_url(code, org_id)
-    bundle_url = catalog.bundle_url(code, org_id)
+    """One cell of the SPEC §4 access matrix (only the URL it shows is formatted)."""
     if state in BundleState.CONTRACTED:
         # past_due is a grace period: access stays (SPEC §11).
-        return ServiceAccess(code, PAID, BUNDLE, BUNDLE, bundle_url)
+        return ServiceAccess(code, PAID, BUNDLE, BUNDLE, catalog.bundle_url(code, org_id))
     if purchased:
         if state == BundleState.TRIAL:
+            service = catalog.service(code)
+            assert service is not None
             if service.usable_in_bundle_during_trial:
-                return ServiceAccess(code, PAID, STANDALONE, BUNDLE, bundle_url)
+                return ServiceAccess(
+                    code, PAID, STANDALONE, BUNDLE, catalog.bundle_url(code, org_id)
+                )
             return ServiceAccess(
-                code, PAID, STANDALONE, STANDALONE, standalone_url, NOTE_AFTER_UPGRADE
+                code,
+                PAID,
+                STANDALONE,
+                STANDALONE,
+                catalog.standalone_url(code, org_id),
+                NOTE_AFTER_UPGRADE,
             )
-        return ServiceAccess(code, PAID, STANDALONE, STANDALONE, standalone_url)
+        return ServiceAccess(
+            code, PAID, STANDALONE, STANDALONE, catalog.standalone_url(code, org_id)
+        )
     if state == BundleState.TRIAL:
-        return ServiceAccess(code, TRIAL, BUNDLE, BUNDLE, bundle_url)
+        return ServiceAccess(code, TRIAL, BUNDLE, BUNDLE, catalog.bundle_url(code, org_id))
     if state in (BundleState.CANCELLED, BundleState.ENDED):
-        return ServiceAccess(code, FREE, NONE, STANDALONE, standalone_url)
+        return ServiceAccess(code, FREE, NONE, STANDALONE, catalog.standalone_url(code, org_id))
     if state == BundleState.TRIAL_EXPIRED:
         return ServiceAccess(code, NONE, NONE, NONE, None, NOTE_DECISION)
     return ServiceAccess(code, NONE, NONE, NONE, None)
@@ -143,19 +159,27 @@ def service_cells(
     return cells
 
 
-def access_view(facts: OrganizationFacts, catalog: Catalog, now: datetime) -> AccessView:
+def service_rows(facts: OrganizationFacts, catalog: Catalog, now: datetime) -> ServiceRows:
+    """The effective state and the services' cells of :func:`access_view` at ``now``,
+    without the bundle's block (days left, actions, contract), which the
+    integration log's ``access.changed`` does not compare (webhook_delivery)."""
     now = ensure_utc(now)  # a "day" (has a plan ended?) is a UTC calendar day
     state = effective_state(facts, now)
     purchased = frozenset(facts.purchased_services(now.date()))
+    return ServiceRows(state, service_cells(catalog, facts.organization_id, state, purchased))
+
+
+def access_view(facts: OrganizationFacts, catalog: Catalog, now: datetime) -> AccessView:
+    now = ensure_utc(now)
+    rows = service_rows(facts, catalog, now)
     trial = facts.trial
     bundle = BundleView(
         code=catalog.bundle.code,
-        state=state,
+        state=rows.state,
         trial_ends_at=None if trial is None else trial.ends_at,
         days_left=days_left(facts, now),
         extensions_used=0 if trial is None else trial.extensions_used,
         available_actions=tuple(available_actions(facts, catalog.bundle, now)),
         contract=contract_block(facts),
     )
-    services = service_cells(catalog, facts.organization_id, state, purchased)
-    return AccessView(facts.organization_id, bundle, services)
+    return AccessView(facts.organization_id, bundle, rows.services)

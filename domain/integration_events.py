@@ -11,7 +11,9 @@ just before it and its position in the log — to zero or more envelopes::
 - ``access.changed`` is derived for *every* event: the access view the
   organization was last told (the view of the facts before the event, at the
   moment of the event before it) against the view right after the event, both
-  computed with the domain's own :func:`~domain.access_view.access_view`. A
+  the state and service rows of the domain's own access view
+  (:func:`~domain.access_view.service_rows`, which
+  :func:`~domain.access_view.access_view` is built on). A
   change that time alone causes (a trial's end) is announced when the sweep
   records it (``TrialExpired``), so it replays like any other.
 - ``id`` is derived from the log position and the type, so every replay,
@@ -27,7 +29,7 @@ from typing import Any, NamedTuple
 from uuid import UUID, uuid5
 
 from domain import events as ev
-from domain.access_view import AccessView, ServiceAccess, access_view
+from domain.access_view import ServiceAccess, ServiceRows, service_rows
 from domain.catalog import Catalog
 from domain.facts import OrganizationFacts
 
@@ -230,7 +232,7 @@ def _row_key(row: ServiceAccess) -> tuple[str, str, str, str | None]:
     return (row.edition, row.contract, row.access, row.url)
 
 
-def access_changes(before: AccessView | None, after: AccessView) -> dict[str, Any] | None:
+def access_changes(before: ServiceRows | None, after: ServiceRows) -> dict[str, Any] | None:
     """``access.changed``'s data: the services whose edition, contract, access or URL
     changed, each with its new row and the previous one; ``None`` if none changed."""
     previous = {} if before is None else {row.code: row for row in before.services}
@@ -242,8 +244,8 @@ def access_changes(before: AccessView | None, after: AccessView) -> dict[str, An
     if not changed:
         return None
     return {
-        "bundle_state": after.bundle.state,
-        "previous_bundle_state": None if before is None else before.bundle.state,
+        "bundle_state": after.state,
+        "previous_bundle_state": None if before is None else before.state,
         "services": changed,
     }
 
@@ -251,20 +253,20 @@ def access_changes(before: AccessView | None, after: AccessView) -> dict[str, An
 @dataclass(frozen=True, slots=True)
 class Before:
     """The organization just before an event: its facts and when it last changed,
-    and (when the caller kept it) the access view it was last told: the view of
-    those facts at that moment, i.e. the previous :class:`Announced` ``view``."""
+    and (when the caller kept it) the access it was last told: the service rows
+    of those facts at that moment, i.e. the previous :class:`Announced` ``view``."""
 
     facts: OrganizationFacts | None
     at: datetime | None
-    view: AccessView | None = None
+    view: ServiceRows | None = None
 
 
 class Announced(NamedTuple):
     envelopes: tuple[IntegrationEvent, ...]
     #: The organization's facts after the event.
     facts: OrganizationFacts
-    #: Its access view right after the event (the next event's ``Before.view``).
-    view: AccessView
+    #: Its service rows right after the event (the next event's ``Before.view``).
+    view: ServiceRows
 
 
 def announce(
@@ -299,8 +301,8 @@ def announce(
         )
     previous_view = before.view
     if previous_view is None and before.facts is not None and before.at is not None:
-        previous_view = access_view(before.facts, catalog, before.at)
-    view = access_view(facts, catalog, event.at)
+        previous_view = service_rows(before.facts, catalog, before.at)
+    view = service_rows(facts, catalog, event.at)
     changes = access_changes(previous_view, view)
     if changes is not None and before.facts is not None:
         found.append(

@@ -36,7 +36,7 @@ from application.ids import random_id
 from application.service import project_organization
 from application.sql_tables import SqlTables
 from application.webhooks.tables import start_tracking, to_ms, tracked_position
-from domain.access_view import AccessView
+from domain.access_view import ServiceRows
 from domain.catalog import Catalog
 from domain.clock import Clock
 from domain.errors import InvalidRequest
@@ -101,7 +101,7 @@ class _Known:
     version: int
     facts: OrganizationFacts
     at: Any  # datetime of the organization's last event
-    view: AccessView  # its access view then (what ``access.changed`` compares with)
+    view: ServiceRows  # its service rows then (what ``access.changed`` compares with)
 
 
 def parse_types(raw: Sequence[str]) -> tuple[str, ...]:
