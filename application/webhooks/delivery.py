@@ -27,6 +27,7 @@ import queue
 import random
 import secrets
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +41,7 @@ from application.sql_tables import SqlTables
 from application.webhooks.sender import AttemptOutcome, HttpSender
 from application.webhooks.signing import signed_headers
 from application.webhooks.tables import iso_ms, to_ms
-from application.webhooks.url_guard import UrlGuard
+from application.webhooks.url_guard import Target, UrlGuard
 from domain.clock import Clock
 from domain.errors import DomainError
 
@@ -60,6 +61,10 @@ CLAIM_BATCH = 200
 CLAIM_AHEAD = CLAIM_BATCH
 #: Deliveries a lane sends before it lets other lanes have its pool thread.
 LANE_TURN = 16
+#: A lane reuses the URL guard's checked address for the deliveries of its turn
+#: to one URL for at most this long (a resolution per delivery released and
+#: took back the interpreter lock once more per send: webhook_delivery).
+RESOLVED_REUSE_SECONDS = 1.0
 #: A queued delivery is sent only while its lease outlasts the attempt's timeout
 #: by this much; otherwise it is given back unsent.
 LEASE_MARGIN_SECONDS = 5.0
@@ -144,6 +149,23 @@ WHERE d.endpoint_id = %s AND d.status = 'pending' AND d.next_attempt_ms <= %s
 ORDER BY d.next_attempt_ms, d.position, d.ordinal
 LIMIT %s
 """
+
+
+class CheckedUrl:
+    """One lane turn's last URL guard check: the URL and the target it allowed."""
+
+    def __init__(self) -> None:
+        self._url: str | None = None
+        self._target: Target | None = None
+        self._at = 0.0
+
+    def target(self, url: str, guard: UrlGuard) -> Target:
+        now = time.monotonic()
+        if self._target is None or url != self._url or now - self._at > RESOLVED_REUSE_SECONDS:
+            self._url, self._target = url, None
+            self._target = guard.resolve(url)  # a refusal raises and is not kept
+            self._at = now
+        return self._target
 
 
 def _signing_secrets(row: Any, now_ms: int) -> tuple[str, ...]:
@@ -261,10 +283,17 @@ class WebhookDispatcher:
 
     # -- sending ------------------------------------------------------------------
 
-    def attempt(self, claimed: Claimed) -> AttemptOutcome:
-        """One signed POST (after the URL guard's check); nothing recorded."""
+    def attempt(self, claimed: Claimed, checked: CheckedUrl | None = None) -> AttemptOutcome:
+        """One signed POST (after the URL guard's check); nothing recorded.
+
+        ``checked``: a lane's last check of a URL, reused while it is fresh
+        (:data:`RESOLVED_REUSE_SECONDS`) for the same URL and renewed otherwise.
+        """
         try:
-            target = self.guard.resolve(claimed.url)
+            if checked is None:
+                target = self.guard.resolve(claimed.url)
+            else:
+                target = checked.target(claimed.url, self.guard)
         except DomainError as refusal:
             return AttemptOutcome(False, None, 0, refusal.message)
         headers = signed_headers(
@@ -553,6 +582,7 @@ class WebhookDispatcher:
         )
 
         def lane(endpoint_id: str) -> None:
+            checked = CheckedUrl()
             for _turn in range(LANE_TURN):
                 with lock:
                     waiting = queues[endpoint_id]
@@ -569,7 +599,7 @@ class WebhookDispatcher:
                     pass  # given back unsent
                 else:
                     try:
-                        outcome = self.attempt(claimed)
+                        outcome = self.attempt(claimed, checked)
                     except Exception as error:  # the outcome must be recorded whatever happened
                         log.exception(
                             "webhooks: delivery %s failed unexpectedly", claimed.delivery_id

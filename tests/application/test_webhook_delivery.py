@@ -20,8 +20,16 @@ import pytest
 from application.bootstrap import Services, build_services
 from application.clocks import SystemClock
 from application.projections.read_model import ViewSettings
-from application.webhooks.delivery import RETRY_SCHEDULE, WebhookDispatcher, retry_delay
+from application.webhooks import delivery as delivery_module
+from application.webhooks.delivery import (
+    RESOLVED_REUSE_SECONDS,
+    RETRY_SCHEDULE,
+    CheckedUrl,
+    WebhookDispatcher,
+    retry_delay,
+)
 from application.webhooks.sender import HttpSender
+from application.webhooks.url_guard import UrlGuard, WebhookUrlRefused
 from domain.catalog import Catalog
 from domain.clock import ManualClock
 from tests.application.helpers import register
@@ -257,6 +265,37 @@ def test_deliveries_to_a_kept_alive_receiver_share_one_connection(services: Serv
         assert len(hooks.received) == len(feed_ids(services)) > 1
         assert len(set(hooks.connections)) == 1
         assert {d["attempts"] for d in deliveries(services, endpoint_id)} == {1}
+
+
+def test_a_lane_reuses_a_urls_check_for_a_second_at_most_and_never_a_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lane's turn checks a URL once, not per delivery (CheckedUrl); another
+    URL, a check older than RESOLVED_REUSE_SECONDS, or a refusal is checked anew."""
+    answers: dict[str, list[str]] = {"a.example": ["93.184.216.34"], "b.example": ["10.0.0.7"]}
+    asked: list[str] = []
+
+    def resolver(host: str, _port: int) -> list[str]:
+        asked.append(host)
+        return answers[host]
+
+    guard = UrlGuard(allow_private=False, resolver=resolver)
+    checked = CheckedUrl()
+    now = [100.0]
+    monkeypatch.setattr(delivery_module.time, "monotonic", lambda: now[0])
+    assert checked.target("https://a.example/x", guard).address == "93.184.216.34"
+    assert checked.target("https://a.example/x", guard).address == "93.184.216.34"
+    assert asked == ["a.example"]
+    now[0] += RESOLVED_REUSE_SECONDS + 0.01
+    answers["a.example"] = ["93.184.216.35"]
+    assert checked.target("https://a.example/x", guard).address == "93.184.216.35"
+    assert asked == ["a.example"] * 2
+    for _ in range(2):
+        with pytest.raises(WebhookUrlRefused):
+            checked.target("https://b.example/x", guard)
+    assert asked == ["a.example"] * 2 + ["b.example"] * 2
+    assert checked.target("https://a.example/x", guard).address == "93.184.216.35"
+    assert asked[-1] == "a.example"
 
 
 def test_a_kept_connection_the_receiver_dropped_is_replaced_not_failed(
