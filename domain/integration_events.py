@@ -22,11 +22,12 @@ just before it and its position in the log — to zero or more envelopes::
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from domain import events as ev
 from domain.access_view import ServiceAccess, ServiceRows, service_rows
@@ -60,9 +61,24 @@ class IntegrationEvent:
         }
 
 
+_ID_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
+#: RFC 4122's version (5: name-based, SHA-1) and variant bits, as ``uuid.UUID`` sets them.
+_VERSION_BITS = (0xF000 << 64) | (0xC000 << 48)
+_VERSION_5 = (5 << 76) | (0x8000 << 48)
+
+
 def integration_event_id(position: int, event_type: str) -> str:
-    """The stable id of the ``event_type`` envelope announced at ``position``."""
-    return f"evt_{uuid5(_ID_NAMESPACE, f'{position}/{event_type}').hex}"
+    """The stable id of the ``event_type`` envelope announced at ``position``:
+    ``evt_`` and the hex of ``uuid5(_ID_NAMESPACE, f"{position}/{event_type}")``.
+
+    The same digits as :func:`uuid.uuid5`, computed without building two
+    ``UUID`` objects per id (a sixth of the integration log's follower in
+    the webhook_delivery benchmark; tests/domain/test_integration_event_ids.py).
+    """
+    name = f"{position}/{event_type}".encode()
+    digest = hashlib.sha1(_ID_NAMESPACE_BYTES + name, usedforsecurity=False).digest()
+    value = (int.from_bytes(digest[:16]) & ~_VERSION_BITS) | _VERSION_5
+    return f"evt_{value:032x}"
 
 
 #: An event's ``data`` for one type; ``None``: this event does not announce it.
