@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import JSONTranscoder, RecordConflictError, Transcoding
+from eventsourcing.persistence import JSONTranscoder, RecordConflictError, Transcoder, Transcoding
 
 from application.catalog_loader import load_catalog
 from application.errors import ConcurrentModification, OrganizationNotFound
@@ -25,6 +25,7 @@ from application.ids import random_id
 from application.invoices.numbers import InvoiceNumbers
 from application.settings import database_settings
 from application.sql_tables import tables_for
+from application.transcoding import OrjsonDecodingTranscoder
 from domain.access_view import access_view
 from domain.bundle_state import effective_state, start_trial_refusal, upgrade_refusal
 from domain.carry_over import who_may_start_trial
@@ -125,6 +126,13 @@ class SuiteSubscriptions(Application[UUID]):
         settings = database_settings(url)
         settings.ensure_directory()
         return cls(dict(settings.persistence_env), clock=clock, catalog=catalog)
+
+    def construct_transcoder(self) -> Transcoder:
+        """The library's JSON form, decoded with orjson (application/transcoding.py;
+        benchmark aggregate_load_growth_worst)."""
+        transcoder = OrjsonDecodingTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

@@ -425,8 +425,12 @@ class OrganizationFacts:
             unknown = changes.keys() - self.__dict__.keys()
             msg = f"OrganizationFacts has no field(s) {', '.join(sorted(unknown))}"
             raise TypeError(msg)
+        # A copy of the whole dict, then the changes: twice as fast as filling
+        # a fresh instance's dict (benchmark aggregate_load_growth_worst).
+        state = self.__dict__.copy()
+        state.update(changes)
         copy = object.__new__(OrganizationFacts)
-        copy.__dict__.update(self.__dict__, **changes)
+        object.__setattr__(copy, "__dict__", state)
         return copy
 
     def with_subscription(self, subscription: StandaloneSubscription) -> OrganizationFacts:
@@ -456,7 +460,9 @@ class OrganizationFacts:
         )
 
     def with_admins(self, admins: ServiceAdmins) -> OrganizationFacts:
-        others = tuple(a for a in self.service_admins if a.service != admins.service)
+        # A list, not a generator: every replayed admin change makes one
+        # (benchmark aggregate_load_growth_worst).
+        others = [a for a in self.service_admins if a.service != admins.service]
         return self.updated(service_admins=(*others, admins))
 
 
