@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from application import sqlite_recorder
+
 DEFAULT_DATABASE_URL = "sqlite:///var/suite.sqlite3"
 
 
@@ -109,6 +111,8 @@ def _sqlite(url: str) -> DatabaseSettings:
         "SQLITE_DBNAME": str(path),
         # Writers wait for each other (several gunicorn workers share one file).
         "SQLITE_LOCK_TIMEOUT": "30",
+        # One UUID per run of one id, not per row (application/sqlite_recorder.py).
+        "APPLICATION_RECORDER_TOPIC": sqlite_recorder.TOPIC,
     }
     return DatabaseSettings(url, "sqlite", env, sqlite_path=path)
 

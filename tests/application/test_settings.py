@@ -4,9 +4,11 @@ environment; a URL that cannot be understood fails at start with SettingsError."
 from __future__ import annotations
 
 from pathlib import Path
+from uuid import UUID, uuid4
 
 import pytest
 
+from application.service import SuiteSubscriptions
 from application.settings import (
     DEFAULT_DATABASE_URL,
     SettingsError,
@@ -14,6 +16,9 @@ from application.settings import (
     env_flag,
     is_test_clock_enabled,
 )
+from application.sqlite_recorder import SQLiteApplicationRecorderReusingIds
+from domain.clock import ManualClock
+from tests.domain.builders import T0
 
 
 def test_memory_selects_the_in_process_store() -> None:
@@ -148,3 +153,16 @@ def test_the_test_clock_is_off_unless_the_environment_turns_it_on(
     assert not is_test_clock_enabled()
     monkeypatch.setenv("SUITE_TEST_CLOCK", "True")
     assert is_test_clock_enabled()
+
+
+def test_the_sqlite_recorder_converts_each_stored_id_once_per_run(tmp_path: Path) -> None:
+    settings = database_settings(f"sqlite:///{tmp_path / 'ids.sqlite3'}")
+    app = SuiteSubscriptions(dict(settings.persistence_env), clock=ManualClock(T0))
+    recorder = app.recorder
+    assert isinstance(recorder, SQLiteApplicationRecorderReusingIds)
+    first, second = uuid4(), uuid4()
+    converted = [recorder.convert_originator_id(i.hex) for i in (first, first, second, first)]
+    assert converted == [first, first, second, first]
+    assert converted[0] is converted[1]
+    assert all(type(c) is UUID for c in converted)
+    app.close()
