@@ -1,10 +1,11 @@
 """aggregate_load_growth: how load time grows with an organization's history.
 
 The time to load an organization with 1 000 events divided by the time to
-load one with 10. Snapshots (every 25 events) keep this flat. A stream of
-1 000 events ends exactly on a snapshot, which flatters it, so a second
-figure loads the worst stream in that snapshot window: 1 024 events, i.e.
-the snapshot at 1 000 plus 24 events to replay.
+load one with 10. Snapshots (every 20 events, the application's
+``snapshotting_intervals``) keep this flat. A stream of 1 000 events ends
+exactly on a snapshot, which flatters it, so a second figure loads the worst
+stream in that snapshot window: 1 019 events, i.e. the snapshot at 1 000 plus
+19 events to replay.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def shuffle_admins(app: SuiteSubscriptions, org: UUID, times: int) -> None:
 
 
 def long_story(app: SuiteSubscriptions, clock: ManualClock) -> UUID:
-    """61 events; snapshots at 25 (trial and a pending checkout) and 50 (mid-purchase)."""
+    """51 events; snapshots at 20 (trial and a pending checkout) and 40 (mid-purchase)."""
     org = register(app)
     record_crm(app, org)
     app.record_standalone_subscription(
@@ -42,10 +42,10 @@ def long_story(app: SuiteSubscriptions, clock: ManualClock) -> UUID:
         super_admin="u-alice",
         admins=["u-bob"],
     )
-    shuffle_admins(app, org, 20)  # versions 4..23
-    app.start_trial(org, by="u-alice")  # 24
+    shuffle_admins(app, org, 15)  # versions 4..18
+    app.start_trial(org, by="u-alice")  # 19
     total = app.quote(org, SPEC_REQUEST).total
-    app.begin_upgrade_checkout(  # 25
+    app.begin_upgrade_checkout(  # 20
         org,
         by="u-alice",
         request=SPEC_REQUEST,
@@ -53,12 +53,12 @@ def long_story(app: SuiteSubscriptions, clock: ManualClock) -> UUID:
         expected_total=total,
         checkout_id="chk_1",
     )
-    app.fail_upgrade_checkout(org, checkout_id="chk_1", reason="card_declined")  # 26
-    shuffle_admins(app, org, 20)  # 27..46
+    app.fail_upgrade_checkout(org, checkout_id="chk_1", reason="card_declined")  # 21
+    shuffle_admins(app, org, 15)  # 22..36
     clock.advance(timedelta(days=25))
-    app.extend_trial(org, by="u-alice")  # 47
+    app.extend_trial(org, by="u-alice")  # 37
     total = app.quote(org, SPEC_REQUEST).total
-    app.begin_upgrade_checkout(  # 48
+    app.begin_upgrade_checkout(  # 38
         org,
         by="u-alice",
         request=SPEC_REQUEST,
@@ -66,8 +66,8 @@ def long_story(app: SuiteSubscriptions, clock: ManualClock) -> UUID:
         expected_total=total,
         checkout_id="chk_2",
     )
-    app.complete_upgrade_checkout(org, checkout_id="chk_2", payment=PAYMENT)  # 49..51
-    shuffle_admins(app, org, 10)  # 52..61
+    app.complete_upgrade_checkout(org, checkout_id="chk_2", payment=PAYMENT)  # 39..41
+    shuffle_admins(app, org, 10)  # 42..51
     return org
 
 
@@ -85,8 +85,8 @@ def test_snapshots_are_taken_as_the_stream_grows(
     org = long_story(app, clock)
     assert app.snapshots is not None
     snapshots = list(app.snapshots.get(org))
-    assert [s.originator_version for s in snapshots] == [25, 50]
-    assert app.get_organization(org).version == 61
+    assert [s.originator_version for s in snapshots] == [20, 40]
+    assert app.get_organization(org).version == 51
 
 
 def test_loading_through_snapshots_gives_the_facts_of_folding_every_event(
@@ -110,7 +110,7 @@ def test_the_facts_survive_their_json_form_at_every_version(
     app: SuiteSubscriptions, clock: ManualClock
 ) -> None:
     org = long_story(app, clock)
-    for version in (24, 25, 26, 47, 48, 50, 61):
+    for version in (19, 20, 21, 37, 38, 40, 51):
         facts = folded_from_every_event(app, org, version)
         assert facts_from_dict(facts_to_dict(facts)) == facts, version
 
@@ -133,10 +133,10 @@ def test_reopening_the_sqlite_file_after_a_restart_gives_the_same_state(
         assert after.organization_events(org, limit=1000) == events
         assert after.trial_eligibility(org, "u-alice") == eligibility
         assert after.snapshots is not None
-        assert [s.originator_version for s in after.snapshots.get(org)] == [25, 50]
+        assert [s.originator_version for s in after.snapshots.get(org)] == [20, 40]
         # …and the restarted process carries on where the first one stopped.
         shuffle_admins(after, org, 1)
-        assert after.get_organization(org).version == 62
+        assert after.get_organization(org).version == 52
     finally:
         after.close()
     assert (tmp_path / "var" / "suite.sqlite3").exists()
