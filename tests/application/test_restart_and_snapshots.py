@@ -7,7 +7,10 @@ from datetime import date, timedelta
 from pathlib import Path
 from uuid import UUID
 
-from application.service import SuiteSubscriptions
+import pytest
+from eventsourcing.domain import OriginatorIDError, OriginatorVersionError
+
+from application.service import SuiteSubscriptions, project_organization
 from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.facts import OrganizationFacts, facts_from_dict, facts_to_dict
@@ -161,3 +164,25 @@ def test_a_trial_in_progress_survives_a_restart(
         assert after.access(org)["bundle"]["days_left"] == 15
     finally:
         after.close()
+
+
+def test_the_projector_mutates_as_the_library_mutates_event_by_event(
+    app: SuiteSubscriptions, clock: ManualClock
+) -> None:
+    org = long_story(app, clock)
+    events = list(app.events.get(org))
+    one_by_one: Organization | None = None
+    for event in events:
+        one_by_one = event.mutate(one_by_one)
+    projected = project_organization(None, events)
+    assert isinstance(projected, Organization)
+    assert isinstance(one_by_one, Organization)
+    assert projected.facts == one_by_one.facts
+    assert (projected.id, projected.version) == (one_by_one.id, one_by_one.version)
+    assert projected.modified_on == one_by_one.modified_on == events[-1].timestamp
+
+    with pytest.raises(OriginatorVersionError):
+        project_organization(None, [*events[:3], *events[4:]])
+    other = register(app)
+    with pytest.raises(OriginatorIDError):
+        project_organization(None, [*app.events.get(other), *events[1:]])
