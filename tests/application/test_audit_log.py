@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 from application.audit import LogFilter, iterate_log, parse_time, replay
-from application.audit_verification import ChainDigest, chain_digest, verify_log
+from application.audit_verification import (
+    ChainDigest,
+    chain_digest,
+    stored_at_version,
+    verify_log,
+)
 from application.service import SuiteSubscriptions
 from domain.catalog import Catalog
 from domain.clock import ManualClock
@@ -118,3 +124,40 @@ def test_replay_at_every_version_equals_the_aggregate_at_that_version(
         organization = app.repository.get(story.acme, version=version)
         assert facts_to_dict(replayed.facts) == facts_to_dict(organization.facts)
         assert replayed.facts.chain_head == organization.facts.chain_head
+
+
+@pytest.mark.parametrize(
+    ("stored", "at_version_3"),
+    [
+        (b'{"a":1,"class_version":3}', True),
+        (b'{"class_version":3}', True),
+        (b'{"class_version":2,"class_version":3}', True),
+        (b'{"class_version":3,"class_version":2}', False),
+        (b'{"a":1,"class_version":2}', False),
+        (b'{"a":1,"class_version":33}', False),
+        (b'{"a":1}', False),
+        (b'{"a":{"class_version":3}}', False),
+        (b'{"a\\"class_version":3}', False),
+        (b'{"a":"\\"class_version\\":3}"}', False),
+    ],
+    ids=[
+        "last member",
+        "only member",
+        "the last of repeated keys",
+        "an earlier repeated key",
+        "another version",
+        "a longer number",
+        "no version (1)",
+        "a nested object's key",
+        "a longer key with an escaped quote",
+        "inside a string",
+    ],
+)
+def test_the_stored_version_look_agrees_with_a_full_parse(
+    stored: bytes, at_version_3: bool
+) -> None:
+    """The audit's look at the stored bytes (benchmark audit_verify) says "stored
+    at version 3" only where the top-level key the decoders keep says so."""
+    assert stored_at_version(stored, 3) is at_version_3
+    if at_version_3:
+        assert orjson.loads(stored)["class_version"] == 3
