@@ -55,17 +55,21 @@ def revived(value: Any, names: dict[str, Transcoding]) -> Any:
     if kind is dict:
         for key, item in value.items():
             item_kind = type(item)
+            if item_kind is str:
+                continue
             if item_kind is dict:
-                if (
-                    len(item) == 2
-                    and type(item.get("_type_")) is str
-                    and type(item.get("_data_")) is str
-                ):
-                    value[key] = transcoded(item["_type_"], item["_data_"], names)
+                type_name = item.get("_type_")
+                data = item.get("_data_")
+                transcoding = names.get(type_name) if type(type_name) is str else None
+                if len(item) == 2 and transcoding is not None and type(data) is str:
+                    value[key] = transcoding.decode(data)
                 else:
                     value[key] = revived(item, names)
             elif item_kind is list:
-                revive_items(item, names)
+                for element in item:
+                    if type(element) is not str:
+                        revive_items(item, names)
+                        break
             elif item_kind is float:
                 raise NotPlainJSON
         if len(value) == 2 and "_type_" in value and "_data_" in value:
