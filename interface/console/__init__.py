@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from flask import Flask, Request
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask import Flask, Request, Response
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
 from interface.console import i18n, security
 from interface.console.blueprint import console
@@ -43,6 +43,13 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
         ):
             return self.session_class()
         return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        """Nothing to do for an empty session nobody read or changed (every API
+        request): Flask's own would set, delete and vary nothing, after reading
+        seven cookie settings."""
+        if session or session.modified or session.accessed:
+            super().save_session(app, session, response)
 
 
 def init_app(app: Flask, *, production: bool, oidc: OidcSettings | None = None) -> None:
