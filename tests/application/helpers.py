@@ -61,6 +61,21 @@ def organization_in_trial(app: SuiteSubscriptions) -> UUID:
     return org
 
 
+def buy_spec_request(app: SuiteSubscriptions, org: UUID, checkout_id: str = "chk_1") -> int:
+    """Buy SPEC_REQUEST at its quoted total, paid at once; the total."""
+    total = app.quote(org, SPEC_REQUEST).total
+    app.begin_upgrade_checkout(
+        org,
+        by="u-alice",
+        request=SPEC_REQUEST,
+        billing_contact=CONTACT,
+        expected_total=total,
+        checkout_id=checkout_id,
+    )
+    app.complete_upgrade_checkout(org, checkout_id=checkout_id, payment=PAYMENT)
+    return total
+
+
 def event_types(app: SuiteSubscriptions, org: UUID) -> list[str]:
     return [e["type"] for e in app.organization_events(org, limit=1000)["events"]]
 

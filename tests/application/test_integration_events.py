@@ -18,7 +18,7 @@ from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.errors import InvalidRequest
 from domain.integration_events import API_VERSION, integration_event_id
-from tests.application.helpers import CONTACT, PAYMENT, SPEC_REQUEST, record_crm, register
+from tests.application.helpers import buy_spec_request, record_crm, register
 from tests.hostile_values import HOSTILE_TEXT
 
 SETTINGS = ViewSettings(follow_on_read=True, min_position_timeout=2.0)
@@ -153,16 +153,7 @@ def test_a_yearly_contract_is_reminded_of_its_renewal_seven_days_ahead(
     app = services.app
     org = register(app)
     record_crm(app, org)
-    total = app.quote(org, SPEC_REQUEST).total
-    app.begin_upgrade_checkout(
-        org,
-        by="u-alice",
-        request=SPEC_REQUEST,
-        billing_contact=CONTACT,
-        expected_total=total,
-        checkout_id="chk_1",
-    )
-    app.complete_upgrade_checkout(org, checkout_id="chk_1", payment=PAYMENT)
+    total = buy_spec_request(app, org)
     clock.advance(timedelta(days=365 - 8))
     assert record_due_reminders(services.app, services.webhooks.integration).reminded == []
     clock.advance(timedelta(days=1))
@@ -202,16 +193,7 @@ def test_the_stored_envelopes_are_the_text_json_writes(
     app.start_trial(org, by="u-alice")
     clock.advance(timedelta(days=31))
     expire_due_trials(services.app, services.read_model)
-    total = app.quote(org, SPEC_REQUEST).total
-    app.begin_upgrade_checkout(
-        org,
-        by="u-alice",
-        request=SPEC_REQUEST,
-        billing_contact=CONTACT,
-        expected_total=total,
-        checkout_id="chk_1",
-    )
-    app.complete_upgrade_checkout(org, checkout_id="chk_1", payment=PAYMENT)
+    buy_spec_request(app, org)
     clock.advance(timedelta(days=365 - 7))
     record_due_reminders(services.app, services.webhooks.integration)
     services.webhooks.integration.catch_up()
