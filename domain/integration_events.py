@@ -244,19 +244,31 @@ EVENT_TYPES: tuple[str, ...] = tuple(
 )
 
 
-def _row_key(row: ServiceAccess) -> tuple[str, str, str, str | None]:
-    return (row.edition, row.contract, row.access, row.url)
+def _row_changed(old: ServiceAccess, row: ServiceAccess) -> bool:
+    """Whether a service's edition, contract, access or URL changed (not its note)."""
+    return (
+        old.edition != row.edition
+        or old.contract != row.contract
+        or old.access != row.access
+        or old.url != row.url
+    )
 
 
 def access_changes(before: ServiceRows | None, after: ServiceRows) -> dict[str, Any] | None:
     """``access.changed``'s data: the services whose edition, contract, access or URL
-    changed, each with its new row and the previous one; ``None`` if none changed."""
+    changed, each with its new row and the previous one; ``None`` if none changed.
+
+    Written for the integration log's follower, which runs it for every event
+    (webhook_delivery): fields compared one by one, each row's dict built once.
+    """
     previous = {} if before is None else {row.code: row for row in before.services}
-    changed = [
-        {**row.to_dict(), "previous": None if old is None else old.to_dict()}
-        for row in after.services
-        if (old := previous.get(row.code)) is None or _row_key(old) != _row_key(row)
-    ]
+    changed = []
+    for row in after.services:
+        old = previous.get(row.code)
+        if old is None or _row_changed(old, row):
+            data = row.to_dict()
+            data["previous"] = None if old is None else old.to_dict()
+            changed.append(data)
     if not changed:
         return None
     return {
