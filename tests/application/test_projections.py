@@ -24,6 +24,7 @@ from application.projections.read_model import ViewSettings
 from application.projections.rebuild import rebuild_views
 from application.projections.rows import OrganizationRow
 from application.projections.views import OrganizationViews, OrganizationViewsProjection
+from application.schema import schema_lock
 from domain.catalog import Catalog
 from domain.clock import ManualClock
 from domain.errors import InvalidRequest
@@ -407,7 +408,8 @@ def test_views_of_the_old_layout_take_the_directory_into_the_access_table(
     services: Services, clock: ManualClock
 ) -> None:
     """Until the directory became columns of the access table it was a table of its own:
-    opening such views moves its lines over, drops it, and reads them as before."""
+    opening such views moves its lines over, drops it, and reads them as before —
+    also when several processes open them at once."""
     orgs = [register(services.app, name=f"Org {n}") for n in range(3)]
     services.app.start_trial(orgs[0], by="u-owner")
     services.read_model.catch_up()
@@ -439,7 +441,28 @@ def test_views_of_the_old_layout_take_the_directory_into_the_access_table(
         )
         cursor.execute(f"INSERT INTO {old.tracking} SELECT * FROM {live.tracking}")
 
-    old.create_table()
+    # Worker processes start at once: each opens its views under the schema
+    # lock (as construct_views does), so only the first moves the lines and
+    # drops the old table; the others find the new layout.
+    barrier = threading.Barrier(3)
+    failures: list[BaseException] = []
+
+    def open_views() -> None:
+        barrier.wait()
+        try:
+            with schema_lock(services.app.env):
+                OrganizationViews(
+                    live.datastore, live.dialect, "old_layout", live.log_table
+                ).create_table()
+        except BaseException as failure:  # reported below, not lost in the thread
+            failures.append(failure)
+
+    openers = [threading.Thread(target=open_views) for _ in range(3)]
+    for opener in openers:
+        opener.start()
+    for opener in openers:
+        opener.join()
+    assert failures == []
     old.create_table()  # idempotent once moved
 
     try:
